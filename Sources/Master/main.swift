@@ -1,0 +1,108 @@
+import ArgumentParser
+import Foundation
+import Worker
+
+struct Dfget: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dfget",
+        abstract: "Node daemon that sits between containerd and container registries.",
+        subcommands: [Daemon.self, Version.self, WorkerRole.self]
+    )
+}
+
+struct Version: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the version.")
+    func run() { print("dfget \(DfgetVersion.string)") }
+}
+
+struct Daemon: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the proxy / registry mirror daemon.")
+
+    @Option(name: .long, help: "Config file.")
+    var config = "/etc/dragonfly/dfget.yaml"
+
+    @Flag(name: .long, help: "Validate the config and exit.")
+    var check = false
+
+    @Option(name: .long, help: "Worker processes (overrides the config's `workers`; default one per core).")
+    var workers: Int?
+
+    func run() throws {
+        let loaded: ConfigLoader.Loaded
+        do {
+            loaded = try ConfigLoader.load(path: config)
+        } catch let e as ConfigError {
+            FileHandle.standardError.write("dfget: \(e)\n".data(using: .utf8)!)
+            throw ExitCode(2)
+        }
+        for w in loaded.warnings { FileHandle.standardError.write("dfget: warning: \(w)\n".data(using: .utf8)!) }
+        if check {
+            print("\(config): OK")
+            return
+        }
+        let cfg = loaded.config
+        do {
+            Log.shared = try Log.open(logDir: cfg.logDir, role: "master")
+        } catch {
+            FileHandle.standardError.write("dfget: cannot open log under \(cfg.logDir)/daemon: \(error)\n".data(using: .utf8)!)
+            throw ExitCode(1)
+        }
+        Log.shared.echoToStderr = false
+        for w in loaded.warnings { Log.shared.warn("config", ["warning": w.description]) }
+
+        let count = workers ?? (cfg.workers > 0 ? cfg.workers : ProcessInfo.processInfo.activeProcessorCount)
+        guard count >= 1 && count <= 256 else {
+            FileHandle.standardError.write("dfget: --workers must be 1...256\n".data(using: .utf8)!)
+            throw ExitCode(2)
+        }
+        setenv(WorkerEnvironment.configText, loaded.text, 1)
+        setenv(WorkerEnvironment.configFile, config, 1)
+
+        let supervisor = Supervisor(config: cfg, executable: EventLoop.executablePath())
+        var endpoints: [String] = []
+        do {
+            if let p = cfg.proxy {
+                let (tcp, port) = try Supervisor.bind(listen: p.tcpListen.listen, ports: p.tcpListen.ports)
+                try supervisor.addListener(tcp, kind: .proxy)
+                endpoints.append("proxy \(p.tcpListen.listen):\(port)")
+                Log.shared.info("proxy listening", ["listen": p.tcpListen.listen, "port": port])
+            } else {
+                Log.shared.warn("proxy disabled: proxy.tcpListen.port is not set")
+            }
+            let up = cfg.upload.tcpListen
+            let (tcp, port) = try Supervisor.bind(listen: up.listen, ports: up.ports)
+            try supervisor.addListener(tcp, kind: .peer)
+            endpoints.append("peer \(up.listen):\(port)")
+            Log.shared.info("peer port listening", ["listen": up.listen, "port": port])
+        } catch {
+            Log.shared.error("startup failed", ["error": "\(error)"])
+            FileHandle.standardError.write("dfget: \(error)\n".data(using: .utf8)!)
+            throw ExitCode(1)
+        }
+        Log.shared.info("daemon started", ["version": DfgetVersion.string, "workers": count, "config": config])
+        print("dfget \(DfgetVersion.string): \(endpoints.joined(separator: ", ")), \(count) workers, log \(Log.shared.path ?? "-")")
+        fflush(stdout)
+        supervisor.start(workers: count)
+        EventLoop.run()
+    }
+}
+
+struct WorkerRole: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "worker", abstract: "Internal: a worker process, spawned by the daemon.", shouldDisplay: false)
+
+    @Option(name: .long) var index = 0
+
+    func run() throws {
+        let env = ProcessInfo.processInfo.environment
+        guard let text = env[WorkerEnvironment.configText] else {
+            FileHandle.standardError.write("dfget worker: must be started by `dfget daemon`\n".data(using: .utf8)!)
+            throw ExitCode(2)
+        }
+        let loaded = try ConfigLoader.load(text: text, file: env[WorkerEnvironment.configFile] ?? "dfget.yaml")
+        Log.shared = try Log.open(logDir: loaded.config.logDir, role: "worker")
+        Log.shared.echoToStderr = false
+        try WorkerProcess(config: loaded.config, index: index).run()
+    }
+}
+
+Dfget.main()

@@ -1,0 +1,25 @@
+/// A config problem located in its file: `dfget.yaml:4: proxy.proxiess: unknown key (did you mean proxy.proxies?)`.
+public struct ConfigError: Error, CustomStringConvertible {
+    public let file: String
+    public let line: Int?
+    public let keyPath: String
+    public let message: String
+
+    public var description: String {
+        let loc = line.map { "\(file):\($0)" } ?? file
+        return keyPath.isEmpty ? "\(loc): \(message)" : "\(loc): \(keyPath): \(message)"
+    }
+}
+
+/// Something accepted but worth telling the user (ignored reference keys, features not built yet).
+public struct ConfigWarning: CustomStringConvertible, Equatable {
+    public let file: String
+    public let line: Int?
+    public let keyPath: String
+    public let message: String
+
+    public var description: String {
+        let loc = line.map { "\(file):\($0)" } ?? file
+        return "\(loc): \(keyPath): \(message)"
+    }
+}

@@ -1,0 +1,105 @@
+/// The daemon's configuration, as `/etc/dragonfly/dfget.yaml` gives it, with the reference daemon's defaults.
+public struct DaemonConfig {
+    public var aliveTime: Double = 0
+    public var gcInterval: Double = 60
+    public var workHome = "/usr/local/dragonfly"
+    public var cacheDir = "/var/cache/dragonfly"
+    public var logDir = "/var/log/dragonfly"
+    public var dataDir = "/var/lib/dragonfly"
+    public var keepStorage = false
+    public var storage = Storage()
+    public var download = Download()
+    public var upload = Upload()
+    public var health = Health()
+    /// Nil when the file has no `proxy` section or no port: the proxy is off.
+    public var proxy: Proxy?
+    /// Worker processes; 0 = one per core. (This daemon's own key.)
+    public var workers = 0
+    /// Longest wait for in-flight requests on SIGTERM. (This daemon's own key.)
+    public var drainTimeout: Double = 30
+
+    public init() {}
+
+    public struct Storage {
+        public var taskExpireTime: Double = 6 * 3600
+        public var diskGCThreshold: UInt64?
+        public var diskGCThresholdPercent: Double = 95
+    }
+
+    public struct Download {
+        public var totalRateLimit: UInt64 = 1024 << 20
+        public var perPeerRateLimit: UInt64 = 512 << 20
+    }
+
+    public struct Listen {
+        public var listen = "0.0.0.0"
+        public var ports: ClosedRange<Int>
+    }
+
+    public struct Upload {
+        public var rateLimit: UInt64 = 1024 << 20
+        public var tcpListen = Listen(ports: 65002...65002)
+    }
+
+    public struct Health {
+        public var path = "/server/ping"
+        public var tcpListen = Listen(ports: 40901...40901)
+        public var configured = false
+    }
+
+    public struct Security {
+        public var insecure = true
+        public var caCert: String?
+        public var cert: String?
+        public var key: String?
+        public var tlsVerify = false
+    }
+
+    public struct RegistryMirror {
+        public var url: String?
+        public var dynamic = false
+        public var insecure = false
+        public var certs: [String] = []
+        public var direct = false
+        public var useProxies = false
+    }
+
+    public struct Rule {
+        public var regx: String
+        public var useHTTPS = false
+        public var direct = false
+        public var redirect: String?
+        public var line: Int?
+    }
+
+    public struct HijackHost {
+        public var regx: String
+        public var insecure = false
+        public var certs: [String] = []
+    }
+
+    public struct Hijack {
+        public var cert: String?
+        public var key: String?
+        public var hosts: [HijackHost] = []
+    }
+
+    public struct WhiteListEntry {
+        public var host: String?
+        public var regx: String?
+        public var ports: [String] = []
+    }
+
+    public struct Proxy {
+        public var security = Security()
+        public var tcpListen = Listen(ports: 65001...65001)
+        public var registryMirror = RegistryMirror()
+        public var proxies: [Rule] = []
+        public var hijackHTTPS: Hijack?
+        public var whiteList: [WhiteListEntry] = []
+        public var basicAuth: (username: String, password: String)?
+        public var maxConcurrency = 0
+        public var defaultFilter: String?
+        public var defaultTag: String?
+    }
+}

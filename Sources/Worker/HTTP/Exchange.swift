@@ -1,0 +1,202 @@
+import Foundation
+
+/// One request and its response, as a handler sees it: request body in, response out, with
+/// backpressure both ways. Callbacks run on the worker's loop.
+public final class Exchange {
+    public let request: HTTPRequestHead
+    public let hasRequestBody: Bool
+    let connection: ServerConnection
+    let startNs = DispatchTime.now().uptimeNanoseconds
+
+    /// Request body bytes (valid during the call), then its end.
+    public var onBody: ((UnsafeRawBufferPointer) -> Void)? { didSet { flushBufferedBody() } }
+    public var onBodyEnd: (() -> Void)? { didSet { flushBufferedBody() } }
+    /// The client went away before the response was finished.
+    public var onAbort: (() -> Void)?
+    /// The client's socket drained after `isWriteBlocked` was true.
+    public var onWritable: (() -> Void)?
+
+    public private(set) var headSent = false
+    public private(set) var isFinished = false
+    var status = 0
+    private var chunked = false
+    private var closeDelimited = false
+    private var bodyBytes: UInt64 = 0
+    private(set) var bodyPaused = false
+    private var bufferedBody: [UInt8] = []
+    private var bodyEnded = false
+    private var bodyEndDelivered = false
+
+    /// Fields added to this request's access-log line (upstream, rule, decision, error).
+    public var logFields: [(String, LogValue)] = []
+
+    init(request: HTTPRequestHead, connection: ServerConnection, hasBody: Bool) {
+        self.request = request
+        self.connection = connection
+        self.hasRequestBody = hasBody
+    }
+
+    public var peer: String { connection.peer }
+
+    // MARK: Request body
+
+    func deliverBody(_ b: UnsafeRawBufferPointer) {
+        if let onBody, bufferedBody.isEmpty {
+            onBody(b)
+        } else {
+            // No consumer yet (the handler is still dialing upstream): hold it and stop reading.
+            bufferedBody.append(contentsOf: b)
+            pauseRequestBody()
+        }
+    }
+
+    func deliverBodyEnd() {
+        bodyEnded = true
+        flushBufferedBody()
+    }
+
+    private func flushBufferedBody() {
+        guard let onBody else { return }
+        if !bufferedBody.isEmpty {
+            let b = bufferedBody
+            bufferedBody = []
+            b.withUnsafeBytes { onBody($0) }
+        }
+        if bodyEnded, !bodyEndDelivered, let end = onBodyEnd {
+            bodyEndDelivered = true
+            end()
+        }
+    }
+
+    public func pauseRequestBody() {
+        bodyPaused = true
+        connection.pauseBody()
+    }
+
+    public func resumeRequestBody() {
+        bodyPaused = false
+        connection.resumeBody()
+    }
+
+    /// Whether the whole request body has been handed to `onBody`.
+    public var requestBodyComplete: Bool { !hasRequestBody || bodyEndDelivered }
+
+    // MARK: Response
+
+    /// Sends the status line and headers. `bodyLength` nil means unknown: chunked for HTTP/1.1
+    /// clients, close-delimited for HTTP/1.0. Hop-by-hop framing headers are set here.
+    public func sendHead(_ head: HTTPResponseHead, bodyLength: UInt64?) {
+        guard !headSent, !isFinished else { return }
+        headSent = true
+        status = head.status
+        var h = head
+        h.minorVersion = 1
+        h.headers.remove("Transfer-Encoding")
+        let noBody = request.method == "HEAD" || head.status == 204 || head.status == 304 || head.status < 200
+        if let n = bodyLength {
+            if !(request.method == "HEAD" && h.headers.contains("Content-Length")) && head.status != 204 && head.status != 304 {
+                h.headers.replace("Content-Length", String(n))
+            }
+        } else if !noBody {
+            h.headers.remove("Content-Length")
+            if request.minorVersion >= 1 {
+                chunked = true
+                h.headers.add("Transfer-Encoding", "chunked")
+            } else {
+                closeDelimited = true
+            }
+        }
+        if !request.wantsKeepAlive || closeDelimited || connection.closeAfterResponse {
+            h.headers.replace("Connection", "close")
+        } else if request.minorVersion == 0 {
+            h.headers.replace("Connection", "keep-alive")
+        }
+        connection.write(h.serialized())
+    }
+
+    public func sendBody(_ b: UnsafeRawBufferPointer) {
+        guard headSent, !isFinished, b.count > 0, request.method != "HEAD" else { return }
+        bodyBytes += UInt64(b.count)
+        if chunked {
+            connection.write(ChunkedEncoder.chunkHeader(b.count))
+            connection.write(b)
+            connection.write(ChunkedEncoder.chunkEnd)
+        } else {
+            connection.write(b)
+        }
+    }
+
+    public func sendBody(_ b: [UInt8]) { b.withUnsafeBytes { sendBody($0) } }
+
+    public var isWriteBlocked: Bool { connection.isWriteBlocked }
+
+    /// The response is complete. The connection is reused when both sides allow it.
+    public func finish() {
+        guard headSent, !isFinished else { return }
+        isFinished = true
+        if chunked { connection.write(ChunkedEncoder.last) }
+        logAccess(bytes: bodyBytes)
+        clearCallbacks()
+        connection.finished(self, reusable: !closeDelimited && requestBodyComplete)
+    }
+
+    /// A complete small response.
+    public func respond(status: Int, headers: HTTPHeaders = HTTPHeaders(), body: String = "") {
+        var head = HTTPResponseHead(status: status, headers: headers)
+        if !body.isEmpty && !head.headers.contains("Content-Type") {
+            head.headers.add("Content-Type", "text/plain; charset=utf-8")
+        }
+        let bytes = Array(body.utf8)
+        sendHead(head, bodyLength: UInt64(bytes.count))
+        sendBody(bytes)
+        finish()
+    }
+
+    /// Ends the exchange without a clean end (the upstream failed mid-body): the client must not
+    /// mistake a truncated body for a complete one, so the connection is dropped.
+    public func abort(reason: String) {
+        guard !isFinished else { return }
+        isFinished = true
+        logFields.append(("error", .string(reason)))
+        logAccess(bytes: bodyBytes)
+        clearCallbacks()
+        connection.abortConnection()
+    }
+
+    func connectionAborted() {
+        guard !isFinished else { return }
+        isFinished = true
+        logFields.append(("error", .string("client connection closed")))
+        logAccess(bytes: bodyBytes)
+        let cb = onAbort
+        clearCallbacks()
+        cb?()
+    }
+
+    private func clearCallbacks() {
+        onBody = nil
+        onBodyEnd = nil
+        onAbort = nil
+        onWritable = nil
+    }
+
+    /// Takes the client's socket for a CONNECT tunnel, with any bytes it already sent.
+    public func detachForTunnel() -> (TCP, [UInt8], ServerConnection) {
+        isFinished = true
+        clearCallbacks()
+        let (s, rest) = connection.detachForTunnel()
+        return (s, rest, connection)
+    }
+
+    func logAccess(bytes: UInt64) {
+        let ms = Double(DispatchTime.now().uptimeNanoseconds - startNs) / 1e6
+        var f: [(String, LogValue)] = [
+            ("method", .string(request.method)), ("url", .string(request.target)), ("status", .int(status)),
+            ("bytes", .int(Int(bytes))), ("durationMs", .double((ms * 1000).rounded() / 1000)),
+            ("peer", .string(peer)),
+        ]
+        f.append(contentsOf: logFields)
+        Log.shared.access(f)
+        if !isFinished { isFinished = true }
+    }
+}

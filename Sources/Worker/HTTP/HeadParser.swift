@@ -1,0 +1,136 @@
+import Foundation
+
+/// Why a message head was refused; each maps to the status the client gets.
+public enum HTTPParseError: Error, Equatable {
+    case headTooLarge
+    case malformed(String)
+
+    public var status: Int {
+        switch self {
+        case .headTooLarge: return 431
+        case .malformed: return 400
+        }
+    }
+
+    public var reason: String {
+        switch self {
+        case .headTooLarge: return "request head exceeds \(HeadParser.maxHeadSize) bytes"
+        case .malformed(let why): return why
+        }
+    }
+}
+
+public enum HeadParseResult<Head> {
+    case needMore
+    case complete(Head, consumed: Int)
+    case failed(HTTPParseError)
+}
+
+/// Parses an HTTP/1.x message head from the start of a byte buffer.
+public enum HeadParser {
+    /// A request head larger than this is refused with 431: far above what registries and clients send.
+    public static let maxHeadSize = 64 * 1024
+    static let maxHeaderCount = 256
+
+    /// Offset just past the blank line that ends the head, if present.
+    static func headEnd(_ b: UnsafeRawBufferPointer) -> Int? {
+        guard b.count >= 2 else { return nil }
+        var i = 0
+        let n = b.count
+        while i < n {
+            guard let nl = (i..<n).first(where: { b[$0] == 0x0A }) else { return nil }
+            // A line end is LF or CRLF; the head ends at an empty line.
+            if nl + 1 < n, b[nl + 1] == 0x0A { return nl + 2 }
+            if nl + 2 < n, b[nl + 1] == 0x0D, b[nl + 2] == 0x0A { return nl + 3 }
+            i = nl + 1
+        }
+        return nil
+    }
+
+    public static func parseRequest(_ b: UnsafeRawBufferPointer) -> HeadParseResult<HTTPRequestHead> {
+        parse(b) { first, headers in
+            let parts = first.split(separator: " ", omittingEmptySubsequences: false)
+            guard parts.count == 3, !parts[0].isEmpty, !parts[1].isEmpty else {
+                throw HTTPParseError.malformed("malformed request line")
+            }
+            guard parts[0].utf8.allSatisfy(isTokenChar) else { throw HTTPParseError.malformed("malformed method") }
+            guard parts[1].utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+                throw HTTPParseError.malformed("malformed request target")
+            }
+            let minor = try version(parts[2])
+            return HTTPRequestHead(method: String(parts[0]), target: String(parts[1]), minorVersion: minor, headers: headers)
+        }
+    }
+
+    public static func parseResponse(_ b: UnsafeRawBufferPointer) -> HeadParseResult<HTTPResponseHead> {
+        parse(b) { first, headers in
+            let parts = first.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: false)
+            guard parts.count >= 2, let status = Int(parts[1]), parts[1].count == 3, status >= 100 else {
+                throw HTTPParseError.malformed("malformed status line")
+            }
+            let minor = try version(parts[0])
+            return HTTPResponseHead(status: status, reason: parts.count == 3 ? String(parts[2]) : "", minorVersion: minor, headers: headers)
+        }
+    }
+
+    private static func version(_ s: Substring) throws -> Int {
+        switch s {
+        case "HTTP/1.1": return 1
+        case "HTTP/1.0": return 0
+        default: throw HTTPParseError.malformed("unsupported HTTP version")
+        }
+    }
+
+    private static func parse<H>(_ b: UnsafeRawBufferPointer, build: (Substring, HTTPHeaders) throws -> H) -> HeadParseResult<H> {
+        guard let end = headEnd(b) else {
+            return b.count > maxHeadSize ? .failed(.headTooLarge) : .needMore
+        }
+        if end > maxHeadSize { return .failed(.headTooLarge) }
+        // Lines are split on bytes: Swift's String treats "\r\n" as one Character.
+        var lines: [Substring] = []
+        var start = 0
+        for i in 0..<end where b[i] == 0x0A {
+            var stop = i
+            if stop > start && b[stop - 1] == 0x0D { stop -= 1 }
+            let bytes = UnsafeRawBufferPointer(rebasing: b[start..<stop])
+            if bytes.contains(0x0D) || bytes.contains(0) { return .failed(.malformed("bare CR or NUL in head")) }
+            lines.append(Substring(String(decoding: bytes, as: UTF8.self)))
+            start = i + 1
+        }
+        while lines.last?.isEmpty == true { lines.removeLast() }
+        guard let first = lines.first, !first.isEmpty else { return .failed(.malformed("empty request line")) }
+        do {
+            var headers = HTTPHeaders()
+            for line in lines.dropFirst() {
+                if line.first == " " || line.first == "\t" {
+                    throw HTTPParseError.malformed("obsolete header line folding")
+                }
+                guard let colon = line.firstIndex(of: ":") else { throw HTTPParseError.malformed("header line without colon") }
+                let name = line[line.startIndex..<colon]
+                guard !name.isEmpty, name.utf8.allSatisfy(isTokenChar) else {
+                    throw HTTPParseError.malformed("malformed header name")
+                }
+                let value = line[line.index(after: colon)...].trimmingSpaces()
+                guard value.utf8.allSatisfy({ $0 >= 0x20 || $0 == 0x09 }), !value.utf8.contains(0x7F) else {
+                    throw HTTPParseError.malformed("control character in header \(name)")
+                }
+                headers.add(String(name), value)
+                if headers.fields.count > maxHeaderCount { throw HTTPParseError.headTooLarge }
+            }
+            return .complete(try build(first, headers), consumed: end)
+        } catch let e as HTTPParseError {
+            return .failed(e)
+        } catch {
+            return .failed(.malformed("\(error)"))
+        }
+    }
+
+    static func isTokenChar(_ c: UInt8) -> Bool {
+        switch c {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            return true
+        default:
+            return "!#$%&'*+-.^_`|~".utf8.contains(c)
+        }
+    }
+}

@@ -1,0 +1,14 @@
+/// Per-connection limits of the HTTP server. Values are generous for registry traffic and bound memory.
+public enum Limits {
+    /// Time a client has to send a complete request head once it started one (slow-loris bound).
+    public static var headerTimeoutMs: UInt64 = 30_000
+    /// An idle keep-alive connection is closed after this long.
+    public static var keepAliveTimeoutMs: UInt64 = 60_000
+    /// Bytes of pipelined requests buffered while a response is in progress before reading pauses.
+    public static let pipelineBuffer = 128 * 1024
+    /// Dialing an upstream gives up after this long.
+    public static var connectTimeoutMs: UInt64 = 10_000
+    /// Idle upstream connections kept per host, and for how long.
+    public static let poolPerHost = 16
+    public static var poolIdleMs: UInt64 = 30_000
+}

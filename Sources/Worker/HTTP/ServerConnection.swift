@@ -1,0 +1,265 @@
+import Foundation
+
+/// One accepted client connection speaking HTTP/1.1: parses requests in order, hands each to the
+/// handler as an `Exchange`, and keeps the connection alive between them.
+public final class ServerConnection {
+    enum State {
+        case waitingHead
+        case readingBody
+        case awaitingResponse
+        case tunnel
+        case closed
+    }
+
+    let socket: TCP
+    let handler: (Exchange) -> Void
+    public let peer: String
+    var state: State = .waitingHead
+    var inbuf: [UInt8] = []
+    var decoder = BodyDecoder(.none)
+    var current: Exchange?
+    private let timer = LoopTimer()
+    private var processing = false
+    private var peerClosed = false
+    /// When set, the connection closes after the response in progress (worker drain).
+    private(set) var closeAfterResponse = false
+    /// Called once when the connection is gone.
+    public var onClosed: (() -> Void)?
+
+    public init(socket: TCP, handler: @escaping (Exchange) -> Void) {
+        self.socket = socket
+        self.handler = handler
+        self.peer = socket.peerAddress?.description ?? "?"
+    }
+
+    public func start() {
+        socket.setNoDelay()
+        socket.onDrain = { [weak self] in self?.current?.onWritable?() }
+        socket.onWriteError = { [weak self] _ in self?.abortConnection() }
+        socket.startReading { [weak self] ev in self?.onRead(ev) }
+        armTimer()
+    }
+
+    public var isIdle: Bool { state == .waitingHead && inbuf.isEmpty }
+
+    /// Worker drain: close now if idle, else after the response in progress.
+    public func drain() {
+        closeAfterResponse = true
+        if isIdle { close() }
+    }
+
+    private func armTimer() {
+        guard state == .waitingHead else {
+            timer.stop()
+            return
+        }
+        if inbuf.isEmpty {
+            timer.start(ms: Limits.keepAliveTimeoutMs) { [weak self] in self?.close() }
+        } else {
+            timer.start(ms: Limits.headerTimeoutMs) { [weak self] in
+                guard let self else { return }
+                Log.shared.info("request head timeout", ["peer": peer])
+                respondError(408, "request head not received in time")
+            }
+        }
+    }
+
+    private func onRead(_ ev: ReadEvent) {
+        switch ev {
+        case .data(let b):
+            if state == .readingBody && inbuf.isEmpty {
+                feedBody(b)
+            } else if state == .tunnel || state == .closed {
+                return
+            } else {
+                inbuf.append(contentsOf: b)
+            }
+            process()
+        case .eof:
+            peerClosed = true
+            switch state {
+            case .waitingHead:
+                if inbuf.isEmpty { close() } else { respondError(400, "connection closed inside a request head") }
+            case .readingBody:
+                if decoder.finishAtEOF() { bodyComplete() } else { abortConnection() }
+            case .awaitingResponse, .tunnel, .closed:
+                break
+            }
+        case .error:
+            abortConnection()
+        }
+    }
+
+    /// Feeds request body bytes to the decoder; keeps what follows the body for the next request.
+    private func feedBody(_ b: UnsafeRawBufferPointer) {
+        let used: Int
+        do {
+            used = try decoder.decode(b) { current?.deliverBody($0) }
+        } catch let e as HTTPParseError {
+            Log.shared.info("bad request body", ["peer": peer, "reason": e.reason])
+            abortConnection()
+            return
+        } catch { return }
+        if used < b.count { inbuf.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[used...])) }
+        if decoder.isDone { bodyComplete() }
+    }
+
+    private func bodyComplete() {
+        guard state == .readingBody else { return }
+        state = .awaitingResponse
+        current?.deliverBodyEnd()
+    }
+
+    private func process() {
+        guard !processing else { return }
+        processing = true
+        defer { processing = false }
+        while true {
+            switch state {
+            case .waitingHead:
+                if inbuf.isEmpty { armTimer(); return }
+                let result = inbuf.withUnsafeBytes { HeadParser.parseRequest($0) }
+                switch result {
+                case .needMore:
+                    armTimer()
+                    return
+                case .failed(let e):
+                    Log.shared.info("bad request", ["peer": peer, "status": e.status, "reason": e.reason])
+                    respondError(e.status, e.reason)
+                    return
+                case .complete(let head, let consumed):
+                    inbuf.removeFirst(consumed)
+                    begin(head)
+                }
+            case .readingBody:
+                guard !inbuf.isEmpty, socket.isReading || current?.bodyPaused == false else { return }
+                let pending = inbuf
+                inbuf.removeAll(keepingCapacity: true)
+                pending.withUnsafeBytes { feedBody($0) }
+                if state == .readingBody { return }
+            case .awaitingResponse:
+                if inbuf.count > Limits.pipelineBuffer { socket.stopReading() }
+                return
+            case .tunnel, .closed:
+                return
+            }
+        }
+    }
+
+    private func begin(_ head: HTTPRequestHead) {
+        let framing: BodyFraming
+        do {
+            framing = try Framing.request(head)
+        } catch let e as HTTPParseError {
+            Log.shared.info("bad request", ["peer": peer, "status": e.status, "reason": e.reason, "url": head.target])
+            respondError(e.status, e.reason)
+            return
+        } catch { return }
+        timer.stop()
+        decoder = BodyDecoder(framing)
+        let exchange = Exchange(request: head, connection: self, hasBody: framing != .none)
+        current = exchange
+        state = framing == .none ? .awaitingResponse : .readingBody
+        if framing != .none, head.headers.first("Expect")?.lowercased() == "100-continue" {
+            socket.write(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
+        }
+        handler(exchange)
+    }
+
+    // MARK: - Called by the exchange
+
+    func pauseBody() { socket.stopReading() }
+
+    func resumeBody() {
+        guard state == .readingBody || state == .awaitingResponse else { return }
+        if !inbuf.isEmpty && state == .readingBody { process() }
+        if inbuf.count <= Limits.pipelineBuffer && !peerClosed { socket.resumeReading() }
+    }
+
+    func write(_ b: UnsafeRawBufferPointer) { socket.write(b) }
+    func write(_ b: [UInt8]) { socket.write(b) }
+    var isWriteBlocked: Bool { socket.isWriteBlocked }
+
+    /// The response is complete: keep the connection for the next request or close it.
+    func finished(_ exchange: Exchange, reusable: Bool) {
+        guard current === exchange else { return }
+        current = nil
+        let keep = reusable && state == .awaitingResponse && exchange.request.wantsKeepAlive && !closeAfterResponse && !peerClosed
+        guard keep else {
+            state = .closed
+            socket.closeAfterWrites()
+            finishClose()
+            return
+        }
+        state = .waitingHead
+        if !peerClosed { socket.resumeReading() }
+        process()
+    }
+
+    /// Gives the socket to a tunnel (CONNECT): the connection stops speaking HTTP.
+    func detachForTunnel() -> (TCP, [UInt8]) {
+        state = .tunnel
+        timer.stop()
+        socket.stopReading()
+        socket.onDrain = nil
+        socket.onWriteError = nil
+        let rest = inbuf
+        inbuf = []
+        current = nil
+        timer.close()
+        // The tunnel owns the socket now; this object only reports its end to the worker.
+        return (socket, rest)
+    }
+
+    /// The tunnel that took the socket has closed it.
+    func tunnelClosed() { finishClose() }
+
+    /// Answers a protocol error and closes: the worker carries on.
+    func respondError(_ status: Int, _ reason: String) {
+        guard state != .closed, state != .tunnel else { return }
+        if let ex = current, ex.headSent {
+            abortConnection()
+            return
+        }
+        let body = reason + "\n"
+        var head = HTTPResponseHead(status: status)
+        head.headers.add("Content-Type", "text/plain; charset=utf-8")
+        head.headers.add("Content-Length", String(body.utf8.count))
+        head.headers.add("Connection", "close")
+        socket.write(head.serialized())
+        socket.write(Array(body.utf8))
+        if let ex = current {
+            ex.status = status
+            ex.logAccess(bytes: 0)
+        }
+        current = nil
+        state = .closed
+        socket.closeAfterWrites()
+        finishClose()
+    }
+
+    /// Drops the connection at once: the client sees a reset or an early close, never a clean end.
+    func abortConnection() {
+        guard state != .closed else { return }
+        let ex = current
+        current = nil
+        state = .closed
+        ex?.connectionAborted()
+        close()
+    }
+
+    public func close() {
+        if state != .tunnel { state = .closed }
+        current?.connectionAborted()
+        current = nil
+        socket.close()
+        finishClose()
+    }
+
+    private func finishClose() {
+        if !timer.isClosing { timer.close() }
+        let cb = onClosed
+        onClosed = nil
+        cb?()
+    }
+}

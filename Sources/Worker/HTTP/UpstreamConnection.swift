@@ -1,0 +1,180 @@
+/// One HTTP/1.1 connection to an origin, used for one request at a time and then returned to the pool.
+final class UpstreamConnection {
+    let key: String
+    let socket: TCP
+    let remote: String
+    var reused = false
+    private var method = "GET"
+    private var inbuf: [UInt8] = []
+    private var head: HTTPResponseHead?
+    private var decoder = BodyDecoder(.none)
+    private var requestChunked = false
+    private(set) var responseStarted = false
+    private(set) var broken = false
+    private var keepAlive = true
+
+    var onHead: ((HTTPResponseHead, BodyFraming) -> Void)?
+    var onBody: ((UnsafeRawBufferPointer) -> Void)?
+    var onEnd: (() -> Void)?
+    /// The connection failed; `afterResponseStarted` tells whether the client already has a head.
+    var onError: ((String) -> Void)?
+    /// Closed or misbehaving while idle in the pool.
+    var onIdleClose: (() -> Void)?
+
+    init(key: String, socket: TCP, remote: String) {
+        self.key = key
+        self.socket = socket
+        self.remote = remote
+    }
+
+    var isWriteBlocked: Bool { socket.isWriteBlocked }
+    var onDrain: (() -> Void)? {
+        get { socket.onDrain }
+        set { socket.onDrain = newValue }
+    }
+
+    /// Sends a request head; the body (if any) follows with `sendBody`/`endBody`.
+    func send(_ request: HTTPRequestHead, bodyFraming: BodyFraming) {
+        method = request.method
+        head = nil
+        inbuf.removeAll(keepingCapacity: true)
+        responseStarted = false
+        keepAlive = true
+        requestChunked = bodyFraming == .chunked
+        socket.onWriteError = { [weak self] e in self?.fail("upstream \(self?.remote ?? ""): write failed: \(e)") }
+        socket.write(request.serialized())
+        socket.startReading { [weak self] ev in self?.onRead(ev) }
+    }
+
+    func sendBody(_ b: UnsafeRawBufferPointer) {
+        guard b.count > 0 else { return }
+        if requestChunked {
+            socket.write(ChunkedEncoder.chunkHeader(b.count))
+            socket.write(b)
+            socket.write(ChunkedEncoder.chunkEnd)
+        } else {
+            socket.write(b)
+        }
+    }
+
+    func endBody() {
+        if requestChunked { socket.write(ChunkedEncoder.last) }
+    }
+
+    func pauseReading() { socket.stopReading() }
+    func resumeReading() { socket.resumeReading() }
+
+    private func onRead(_ ev: ReadEvent) {
+        switch ev {
+        case .data(let b):
+            if head == nil {
+                inbuf.append(contentsOf: b)
+                parseHead()
+            } else {
+                feed(b)
+            }
+        case .eof:
+            if head != nil, decoder.finishAtEOF() {
+                keepAlive = false
+                complete()
+            } else {
+                fail(head == nil ? "upstream \(remote): connection closed before a response" : "upstream \(remote): connection closed mid-body")
+            }
+        case .error(let e):
+            fail("upstream \(remote): \(e)")
+        }
+    }
+
+    private func parseHead() {
+        while head == nil {
+            let r = inbuf.withUnsafeBytes { HeadParser.parseResponse($0) }
+            switch r {
+            case .needMore:
+                if inbuf.count > HeadParser.maxHeadSize { fail("upstream \(remote): response head too large") }
+                return
+            case .failed(let e):
+                fail("upstream \(remote): \(e.reason)")
+                return
+            case .complete(let h, let consumed):
+                inbuf.removeFirst(consumed)
+                if h.status >= 100 && h.status < 200 && h.status != 101 { continue }  // interim responses
+                let framing: BodyFraming
+                do { framing = try Framing.response(h, requestMethod: method) } catch {
+                    fail("upstream \(remote): malformed response framing")
+                    return
+                }
+                head = h
+                responseStarted = true
+                decoder = BodyDecoder(framing)
+                keepAlive = h.minorVersion >= 1 ? !h.headers.tokens("Connection").contains("close")
+                                                : h.headers.tokens("Connection").contains("keep-alive")
+                if framing == .untilClose { keepAlive = false }
+                onHead?(h, framing)
+                guard !broken else { return }
+                let rest = inbuf
+                inbuf = []
+                if decoder.isDone { complete() } else if !rest.isEmpty { rest.withUnsafeBytes { feed($0) } }
+            }
+        }
+    }
+
+    private func feed(_ b: UnsafeRawBufferPointer) {
+        guard !decoder.isDone else { return }
+        do {
+            let used = try decoder.decode(b) { onBody?($0) }
+            if used < b.count { keepAlive = false }  // bytes beyond the response: do not reuse
+        } catch {
+            fail("upstream \(remote): malformed response body")
+            return
+        }
+        if decoder.isDone { complete() }
+    }
+
+    private func complete() {
+        let end = onEnd
+        clearCallbacks()
+        end?()
+    }
+
+    /// Whether the connection can serve another request.
+    var isReusable: Bool { keepAlive && !broken && !socket.isClosing && decoder.isDone }
+
+    private func fail(_ reason: String) {
+        guard !broken else { return }
+        broken = true
+        let cb = onError
+        let idle = onIdleClose
+        clearCallbacks()
+        socket.close()
+        cb?(reason)
+        idle?()
+    }
+
+    /// Parks the connection: any byte or EOF while idle means it can't be reused.
+    func park(onClose: @escaping () -> Void) {
+        onIdleClose = onClose
+        socket.startReading { [weak self] _ in self?.fail("idle connection closed") }
+        socket.resumeReading()
+    }
+
+    func unpark() {
+        onIdleClose = nil
+        socket.stopReading()
+        reused = true
+    }
+
+    func close() {
+        broken = true
+        clearCallbacks()
+        socket.close()
+    }
+
+    private func clearCallbacks() {
+        onHead = nil
+        onBody = nil
+        onEnd = nil
+        onError = nil
+        socket.onDrain = nil
+        socket.onWriteError = nil
+    }
+}

@@ -1,0 +1,112 @@
+import Foundation
+
+public enum LogValue {
+    case string(String)
+    case int(Int)
+    case double(Double)
+    case bool(Bool)
+
+    var json: String {
+        switch self {
+        case .string(let s): return Log.quote(s)
+        case .int(let i): return String(i)
+        case .double(let d): return d.isFinite ? String(d) : "null"
+        case .bool(let b): return b ? "true" : "false"
+        }
+    }
+}
+
+/// Values a log line can carry.
+public protocol LogConvertible { var logValue: LogValue { get } }
+extension String: LogConvertible { public var logValue: LogValue { .string(self) } }
+extension Substring: LogConvertible { public var logValue: LogValue { .string(String(self)) } }
+extension Int: LogConvertible { public var logValue: LogValue { .int(self) } }
+extension Int32: LogConvertible { public var logValue: LogValue { .int(Int(self)) } }
+extension Int64: LogConvertible { public var logValue: LogValue { .int(Int(self)) } }
+extension UInt64: LogConvertible { public var logValue: LogValue { .int(Int(self)) } }
+extension Double: LogConvertible { public var logValue: LogValue { .double(self) } }
+extension Bool: LogConvertible { public var logValue: LogValue { .bool(self) } }
+extension LogValue: LogConvertible { public var logValue: LogValue { self } }
+
+/// JSON-lines logger: one `write(2)` per line on an O_APPEND file shared by the master and its workers,
+/// so lines from different processes never interleave.
+public final class Log {
+    public nonisolated(unsafe) static var shared = Log(path: nil, role: "main")
+
+    private var fd: Int32 = -1
+    public let path: String?
+    let role: String
+    let pid = Int(getpid())
+    /// Warnings and errors are also printed to stderr (startup problems must be visible).
+    public var echoToStderr = true
+
+    public init(path: String?, role: String) {
+        self.path = path
+        self.role = role
+    }
+
+    /// Opens `<logDir>/daemon/core.log`, creating the folders.
+    public static func open(logDir: String, role: String) throws -> Log {
+        let dir = (logDir as NSString).appendingPathComponent("daemon")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let path = (dir as NSString).appendingPathComponent("core.log")
+        let log = Log(path: path, role: role)
+        log.fd = Foundation.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        if log.fd < 0 { throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: path]) }
+        return log
+    }
+
+    public typealias Fields = KeyValuePairs<String, any LogConvertible>
+
+    public func info(_ msg: String, _ fields: Fields = [:]) { write("info", msg, fields.map { ($0.key, $0.value.logValue) }) }
+    public func warn(_ msg: String, _ fields: Fields = [:]) { write("warn", msg, fields.map { ($0.key, $0.value.logValue) }) }
+    public func error(_ msg: String, _ fields: Fields = [:]) { write("error", msg, fields.map { ($0.key, $0.value.logValue) }) }
+    public func access(_ fields: [(String, LogValue)]) { write("info", "access", fields) }
+
+    public func write(_ level: String, _ msg: String, _ fields: [(String, LogValue)]) {
+        var line = "{\"level\":\"\(level)\",\"ts\":\"\(Log.timestamp())\",\"role\":\"\(role)\",\"pid\":\(pid),\"msg\":\(Log.quote(msg))"
+        for (k, v) in fields { line += ",\(Log.quote(k)):\(v.json)" }
+        line += "}\n"
+        let bytes = Array(line.utf8)
+        if fd >= 0 { bytes.withUnsafeBytes { _ = Foundation.write(fd, $0.baseAddress, $0.count) } }
+        if fd < 0 || (echoToStderr && level != "info") {
+            let plain = "dfget \(level): \(msg)" + fields.map { " \($0.0)=\($0.1.plain)" }.joined() + "\n"
+            FileHandle.standardError.write(plain.data(using: .utf8)!)
+        }
+    }
+
+    static func timestamp() -> String {
+        var tv = timeval()
+        gettimeofday(&tv, nil)
+        var t = time_t(tv.tv_sec)
+        var tmv = tm()
+        localtime_r(&t, &tmv)
+        return String(format: "%04d-%02d-%02d %02d:%02d:%02d.%03d", tmv.tm_year + 1900, tmv.tm_mon + 1, tmv.tm_mday,
+                      tmv.tm_hour, tmv.tm_min, tmv.tm_sec, Int(tv.tv_usec / 1000))
+    }
+
+    static func quote(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
+            }
+        }
+        return out + "\""
+    }
+}
+
+extension LogValue {
+    var plain: String {
+        switch self {
+        case .string(let s): return s
+        default: return json
+        }
+    }
+}

@@ -1,0 +1,89 @@
+/// A CONNECT tunnel: bytes both ways with backpressure and half-close, until both sides are done.
+final class Tunnel {
+    let client: TCP
+    let upstream: TCP
+    let exchange: Exchange
+    let connection: ServerConnection
+    private var up: UInt64 = 0
+    private var down: UInt64 = 0
+    private var clientDone = false
+    private var upstreamDone = false
+    private var closed = false
+
+    /// Dials `authority` for the CONNECT in `exchange`; on success the client's socket becomes a tunnel.
+    static func open(_ exchange: Exchange, authority: String) {
+        guard let (host, port) = UpstreamURL.splitHostPort(authority, defaultPort: 443), authority.contains(":") else {
+            exchange.respond(status: 400, body: "CONNECT target must be host:port\n")
+            return
+        }
+        exchange.logFields.append(("upstream", .string(authority)))
+        exchange.logFields.append(("mode", .string("tunnel")))
+        exchange.onAbort = {}
+        Dialer.dial(host: host, port: port) { r in
+            switch r {
+            case .failure(let e):
+                exchange.logFields.append(("error", .string("\(e)")))
+                exchange.respond(status: 502, body: "CONNECT \(e)\n")
+            case .success(let (sock, _)):
+                guard !exchange.isFinished else {
+                    sock.close()
+                    return
+                }
+                let (client, rest, conn) = exchange.detachForTunnel()
+                let t = Tunnel(client: client, upstream: sock, exchange: exchange, connection: conn)
+                client.write("HTTP/1.1 200 Connection Established\r\n\r\n")
+                if !rest.isEmpty {
+                    t.up += UInt64(rest.count)
+                    sock.write(rest)
+                }
+                t.start()
+            }
+        }
+    }
+
+    private init(client: TCP, upstream: TCP, exchange: Exchange, connection: ServerConnection) {
+        self.client = client
+        self.upstream = upstream
+        self.exchange = exchange
+        self.connection = connection
+    }
+
+    private func start() {
+        // The closures below hold `self` until `finish` clears them: the tunnel lives as long as its sockets.
+        relay(from: client, to: upstream, count: { self.up += $0 }, done: { self.clientDone = true })
+        relay(from: upstream, to: client, count: { self.down += $0 }, done: { self.upstreamDone = true })
+    }
+
+    private func relay(from a: TCP, to b: TCP, count: @escaping (UInt64) -> Void, done: @escaping () -> Void) {
+        b.onDrain = { a.resumeReading() }
+        b.onWriteError = { _ in self.finish() }
+        a.startReading { ev in
+            switch ev {
+            case .data(let bytes):
+                count(UInt64(bytes.count))
+                b.write(bytes)
+                if b.isWriteBlocked { a.stopReading() }
+            case .eof:
+                done()
+                if self.clientDone && self.upstreamDone {
+                    b.shutdown { _ in self.finish() }
+                } else {
+                    b.shutdown()
+                }
+            case .error:
+                self.finish()
+            }
+        }
+    }
+
+    private func finish() {
+        guard !closed else { return }
+        closed = true
+        client.close()
+        upstream.close()
+        exchange.status = 200
+        exchange.logFields.append(("bytesUp", .int(Int(up))))
+        exchange.logAccess(bytes: down)
+        connection.tunnelClosed()
+    }
+}

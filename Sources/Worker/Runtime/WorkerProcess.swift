@@ -1,0 +1,90 @@
+import Foundation
+
+/// A worker: one libuv loop serving the sockets the master hands over fd 3, until told to drain.
+public final class WorkerProcess {
+    let config: DaemonConfig
+    let index: Int
+    let proxy: ProxyHandler?
+    let peer = PeerHandler()
+    private let ipc = Pipe(ipc: true)
+    private var connections: [ObjectIdentifier: ServerConnection] = [:]
+    private var draining = false
+    private var signals: [SignalWatcher] = []
+    private var drainTimer: LoopTimer?
+
+    public init(config: DaemonConfig, index: Int) {
+        self.config = config
+        self.index = index
+        proxy = config.proxy.map(ProxyHandler.init)
+    }
+
+    public func run() throws {
+        EventLoop.ignoreSIGPIPE()
+        try ipc.open(fd: 3)
+        ipc.startReading { [self] ev in
+            switch ev {
+            case .data(let tags):
+                for tag in tags {
+                    guard let sock = ipc.acceptPendingTCP() else { continue }
+                    serve(sock, Handoff(rawValue: tag) ?? .proxy)
+                }
+            case .eof, .error:
+                Log.shared.info("master is gone: draining", ["worker": index])
+                drain()
+            }
+        }
+        signals.append(SignalWatcher(signal: SIGTERM) { [self] _ in drain() })
+        // Ctrl-C reaches the whole process group; the master decides, the worker drains when told.
+        signals.append(SignalWatcher(signal: SIGINT) { _ in })
+        for s in signals { s.unref() }
+        Log.shared.info("worker started", ["worker": index])
+        EventLoop.run()
+        exitWorker()
+    }
+
+    private func serve(_ sock: TCP, _ kind: Handoff) {
+        let handler: (Exchange) -> Void
+        switch kind {
+        case .proxy:
+            guard let proxy else { sock.close(); return }
+            handler = proxy.handle
+        case .peer:
+            handler = peer.handle
+        }
+        let conn = ServerConnection(socket: sock, handler: handler)
+        let id = ObjectIdentifier(conn)
+        connections[id] = conn
+        conn.onClosed = { [self] in
+            connections[id] = nil
+            if draining && connections.isEmpty { exitWorker() }
+        }
+        conn.start()
+        if draining { conn.drain() }
+    }
+
+    /// Stop taking sockets, let in-flight requests finish (bounded by `drainTimeout`), then exit 0.
+    func drain() {
+        guard !draining else { return }
+        draining = true
+        ipc.close()
+        proxy?.drain()
+        Log.shared.info("worker draining", ["worker": index, "connections": connections.count])
+        for c in Array(connections.values) { c.drain() }
+        if connections.isEmpty {
+            exitWorker()
+            return
+        }
+        let t = LoopTimer()
+        t.unref()
+        t.start(ms: UInt64(config.drainTimeout * 1000)) { [self] in
+            Log.shared.warn("drain timeout: closing connections", ["worker": index, "connections": connections.count])
+            exitWorker()
+        }
+        drainTimer = t
+    }
+
+    private func exitWorker() {
+        Log.shared.info("worker exiting", ["worker": index])
+        exit(0)
+    }
+}

@@ -1,0 +1,70 @@
+internal import CUV
+
+/// The only place that touches `Unmanaged`: every libuv handle and request keeps its Swift owner in
+/// `data`, retained once from creation until libuv's final callback for it.
+public class UVHandle {
+    let raw: UnsafeMutableRawPointer
+    var handle: UnsafeMutablePointer<uv_handle_t> { raw.assumingMemoryBound(to: uv_handle_t.self) }
+    public private(set) var isClosing = false
+    /// Called once, from the close callback, after which the handle is gone.
+    public var onClose: (() -> Void)?
+
+    init(type: uv_handle_type) {
+        raw = UnsafeMutableRawPointer.allocate(byteCount: uv_handle_size(type), alignment: 16)
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: uv_handle_size(type))
+        // libuv never touches `data`: setting it before uv_*_init is fine. Released in `closeThunk`.
+        handle.pointee.data = Unmanaged.passRetained(self).toOpaque()
+    }
+
+    deinit { raw.deallocate() }
+
+    public func close() {
+        guard !isClosing else { return }
+        isClosing = true
+        willClose()
+        uv_close(handle, closeThunk)
+    }
+
+    /// Subclasses drop their callbacks here so that no closure outlives the handle's use.
+    func willClose() {}
+
+    public func unref() { uv_unref(handle) }
+
+    static func owner(_ h: UnsafeMutablePointer<uv_handle_t>) -> UVHandle {
+        Unmanaged<UVHandle>.fromOpaque(h.pointee.data).takeUnretainedValue()
+    }
+    static func owner<T>(_ p: UnsafeMutablePointer<T>) -> UVHandle {
+        owner(UnsafeMutableRawPointer(p).assumingMemoryBound(to: uv_handle_t.self))
+    }
+}
+
+private let closeThunk: uv_close_cb = { h in
+    let owner = Unmanaged<UVHandle>.fromOpaque(h!.pointee.data).takeRetainedValue()
+    let done = owner.onClose
+    owner.onClose = nil
+    done?()
+}
+
+/// A libuv request (`uv_write_t`, `uv_connect_t`, ...) with the Swift state its callback needs.
+/// Retained while libuv holds it; `take` releases it in the callback.
+final class UVRequest<State> {
+    let raw: UnsafeMutableRawPointer
+    var state: State
+
+    init(type: uv_req_type, state: State) {
+        raw = UnsafeMutableRawPointer.allocate(byteCount: uv_req_size(type), alignment: 16)
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: uv_req_size(type))
+        self.state = state
+        raw.assumingMemoryBound(to: uv_req_t.self).pointee.data = Unmanaged.passRetained(self).toOpaque()
+    }
+
+    deinit { raw.deallocate() }
+
+    func pointer<T>(_: T.Type) -> UnsafeMutablePointer<T> { raw.assumingMemoryBound(to: T.self) }
+
+    /// Release the retain made at init: for the callback, or when the call that would have used it failed.
+    static func take<T>(_ req: UnsafeMutablePointer<T>) -> UVRequest<State> {
+        let data = UnsafeMutableRawPointer(req).assumingMemoryBound(to: uv_req_t.self).pointee.data!
+        return Unmanaged<UVRequest<State>>.fromOpaque(data).takeRetainedValue()
+    }
+}

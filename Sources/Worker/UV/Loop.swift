@@ -1,0 +1,39 @@
+internal import CUV
+import Foundation
+
+/// The process's single libuv loop. Everything built on it is confined to the thread that runs it.
+public enum EventLoop {
+    static var raw: UnsafeMutablePointer<uv_loop_t> { uv_default_loop() }
+
+    /// Runs until no active handle is left.
+    public static func run() { uv_run(raw, UV_RUN_DEFAULT) }
+
+    /// Milliseconds of the loop's cached clock.
+    public static var nowMs: UInt64 { uv_now(raw) }
+
+    public static func ignoreSIGPIPE() { cuv_ignore_sigpipe() }
+
+    /// Absolute path of the running executable.
+    public static func executablePath() -> String {
+        var buf = [CChar](repeating: 0, count: 4096)
+        var size = buf.count
+        guard uv_exepath(&buf, &size) == 0 else { return CommandLine.arguments[0] }
+        return String(cString: buf)
+    }
+}
+
+/// A libuv error code (negative errno) with its text.
+public struct UVError: Error, CustomStringConvertible {
+    public let code: Int32
+    public init(_ code: Int32) { self.code = code }
+    public var description: String { String(cString: uv_strerror(code)) }
+    public var name: String { String(cString: uv_err_name(code)) }
+    public static let eof = UV_EOF.rawValue
+    public static let canceled = UV_ECANCELED.rawValue
+}
+
+@discardableResult
+func check(_ rc: Int32) throws -> Int32 {
+    if rc < 0 { throw UVError(rc) }
+    return rc
+}

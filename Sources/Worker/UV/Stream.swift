@@ -1,0 +1,154 @@
+internal import CUV
+
+public enum ReadEvent {
+    /// Valid only during the callback.
+    case data(UnsafeRawBufferPointer)
+    case eof
+    case error(UVError)
+}
+
+/// A libuv stream (TCP socket or pipe) with one fixed read buffer and queued writes.
+public class UVStream: UVHandle {
+    static let readBufferSize = 64 * 1024
+    var stream: UnsafeMutablePointer<uv_stream_t> { raw.assumingMemoryBound(to: uv_stream_t.self) }
+    private var readBuffer: UnsafeMutableRawPointer?
+    private var onRead: ((ReadEvent) -> Void)?
+    public private(set) var isReading = false
+    /// Called after a queued write completes and the queue has drained below `lowWater`.
+    public var onDrain: (() -> Void)?
+    /// Called once if a queued write fails (the peer is gone); the owner decides what to close.
+    public var onWriteError: ((UVError) -> Void)?
+    public var lowWater = 64 * 1024
+    public var highWater = 1024 * 1024
+
+    deinit { readBuffer?.deallocate() }
+
+    override func willClose() {
+        onRead = nil
+        onDrain = nil
+        onWriteError = nil
+    }
+
+    public var writeQueueSize: Int { uv_stream_get_write_queue_size(stream) }
+    /// True when the owner should stop producing until `onDrain`.
+    public var isWriteBlocked: Bool { writeQueueSize > highWater }
+
+    public func startReading(_ cb: @escaping (ReadEvent) -> Void) {
+        onRead = cb
+        resumeReading()
+    }
+
+    public func resumeReading() {
+        guard !isReading, !isClosing, onRead != nil else { return }
+        isReading = true
+        uv_read_start(stream, { h, _, buf in
+            let s = UVHandle.owner(h!) as! UVStream
+            if s.readBuffer == nil {
+                s.readBuffer = UnsafeMutableRawPointer.allocate(byteCount: UVStream.readBufferSize, alignment: 16)
+            }
+            buf!.pointee = uv_buf_init(s.readBuffer!.assumingMemoryBound(to: CChar.self), UInt32(UVStream.readBufferSize))
+        }, { h, nread, _ in
+            let s = UVHandle.owner(h!) as! UVStream
+            s.deliver(nread)
+        })
+    }
+
+    func deliver(_ nread: Int) {
+        if nread > 0 {
+            onRead?(.data(UnsafeRawBufferPointer(start: readBuffer, count: nread)))
+        } else if nread == Int(UVError.eof) {
+            stopReading()
+            onRead?(.eof)
+        } else if nread < 0 {
+            stopReading()
+            onRead?(.error(UVError(Int32(nread))))
+        }
+    }
+
+    public func stopReading() {
+        guard isReading, !isClosing else { return }
+        isReading = false
+        uv_read_stop(stream)
+    }
+
+    /// Writes all of `bytes`: synchronously when the socket takes them, else a copy is queued.
+    public func write(_ bytes: UnsafeRawBufferPointer) {
+        guard !isClosing, bytes.count > 0 else { return }
+        var offset = 0
+        if writeQueueSize == 0 {
+            var b = uv_buf_init(UnsafeMutablePointer(mutating: bytes.baseAddress!.assumingMemoryBound(to: CChar.self)), UInt32(bytes.count))
+            let n = uv_try_write(stream, &b, 1)
+            if n == Int32(bytes.count) { return }
+            if n > 0 { offset = Int(n) }
+            else if n != UV_EAGAIN.rawValue && n != UV_ENOSYS.rawValue {
+                writeFailed(UVError(n))
+                return
+            }
+        }
+        queueWrite(UnsafeRawBufferPointer(rebasing: bytes[offset...]), sendHandle: nil, completion: nil)
+    }
+
+    public func write(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { write($0) }
+    }
+
+    public func write(_ string: String) {
+        write(Array(string.utf8))
+    }
+
+    /// Queues a copy of `bytes` (and, on IPC pipes, a handle to send) and calls `completion` with the status.
+    func queueWrite(_ bytes: UnsafeRawBufferPointer, sendHandle: UVStream?, completion: ((Int32) -> Void)?) {
+        let copy = UnsafeMutableRawPointer.allocate(byteCount: bytes.count, alignment: 16)
+        copy.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+        let req = UVRequest<(UVStream, UnsafeMutableRawPointer, ((Int32) -> Void)?)>(type: UV_WRITE, state: (self, copy, completion))
+        var buf = uv_buf_init(copy.assumingMemoryBound(to: CChar.self), UInt32(bytes.count))
+        let cb: uv_write_cb = { r, status in
+            let req = UVRequest<(UVStream, UnsafeMutableRawPointer, ((Int32) -> Void)?)>.take(r!)
+            let (s, copy, completion) = req.state
+            copy.deallocate()
+            completion?(status)
+            if status < 0 {
+                if status != UVError.canceled { s.writeFailed(UVError(status)) }
+            } else if s.writeQueueSize <= s.lowWater {
+                s.onDrain?()
+            }
+        }
+        let rc: Int32
+        if let h = sendHandle {
+            rc = uv_write2(req.pointer(uv_write_t.self), stream, &buf, 1, h.stream, cb)
+        } else {
+            rc = uv_write(req.pointer(uv_write_t.self), stream, &buf, 1, cb)
+        }
+        if rc < 0 {
+            _ = UVRequest<(UVStream, UnsafeMutableRawPointer, ((Int32) -> Void)?)>.take(req.pointer(uv_write_t.self))
+            copy.deallocate()
+            completion?(rc)
+            writeFailed(UVError(rc))
+        }
+    }
+
+    private func writeFailed(_ e: UVError) {
+        let cb = onWriteError
+        onWriteError = nil
+        cb?(e)
+    }
+
+    /// Half-close: the write side shuts down once queued writes are flushed.
+    public func shutdown(_ completion: ((Int32) -> Void)? = nil) {
+        guard !isClosing else { return }
+        let req = UVRequest<((Int32) -> Void)?>(type: UV_SHUTDOWN, state: completion)
+        let rc = uv_shutdown(req.pointer(uv_shutdown_t.self), stream) { r, status in
+            UVRequest<((Int32) -> Void)?>.take(r!).state?(status)
+        }
+        if rc < 0 {
+            UVRequest<((Int32) -> Void)?>.take(req.pointer(uv_shutdown_t.self)).state?(rc)
+        }
+    }
+
+    /// Flushes what is queued, sends FIN, then closes.
+    public func closeAfterWrites() {
+        guard !isClosing else { return }
+        stopReading()
+        shutdown { [weak self] _ in self?.close() }
+    }
+}
