@@ -186,9 +186,11 @@ public enum ConfigLoader {
     // MARK: Validate
 
     static func validate(_ c: DaemonConfig, _ ctx: YAMLContext) throws {
-        if let p = c.proxy, c.upload.tcpListen.ports.overlaps(p.tcpListen.ports), c.upload.tcpListen.listen == p.tcpListen.listen {
+        // Ranges are tried in order, so only two fixed, equal ports are sure to collide.
+        if let p = c.proxy, p.tcpListen.ports.count == 1, c.upload.tcpListen.ports == p.tcpListen.ports,
+           c.upload.tcpListen.listen == p.tcpListen.listen {
             throw ConfigError(file: ctx.file, line: nil, keyPath: "upload.tcpListen.port",
-                              message: "overlaps proxy.tcpListen.port \(p.tcpListen.ports)")
+                              message: "same port as proxy.tcpListen.port (\(p.tcpListen.ports.lowerBound))")
         }
     }
 

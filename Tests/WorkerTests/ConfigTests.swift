@@ -1,0 +1,203 @@
+import XCTest
+@testable import Worker
+
+final class ConfigTests: XCTestCase {
+    func load(_ yaml: String) throws -> ConfigLoader.Loaded { try ConfigLoader.load(text: yaml, file: "dfget.yaml") }
+
+    func error(_ yaml: String) -> ConfigError? {
+        do {
+            _ = try load(yaml)
+            return nil
+        } catch let e as ConfigError {
+            return e
+        } catch {
+            return nil
+        }
+    }
+
+    // The seed's documented configs (containerd-proxy-and-mirror.md), verbatim.
+    static let seedProxy = """
+    proxy:
+      security:
+        insecure: true
+      tcpListen:
+        listen: 0.0.0.0
+        port: 65001
+      proxies:
+        - regx: blobs/sha256.*
+      hijackHTTPS:
+        # CA certificate's path used to hijack https requests
+        cert: ca.crt
+        key: ca.key
+        hosts:
+          - regx: your.private.registry
+    """
+
+    static let seedProxyInsecureHost = """
+    proxy:
+      security:
+        insecure: true
+      tcpListen:
+        listen: 0.0.0.0
+        port: 65001
+      proxies:
+        - regx: blobs/sha256.*
+      hijackHTTPS:
+        # CA certificate's path used to hijack https requests
+        cert: ca.crt
+        key: ca.key
+        hosts:
+          - regx: your.private.registry
+            insecure: true
+    """
+
+    static let seedProxyCerts = """
+    proxy:
+      security:
+        insecure: true
+      tcpListen:
+        listen: 0.0.0.0
+        port: 65001
+      proxies:
+        - regx: blobs/sha256.*
+      hijackHTTPS:
+        # CA certificate's path used to hijack https requests
+        cert: ca.crt
+        key: ca.key
+        hosts:
+          - regx: your.private.registry
+            certs: ["server.crt"]
+    """
+
+    static let seedMirror = """
+    proxy:
+      security:
+        insecure: true
+      tcpListen:
+        listen: 0.0.0.0
+        port: 65001
+      registryMirror:
+        # multiple registries support, if only mirror single registry, disable this
+        dynamic: true
+        url: https://index.docker.io
+      proxies:
+        - regx: blobs/sha256.*
+    """
+
+    func testSeedConfigsLoad() throws {
+        for yaml in [Self.seedProxy, Self.seedProxyInsecureHost, Self.seedProxyCerts, Self.seedMirror] {
+            let c = try load(yaml).config
+            XCTAssertEqual(c.proxy?.tcpListen.listen, "0.0.0.0")
+            XCTAssertEqual(c.proxy?.tcpListen.ports, 65001...65001)
+            XCTAssertEqual(c.proxy?.proxies.map(\.regx), ["blobs/sha256.*"])
+            XCTAssertEqual(c.proxy?.security.insecure, true)
+        }
+        let p = try load(Self.seedProxyCerts).config.proxy!
+        XCTAssertEqual(p.hijackHTTPS?.cert, "ca.crt")
+        XCTAssertEqual(p.hijackHTTPS?.hosts.first?.certs, ["server.crt"])
+        XCTAssertEqual(try load(Self.seedProxyInsecureHost).config.proxy?.hijackHTTPS?.hosts.first?.insecure, true)
+        let m = try load(Self.seedMirror).config.proxy!.registryMirror
+        XCTAssertEqual(m.url, "https://index.docker.io")
+        XCTAssertTrue(m.dynamic)
+    }
+
+    func testFeaturesNotBuiltAreWarnedNotSilent() throws {
+        let w = try load(Self.seedProxy).warnings
+        XCTAssertTrue(w.contains { $0.keyPath == "proxy.hijackHTTPS" && $0.line == 9 }, "\(w)")
+    }
+
+    func testDefaults() throws {
+        let c = try load("").config
+        XCTAssertNil(c.proxy, "the proxy is off unless a port is set")
+        XCTAssertEqual(c.upload.tcpListen.ports, 65002...65002)
+        XCTAssertEqual(c.logDir, "/var/log/dragonfly")
+        XCTAssertEqual(c.storage.taskExpireTime, 6 * 3600)
+        XCTAssertEqual(c.gcInterval, 60)
+        XCTAssertNil(try load("proxy:\n  tcpListen:\n    listen: 127.0.0.1\n").config.proxy)
+    }
+
+    func testUnknownKeyNamesFileLineAndSuggestion() {
+        let e = error("proxy:\n  tcpListen:\n    port: 65001\n  proxiess:\n    - regx: x\n")
+        XCTAssertEqual(e?.description, "dfget.yaml:4: proxy.proxiess: unknown key (did you mean proxy.proxies?)")
+        let top = error("logdir: /tmp\n")
+        XCTAssertEqual(top?.description, "dfget.yaml:1: logdir: unknown key (did you mean logDir?)")
+        let deep = error("proxy:\n  tcpListen:\n    port: 1\n  proxies:\n    - regx: a\n      usehttps: true\n")
+        XCTAssertEqual(deep?.description, "dfget.yaml:6: proxy.proxies[0].usehttps: unknown key (did you mean proxy.proxies[0].useHTTPS?)")
+    }
+
+    func testReferenceKeysWeDoNotUseWarn() throws {
+        let l = try load("scheduler:\n  manager:\n    enable: true\nhost:\n  idc: x\ndownload:\n  peerGRPC:\n    timeout: 1s\n")
+        XCTAssertEqual(Set(l.warnings.filter { $0.message.contains("not used") }.map(\.keyPath)), ["download.peerGRPC", "scheduler", "host"])
+        XCTAssertEqual(l.warnings.first { $0.keyPath == "scheduler" }?.line, 1)
+    }
+
+    func testTypedValueErrors() {
+        XCTAssertEqual(error("proxy:\n  tcpListen:\n    port: abc\n")?.description, "dfget.yaml:3: proxy.tcpListen.port: expected an integer, got \"abc\"")
+        XCTAssertEqual(error("proxy:\n  tcpListen:\n    port: 70000\n")?.line, 3)
+        XCTAssertEqual(error("storage:\n  diskGCThreshold: lots\n")?.description, "dfget.yaml:2: storage.diskGCThreshold: expected a size like 1024Mi or 20Gi, got \"lots\"")
+        XCTAssertEqual(error("gcInterval: soon\n")?.keyPath, "gcInterval")
+        XCTAssertEqual(error("proxy:\n  tcpListen:\n    port: 1\n  registryMirror:\n    dynamic: maybe\n")?.line, 5)
+        XCTAssertEqual(error("proxy:\n  tcpListen:\n    port: 1\n  proxies:\n    - regx: \"a(\"\n")?.description,
+                       "dfget.yaml:5: proxy.proxies[0].regx: invalid regular expression \"a(\"")
+        XCTAssertEqual(error("proxy:\n  tcpListen:\n    port: 1\n  registryMirror:\n    url: ftp://x\n")?.line, 5)
+        XCTAssertEqual(error("proxy:\n  tcpListen:\n    listen: localhost\n    port: 1\n")?.keyPath, "proxy.tcpListen.listen")
+        XCTAssertEqual(error("proxy: [1, 2]\n")?.description, "dfget.yaml:1: proxy: expected a mapping of keys")
+        XCTAssertNotNil(error("proxy:\n  tcpListen:\n   port: 1\n  bad indent\n"))
+    }
+
+    func testInvalidYAMLHasLine() {
+        let e = error("proxy:\n  tcpListen:\n    port: [1\n")
+        XCTAssertNotNil(e?.line)
+        XCTAssertTrue(e?.description.hasPrefix("dfget.yaml:") == true)
+    }
+
+    func testPortRangeAndUnits() throws {
+        let c = try load("""
+        aliveTime: 0s
+        gcInterval: 1m30s
+        storage:
+          taskExpireTime: 6h
+          diskGCThreshold: 50Gi
+          diskGCThresholdPercent: 80
+        download:
+          totalRateLimit: 1024Mi
+        proxy:
+          tcpListen:
+            port:
+              start: 65001
+              end: 65010
+        workers: 3
+        """).config
+        XCTAssertEqual(c.gcInterval, 90)
+        XCTAssertEqual(c.storage.diskGCThreshold, 50 << 30)
+        XCTAssertEqual(c.storage.diskGCThresholdPercent, 80)
+        XCTAssertEqual(c.download.totalRateLimit, 1024 << 20)
+        XCTAssertEqual(c.proxy?.tcpListen.ports, 65001...65010)
+        XCTAssertEqual(c.workers, 3)
+        XCTAssertEqual(error("proxy:\n  tcpListen:\n    port:\n      start: 10\n      end: 5\n")?.keyPath, "proxy.tcpListen.port")
+    }
+
+    func testUnits() {
+        XCTAssertEqual(Units.parseSize("1024Mi"), 1 << 30)
+        XCTAssertEqual(Units.parseSize("20Gi"), 20 << 30)
+        XCTAssertEqual(Units.parseSize("100M"), 100_000_000)
+        XCTAssertEqual(Units.parseSize("512KiB"), 512 * 1024)
+        XCTAssertEqual(Units.parseSize("4096"), 4096)
+        XCTAssertNil(Units.parseSize("12 parsecs"))
+        XCTAssertEqual(Units.parseDuration("6h"), 21600)
+        XCTAssertEqual(Units.parseDuration("1m30s"), 90)
+        XCTAssertEqual(Units.parseDuration("500ms"), 0.5)
+        XCTAssertEqual(Units.parseDuration("2h45m"), 9900)
+        XCTAssertEqual(Units.parseDuration("30"), 30)
+        XCTAssertNil(Units.parseDuration("5 minutes"))
+        XCTAssertNil(Units.parseDuration("h"))
+    }
+
+    func testShippedDefaultConfigLoads() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../config/dfget.yaml").path
+        let l = try ConfigLoader.load(path: path)
+        XCTAssertEqual(l.config.proxy?.tcpListen.listen, "127.0.0.1")
+        XCTAssertEqual(l.config.proxy?.tcpListen.ports, 65001...65001)
+        XCTAssertEqual(l.warnings, [])
+    }
+}
