@@ -1,0 +1,59 @@
+"""The real `dfget daemon` binary, started with a real config on 127.0.0.1."""
+import json, os, signal, textwrap
+from . import procs
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+
+
+def binary():
+    return os.environ.get("DFGET_BIN") or os.path.join(ROOT, ".build", "debug", "dfget")
+
+
+class Daemon:
+    def __init__(self, workdir, proxy_yaml="", extra_yaml="", workers=2, name="dfget"):
+        self.port = procs.free_port()
+        self.peer_port = procs.free_port()
+        self.dir = os.path.join(workdir, f"{name}-{self.port}")
+        self.logdir = os.path.join(self.dir, "log")
+        os.makedirs(self.dir, exist_ok=True)
+        self.config = os.path.join(self.dir, "dfget.yaml")
+        with open(self.config, "w") as f:
+            f.write(f"logDir: {self.logdir}\nworkers: {workers}\ndrainTimeout: 20s\n")
+            f.write(textwrap.dedent(extra_yaml))
+            f.write(f"upload:\n  tcpListen:\n    listen: 127.0.0.1\n    port: {self.peer_port}\n")
+            f.write(f"proxy:\n  tcpListen:\n    listen: 127.0.0.1\n    port: {self.port}\n")
+            f.write(textwrap.indent(textwrap.dedent(proxy_yaml), "  "))
+        self.proc = procs.Proc(name, [binary(), "daemon", "--config", self.config], self.dir)
+        procs.wait_until(lambda: procs.port_open(self.port) or not self.proc.alive(), what="dfget listening")
+        assert self.proc.alive(), self.proc.output()
+        procs.wait_until(lambda: len(self.workers()) == workers, what=f"{workers} workers")
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def workers(self):
+        return [p for p in procs.children(self.pid) if procs.pid_alive(p)]
+
+    def log_lines(self):
+        path = os.path.join(self.logdir, "daemon", "core.log")
+        if not os.path.exists(path):
+            return []
+        out = []
+        with open(path) as f:
+            for line in f:
+                out.append(json.loads(line))  # every line must be JSON
+        return out
+
+    def access(self, **match):
+        return [l for l in self.log_lines() if l.get("msg") == "access" and all(l.get(k) == v for k, v in match.items())]
+
+    def terminate(self):
+        self.proc.signal(signal.SIGTERM)
+
+    def stop(self):
+        return self.proc.stop(timeout=30)
