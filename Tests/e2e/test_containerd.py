@@ -19,8 +19,9 @@ def test_ctr_pull_through_http_proxy(containerd, daemon, registry, images, etc_h
     assert ref in containerd.ctr("image", "ls", "-q").stdout
     # Every blob of the image went through the proxy, byte for byte (containerd verifies digests).
     _, mdig, blobs = images["small"]
-    seen = {l["url"].rsplit("/", 1)[1] for l in daemon.access(mode="proxy", status=200)}
-    assert set(blobs) <= seen, (blobs, seen)
+    lines = daemon.access(mode="proxy", status=200,
+                          until=lambda ls: set(blobs) <= {l["url"].rsplit("/", 1)[1] for l in ls})
+    assert set(blobs) <= {l["url"].rsplit("/", 1)[1] for l in lines}, (blobs, lines)
     layer_lines = [l for l in daemon.access(mode="proxy") if "/blobs/" in l["url"] and l["method"] == "GET"]
     assert layer_lines and all(l["decision"] == "cache" for l in layer_lines)
 
@@ -35,8 +36,9 @@ def test_ctr_pull_through_mirror_with_dead_origin(containerd, daemon, registry, 
     containerd.ctr("image", "pull", "--hosts-dir", containerd.hosts_dir, ref)
     assert ref in containerd.ctr("image", "ls", "-q").stdout
     _, mdig, blobs = images["small"]
-    mirror = daemon.access(mode="mirror", status=200)
-    assert {l["url"].split("?")[0].rsplit("/", 1)[1] for l in mirror} >= set(blobs)
+    served = lambda ls: {l["url"].split("?")[0].rsplit("/", 1)[1] for l in ls}
+    mirror = daemon.access(mode="mirror", status=200, until=lambda ls: served(ls) >= set(blobs))
+    assert served(mirror) >= set(blobs)
     assert all("ns=" in l["url"] for l in mirror), "containerd sends ?ns=; the daemon strips it upstream"
     assert all(l["upstream"] == registry.addr for l in mirror)
     # And containerd can unpack and run what it pulled: the busybox layer is intact.
@@ -51,5 +53,6 @@ def test_ctr_pull_big_layer_through_mirror(containerd, daemon, registry, images,
     ref = f"{host}/test/big:1"
     containerd.ctr("image", "pull", "--hosts-dir", containerd.hosts_dir, ref)
     big_blob = images["big"][2][0]
-    lines = [l for l in daemon.access(mode="mirror", status=200) if big_blob in l["url"]]
+    lines = [l for l in daemon.access(mode="mirror", status=200, until=lambda ls: any(big_blob in l["url"] for l in ls))
+             if big_blob in l["url"]]
     assert lines and lines[-1]["bytes"] == os.path.getsize(os.path.join(images["big"][0], "blobs", "sha256", big_blob[7:]))

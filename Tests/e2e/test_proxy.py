@@ -16,7 +16,7 @@ def test_blob_through_proxy_is_byte_exact(daemon, registry, images):
     r = curl("-x", daemon.url, "-o", "-", f"http://{registry.addr}/v2/test/big/blobs/{blob}")
     assert "sha256:" + hashlib.sha256(r.stdout).hexdigest() == blob
     assert len(r.stdout) == len(open(reglib.blob_path(layout, blob), "rb").read())
-    acc = daemon.access(mode="proxy", status=200)
+    acc = daemon.access(mode="proxy", status=200, until=lambda ls: any(l["url"].endswith(blob) for l in ls))
     line = [l for l in acc if l["url"].endswith(blob)][-1]
     assert line["decision"] == "cache" and line["rule"] == "blobs/sha256.*"
     assert line["bytes"] == len(r.stdout) and line["upstream"] == registry.addr
@@ -60,7 +60,8 @@ def test_push_through_proxy_streams_request_bodies(daemon, registry, images, etc
     layout = images["small"][0]
     dest = f"docker://reg-plain.test:{registry.port}/test/pushed:1"
     subprocess.run(["skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:1", dest], check=True, env=env)
-    methods = {l["method"] for l in daemon.access(mode="proxy") if "/test/pushed/" in l["url"]}
+    pushed = lambda ls: {l["method"] for l in ls if "/test/pushed/" in l["url"]}
+    methods = pushed(daemon.access(mode="proxy", until=lambda ls: {"POST", "PUT"} <= pushed(ls)))
     assert {"POST", "PUT"} <= methods, methods
     out = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{registry.addr}/test/pushed:1"],
                          check=True, capture_output=True).stdout

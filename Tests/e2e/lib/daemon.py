@@ -49,8 +49,19 @@ class Daemon:
                 out.append(json.loads(line))  # every line must be JSON
         return out
 
-    def access(self, **match):
-        return [l for l in self.log_lines() if l.get("msg") == "access" and all(l.get(k) == v for k, v in match.items())]
+    def access(self, until=None, **match):
+        """Access-log lines matching `match`. Workers write a line just after the response's last
+        byte, so this polls (5 s deadline) until `until(lines)` holds, by default: at least one line."""
+        until = until or (lambda lines: len(lines) > 0)
+
+        def get():
+            lines = [l for l in self.log_lines() if l.get("msg") == "access" and all(l.get(k) == v for k, v in match.items())]
+            return lines if until(lines) else None
+
+        try:
+            return procs.wait_until(get, timeout=5, what=f"access log lines {match}")
+        except TimeoutError:
+            return [l for l in self.log_lines() if l.get("msg") == "access" and all(l.get(k) == v for k, v in match.items())]
 
     def terminate(self):
         self.proc.signal(signal.SIGTERM)
