@@ -129,4 +129,22 @@ final class ServerConnectionTests: XCTestCase {
         XCTAssertTrue(raw.contains("Content-Length: 1234\r\n"), raw)
         XCTAssertTrue(raw.hasSuffix("\r\n\r\n"))
     }
+
+    func testHeaderTimeoutGets408() throws {
+        let saved = Limits.headerTimeoutMs
+        Limits.headerTimeoutMs = 100
+        defer { Limits.headerTimeoutMs = saved }
+        let raw = try exchange("GET /slow HTTP/1.1\r\nHost: x\r\n") { _ in XCTFail("an incomplete head must not be handled") }
+        XCTAssertTrue(raw.hasPrefix("HTTP/1.1 408 "), raw)
+    }
+
+    func testIdleKeepAliveConnectionIsClosed() throws {
+        let saved = Limits.keepAliveTimeoutMs
+        Limits.keepAliveTimeoutMs = 100
+        defer { Limits.keepAliveTimeoutMs = saved }
+        // No `Connection: close`: only the idle timeout can end this connection (else the 5 s deadline fails).
+        let raw = try exchange("GET /one HTTP/1.1\r\n\r\n", handler: echoTarget)
+        XCTAssertTrue(raw.hasSuffix("/one"), raw)
+        XCTAssertFalse(raw.contains("Connection: close"))
+    }
 }

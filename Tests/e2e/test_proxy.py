@@ -95,3 +95,14 @@ def test_basic_auth_407(daemon_factory, registry):
     assert r.stdout.startswith(b"HTTP/1.1 407 ") and b"Proxy-Authenticate: Basic" in r.stdout
     r = curl("-x", d.url, "-U", "alice:s3cret", "-i", f"http://{registry.addr}/v2/")
     assert r.stdout.startswith(b"HTTP/1.1 200 ")
+
+
+def test_upstream_connections_are_pooled(daemon_factory, registry):
+    d = daemon_factory(workers=1)
+    for _ in range(6):  # six client connections, one after the other
+        curl("-x", d.url, "-o", "/dev/null", f"http://{registry.addr}/v2/")
+    worker = d.workers()[0]
+    out = subprocess.run(["ss", "-Htnp", "state", "established", f"( dport = :{registry.port} )"],
+                         capture_output=True, text=True).stdout
+    mine = [l for l in out.splitlines() if f"pid={worker}," in l]
+    assert len(mine) == 1, out

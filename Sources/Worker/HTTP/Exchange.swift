@@ -181,11 +181,10 @@ public final class Exchange {
     }
 
     /// Takes the client's socket for a CONNECT tunnel, with any bytes it already sent.
-    public func detachForTunnel() -> (TCP, [UInt8], ServerConnection) {
+    public func detachForTunnel() -> (TCP, [UInt8]) {
         isFinished = true
         clearCallbacks()
-        let (s, rest) = connection.detachForTunnel()
-        return (s, rest, connection)
+        return connection.detachForTunnel()
     }
 
     func logAccess(bytes: UInt64) {

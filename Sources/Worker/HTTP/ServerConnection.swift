@@ -33,6 +33,9 @@ public final class ServerConnection {
     }
 
     public func start() {
+        // The worker learns of the end only once the socket is really closed: a close requested
+        // after pending writes must not let a draining worker exit with bytes still queued.
+        socket.onClose = { [self] in finishClose() }
         socket.setNoDelay()
         socket.onDrain = { [weak self] in self?.current?.onWritable?() }
         socket.onWriteError = { [weak self] _ in self?.abortConnection() }
@@ -188,7 +191,6 @@ public final class ServerConnection {
         guard keep else {
             state = .closed
             socket.closeAfterWrites()
-            finishClose()
             return
         }
         state = .waitingHead
@@ -211,9 +213,6 @@ public final class ServerConnection {
         return (socket, rest)
     }
 
-    /// The tunnel that took the socket has closed it.
-    func tunnelClosed() { finishClose() }
-
     /// Answers a protocol error and closes: the worker carries on.
     func respondError(_ status: Int, _ reason: String) {
         guard state != .closed, state != .tunnel else { return }
@@ -235,17 +234,17 @@ public final class ServerConnection {
         current = nil
         state = .closed
         socket.closeAfterWrites()
-        finishClose()
     }
 
-    /// Drops the connection at once: the client sees a reset or an early close, never a clean end.
+    /// Drops the connection at once with a reset: the client never mistakes a cut body for a clean end.
     func abortConnection() {
         guard state != .closed else { return }
         let ex = current
         current = nil
         state = .closed
         ex?.connectionAborted()
-        close()
+        socket.closeWithReset()
+        if !timer.isClosing { timer.close() }
     }
 
     public func close() {
@@ -253,7 +252,7 @@ public final class ServerConnection {
         current?.connectionAborted()
         current = nil
         socket.close()
-        finishClose()
+        if !timer.isClosing { timer.close() }
     }
 
     private func finishClose() {

@@ -3,7 +3,6 @@ final class Tunnel {
     let client: TCP
     let upstream: TCP
     let exchange: Exchange
-    let connection: ServerConnection
     private var up: UInt64 = 0
     private var down: UInt64 = 0
     private var clientDone = false
@@ -29,8 +28,8 @@ final class Tunnel {
                     sock.close()
                     return
                 }
-                let (client, rest, conn) = exchange.detachForTunnel()
-                let t = Tunnel(client: client, upstream: sock, exchange: exchange, connection: conn)
+                let (client, rest) = exchange.detachForTunnel()
+                let t = Tunnel(client: client, upstream: sock, exchange: exchange)
                 client.write("HTTP/1.1 200 Connection Established\r\n\r\n")
                 if !rest.isEmpty {
                     t.up += UInt64(rest.count)
@@ -41,11 +40,10 @@ final class Tunnel {
         }
     }
 
-    private init(client: TCP, upstream: TCP, exchange: Exchange, connection: ServerConnection) {
+    private init(client: TCP, upstream: TCP, exchange: Exchange) {
         self.client = client
         self.upstream = upstream
         self.exchange = exchange
-        self.connection = connection
     }
 
     private func start() {
@@ -84,6 +82,5 @@ final class Tunnel {
         exchange.status = 200
         exchange.logFields.append(("bytesUp", .int(Int(up))))
         exchange.logAccess(bytes: down)
-        connection.tunnelClosed()
     }
 }

@@ -25,6 +25,8 @@ public class UVHandle {
         uv_close(handle, closeThunk)
     }
 
+    func markClosing() { isClosing = true }
+
     /// Subclasses drop their callbacks here so that no closure outlives the handle's use.
     func willClose() {}
 
@@ -38,7 +40,7 @@ public class UVHandle {
     }
 }
 
-private let closeThunk: uv_close_cb = { h in
+let closeThunk: uv_close_cb = { h in
     let owner = Unmanaged<UVHandle>.fromOpaque(h!.pointee.data).takeRetainedValue()
     let done = owner.onClose
     owner.onClose = nil

@@ -7,11 +7,16 @@ public enum ReadEvent {
     case error(UVError)
 }
 
-/// A libuv stream (TCP socket or pipe) with one fixed read buffer and queued writes.
+/// One read buffer for every stream of the process. libuv runs alloc → read → read callback in
+/// sequence on the loop thread, and no read callback keeps the pointer past its return (data is
+/// copied into a parser buffer or a write request), so sharing it is safe and makes its size free
+/// per connection. Large reads mean fewer wake-ups per MiB relayed.
+private let sharedReadBufferSize = 1024 * 1024
+private nonisolated(unsafe) let sharedReadBuffer = UnsafeMutableRawPointer.allocate(byteCount: sharedReadBufferSize, alignment: 64)
+
+/// A libuv stream (TCP socket or pipe) with queued writes.
 public class UVStream: UVHandle {
-    static let readBufferSize = 64 * 1024
     var stream: UnsafeMutablePointer<uv_stream_t> { raw.assumingMemoryBound(to: uv_stream_t.self) }
-    private var readBuffer: UnsafeMutableRawPointer?
     private var onRead: ((ReadEvent) -> Void)?
     public private(set) var isReading = false
     /// Called after a queued write completes and the queue has drained below `lowWater`.
@@ -20,8 +25,6 @@ public class UVStream: UVHandle {
     public var onWriteError: ((UVError) -> Void)?
     public var lowWater = 64 * 1024
     public var highWater = 1024 * 1024
-
-    deinit { readBuffer?.deallocate() }
 
     override func willClose() {
         onRead = nil
@@ -41,12 +44,8 @@ public class UVStream: UVHandle {
     public func resumeReading() {
         guard !isReading, !isClosing, onRead != nil else { return }
         isReading = true
-        uv_read_start(stream, { h, _, buf in
-            let s = UVHandle.owner(h!) as! UVStream
-            if s.readBuffer == nil {
-                s.readBuffer = UnsafeMutableRawPointer.allocate(byteCount: UVStream.readBufferSize, alignment: 16)
-            }
-            buf!.pointee = uv_buf_init(s.readBuffer!.assumingMemoryBound(to: CChar.self), UInt32(UVStream.readBufferSize))
+        uv_read_start(stream, { _, _, buf in
+            buf!.pointee = uv_buf_init(sharedReadBuffer.assumingMemoryBound(to: CChar.self), UInt32(sharedReadBufferSize))
         }, { h, nread, _ in
             let s = UVHandle.owner(h!) as! UVStream
             s.deliver(nread)
@@ -55,7 +54,7 @@ public class UVStream: UVHandle {
 
     func deliver(_ nread: Int) {
         if nread > 0 {
-            onRead?(.data(UnsafeRawBufferPointer(start: readBuffer, count: nread)))
+            onRead?(.data(UnsafeRawBufferPointer(start: sharedReadBuffer, count: nread)))
         } else if nread == Int(UVError.eof) {
             stopReading()
             onRead?(.eof)

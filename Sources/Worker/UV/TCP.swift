@@ -81,6 +81,17 @@ public final class TCP: UVStream {
 
     public func setNoDelay() { uv_tcp_nodelay(tcp, 1) }
 
+    /// Closes with RST instead of FIN (queued writes are dropped).
+    public func closeWithReset() {
+        guard !isClosing else { return }
+        willClose()
+        if uv_tcp_close_reset(tcp, closeThunk) == 0 {
+            markClosing()
+        } else {
+            close()
+        }
+    }
+
     public var localAddress: SocketAddress? {
         var ss = sockaddr_storage()
         var len = Int32(MemoryLayout<sockaddr_storage>.size)
