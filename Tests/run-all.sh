@@ -10,8 +10,8 @@ unit=${PIPESTATUS[0]}
 BIN="$(swift build --show-bin-path)/dfget"
 DFGET_BIN="$BIN" python3 -m pytest -q -p no:cacheprovider Tests/e2e "$@" 2>&1 | tee /tmp/dfget-e2e.log
 e2e=${PIPESTATUS[0]}
-u_pass=$(grep -Eo "Executed [0-9]+ tests, with [0-9]+ failures" /tmp/dfget-unit.log | tail -1 | awk '{print $2 - $5}')
-u_fail=$(grep -Eo "Executed [0-9]+ tests, with [0-9]+ failures" /tmp/dfget-unit.log | tail -1 | awk '{print $5}')
+u_pass=$(grep -Eo "Executed [0-9]+ tests?, with [0-9]+ failures?" /tmp/dfget-unit.log | tail -1 | awk '{print $2 - $5}')
+u_fail=$(grep -Eo "Executed [0-9]+ tests?, with [0-9]+ failures?" /tmp/dfget-unit.log | tail -1 | awk '{print $5}')
 e_pass=$(tail -1 /tmp/dfget-e2e.log | grep -Eo "[0-9]+ passed" | awk '{print $1}')
 e_fail=$(tail -1 /tmp/dfget-e2e.log | grep -Eo "[0-9]+ (failed|error)" | awk '{s+=$1} END {print s+0}')
 echo "unit: ${u_pass:-0} passed, ${u_fail:-1} failed; e2e: ${e_pass:-0} passed, ${e_fail:-0} failed"

@@ -6,7 +6,7 @@ struct Dfget: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dfget",
         abstract: "Node daemon that sits between containerd and container registries.",
-        subcommands: [Daemon.self, Version.self, WorkerRole.self]
+        subcommands: [Daemon.self, GenCA.self, Version.self, WorkerRole.self]
     )
 }
 
@@ -36,6 +36,15 @@ struct Daemon: ParsableCommand {
             throw ExitCode(2)
         }
         for w in loaded.warnings { FileHandle.standardError.write("dfget: warning: \(w)\n".data(using: .utf8)!) }
+        // CA, certificates and trust files are checked before anything listens (and by --check).
+        let tlsWarnings: [String]
+        do {
+            tlsWarnings = try TLSSetup.prepare(loaded.config)
+        } catch {
+            FileHandle.standardError.write("dfget: \(config): \(error)\n".data(using: .utf8)!)
+            throw ExitCode(2)
+        }
+        for w in tlsWarnings { FileHandle.standardError.write("dfget: warning: \(w)\n".data(using: .utf8)!) }
         if check {
             print("\(config): OK")
             return
@@ -49,6 +58,8 @@ struct Daemon: ParsableCommand {
         }
         Log.shared.echoToStderr = false
         for w in loaded.warnings { Log.shared.warn("config", ["warning": w.description]) }
+
+        for w in tlsWarnings { Log.shared.warn("tls", ["warning": w]) }
 
         let count = workers ?? (cfg.workers > 0 ? cfg.workers : ProcessInfo.processInfo.activeProcessorCount)
         guard count >= 1 && count <= 256 else {
@@ -101,6 +112,7 @@ struct WorkerRole: ParsableCommand {
         let loaded = try ConfigLoader.load(text: text, file: env[WorkerEnvironment.configFile] ?? "dfget.yaml")
         Log.shared = try Log.open(logDir: loaded.config.logDir, role: "worker")
         Log.shared.echoToStderr = false
+        _ = try TLSSetup.prepare(loaded.config)
         try WorkerProcess(config: loaded.config, index: index).run()
     }
 }

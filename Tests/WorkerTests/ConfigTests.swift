@@ -102,8 +102,16 @@ final class ConfigTests: XCTestCase {
     }
 
     func testFeaturesNotBuiltAreWarnedNotSilent() throws {
-        let w = try load(Self.seedProxy).warnings
-        XCTAssertTrue(w.contains { $0.keyPath == "proxy.hijackHTTPS" && $0.line == 9 }, "\(w)")
+        let w = try load("storage:\n  taskExpireTime: 6h\n" + Self.seedProxy).warnings
+        XCTAssertTrue(w.contains { $0.keyPath == "storage" && $0.line == 1 && $0.message.contains("not built yet") }, "\(w)")
+        XCTAssertFalse(w.contains { $0.keyPath.hasPrefix("proxy.hijackHTTPS") }, "hijacking is built: \(w)")
+    }
+
+    func testHijackAndTLSListenerNeedTheirFiles() {
+        XCTAssertEqual(error("proxy:\n  tcpListen:\n    port: 1\n  hijackHTTPS:\n    cert: ca.crt\n")?.keyPath, "proxy.hijackHTTPS")
+        XCTAssertEqual(error("proxy:\n  tcpListen:\n    port: 1\n  security:\n    insecure: false\n")?.keyPath, "proxy.security")
+        XCTAssertEqual(error("proxy:\n  tcpListen:\n    port: 1\n  security:\n    insecure: false\n    cert: a\n    key: b\n    tlsVerify: true\n")?.keyPath,
+                       "proxy.security.tlsVerify")
     }
 
     func testDefaults() throws {

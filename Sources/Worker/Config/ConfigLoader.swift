@@ -186,6 +186,17 @@ public enum ConfigLoader {
     // MARK: Validate
 
     static func validate(_ c: DaemonConfig, _ ctx: YAMLContext) throws {
+        if let h = c.proxy?.hijackHTTPS, h.cert == nil || h.key == nil {
+            throw ConfigError(file: ctx.file, line: nil, keyPath: "proxy.hijackHTTPS", message: "needs both cert and key (the CA)")
+        }
+        if let s = c.proxy?.security, !s.insecure, s.cert == nil || s.key == nil {
+            throw ConfigError(file: ctx.file, line: nil, keyPath: "proxy.security",
+                              message: "insecure: false (a TLS listener) needs cert and key")
+        }
+        if let s = c.proxy?.security, !s.insecure, s.tlsVerify, s.caCert == nil {
+            throw ConfigError(file: ctx.file, line: nil, keyPath: "proxy.security.tlsVerify",
+                              message: "needs caCert (the CA that signs client certificates)")
+        }
         // Ranges are tried in order, so only two fixed, equal ports are sure to collide.
         if let p = c.proxy, p.tcpListen.ports.count == 1, c.upload.tcpListen.ports == p.tcpListen.ports,
            c.upload.tcpListen.listen == p.tcpListen.listen {
@@ -211,30 +222,23 @@ public enum ConfigLoader {
             (["download"], "rate limits are not built yet"),
             (["upload", "rateLimit"], "rate limits are not built yet"),
             (["health"], "the health listener is not built yet"),
-            (["proxy", "hijackHTTPS"], "HTTPS hijacking is not built yet: CONNECTs are tunnelled untouched"),
             (["proxy", "whiteList"], "the white list is not built yet: all targets are allowed"),
             (["proxy", "maxConcurrency"], "maxConcurrency is not built yet"),
             (["proxy", "defaultFilter"], "cache keys are not built yet"),
             (["proxy", "defaultTag"], "cache keys are not built yet"),
-            (["proxy", "registryMirror", "certs"], "upstream TLS is not built yet"),
-            (["proxy", "registryMirror", "insecure"], "upstream TLS is not built yet"),
         ]
         _ = r
         for (path, msg) in notYet {
             if let n = at(path) { ctx.warn(n, path.joined(separator: "."), msg) }
         }
         if let p = c.proxy {
-            if !p.security.insecure {
-                ctx.warn(at(["proxy", "security", "insecure"]), "proxy.security.insecure",
-                         "a TLS listener is not built yet: the proxy listens in plain HTTP")
+            if p.registryMirror.insecure {
+                ctx.warn(at(["proxy", "registryMirror", "insecure"]), "proxy.registryMirror.insecure",
+                         "the mirror upstream's TLS certificate is not verified")
             }
-            if let u = p.registryMirror.url, u.lowercased().hasPrefix("https://") {
-                ctx.warn(at(["proxy", "registryMirror", "url"]), "proxy.registryMirror.url",
-                         "upstream TLS is not built yet: mirror requests to \(u) answer 502")
-            }
-            for (i, rule) in p.proxies.enumerated() where rule.useHTTPS {
-                ctx.warnings.append(ConfigWarning(file: ctx.file, line: rule.line, keyPath: "proxy.proxies[\(i)].useHTTPS",
-                                                  message: "upstream TLS is not built yet: matching requests answer 502"))
+            for (i, h) in (p.hijackHTTPS?.hosts ?? []).enumerated() where h.insecure {
+                ctx.warn(at(["proxy", "hijackHTTPS"]), "proxy.hijackHTTPS.hosts[\(i)].insecure",
+                         "the TLS certificate of hosts matching \(h.regx) is not verified")
             }
         }
         if c.keepStorage { ctx.warn(at(["keepStorage"]), "keepStorage", "the piece cache is not built yet") }

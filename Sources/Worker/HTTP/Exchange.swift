@@ -181,7 +181,7 @@ public final class Exchange {
     }
 
     /// Takes the client's socket for a CONNECT tunnel, with any bytes it already sent.
-    public func detachForTunnel() -> (TCP, [UInt8]) {
+    public func detachForTunnel() -> (ByteStream, [UInt8]) {
         isFinished = true
         clearCallbacks()
         return connection.detachForTunnel()

@@ -11,7 +11,7 @@ public final class ServerConnection {
         case closed
     }
 
-    let socket: TCP
+    let socket: ByteStream
     let handler: (Exchange) -> Void
     public let peer: String
     var state: State = .waitingHead
@@ -26,17 +26,17 @@ public final class ServerConnection {
     /// Called once when the connection is gone.
     public var onClosed: (() -> Void)?
 
-    public init(socket: TCP, handler: @escaping (Exchange) -> Void) {
+    public init(socket: ByteStream, handler: @escaping (Exchange) -> Void) {
         self.socket = socket
         self.handler = handler
-        self.peer = socket.peerAddress?.description ?? "?"
+        self.peer = socket.peerDescription
     }
 
     public func start() {
         // The worker learns of the end only once the socket is really closed: a close requested
         // after pending writes must not let a draining worker exit with bytes still queued.
         socket.onClose = { [self] in finishClose() }
-        socket.setNoDelay()
+        (socket as? TCP)?.setNoDelay()
         socket.onDrain = { [weak self] in self?.current?.onWritable?() }
         socket.onWriteError = { [weak self] _ in self?.abortConnection() }
         socket.startReading { [weak self] ev in self?.onRead(ev) }
@@ -135,7 +135,7 @@ public final class ServerConnection {
                     begin(head)
                 }
             case .readingBody:
-                guard !inbuf.isEmpty, socket.isReading || current?.bodyPaused == false else { return }
+                guard !inbuf.isEmpty, current?.bodyPaused != true else { return }
                 let pending = inbuf
                 inbuf.removeAll(keepingCapacity: true)
                 pending.withUnsafeBytes { feedBody($0) }
@@ -199,7 +199,7 @@ public final class ServerConnection {
     }
 
     /// Gives the socket to a tunnel (CONNECT): the connection stops speaking HTTP.
-    func detachForTunnel() -> (TCP, [UInt8]) {
+    func detachForTunnel() -> (ByteStream, [UInt8]) {
         state = .tunnel
         timer.stop()
         socket.stopReading()

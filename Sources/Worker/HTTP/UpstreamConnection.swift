@@ -1,7 +1,7 @@
 /// One HTTP/1.1 connection to an origin, used for one request at a time and then returned to the pool.
 final class UpstreamConnection {
     let key: String
-    let socket: TCP
+    let socket: ByteStream
     let remote: String
     var reused = false
     private var method = "GET"
@@ -21,7 +21,7 @@ final class UpstreamConnection {
     /// Closed or misbehaving while idle in the pool.
     var onIdleClose: (() -> Void)?
 
-    init(key: String, socket: TCP, remote: String) {
+    init(key: String, socket: ByteStream, remote: String) {
         self.key = key
         self.socket = socket
         self.remote = remote

@@ -3,11 +3,16 @@
 final class UpstreamPool {
     private var idle: [String: [(conn: UpstreamConnection, timer: LoopTimer)]] = [:]
 
-    static func key(host: String, port: Int) -> String { "\(host):\(port)" }
+    /// Connections are shared only between requests with the same scheme, origin and trust policy.
+    static func key(_ url: UpstreamURL, _ policy: TLSContexts.ClientPolicy) -> String {
+        let base = "\(url.scheme)://\(url.host):\(url.port)"
+        guard url.scheme == "https" else { return base }
+        return base + (policy.insecure ? "#insecure" : "") + policy.certs.map { "#" + $0 }.joined()
+    }
 
     /// A pooled connection if one is idle, else a new one.
-    func acquire(host: String, port: Int, _ cb: @escaping (Result<UpstreamConnection, DialError>) -> Void) {
-        let key = UpstreamPool.key(host: host, port: port)
+    func acquire(_ url: UpstreamURL, policy: TLSContexts.ClientPolicy, _ cb: @escaping (Result<UpstreamConnection, DialError>) -> Void) {
+        let key = UpstreamPool.key(url, policy)
         while var list = idle[key], let entry = list.popLast() {
             idle[key] = list.isEmpty ? nil : list
             entry.timer.close()
@@ -17,8 +22,28 @@ final class UpstreamPool {
                 return
             }
         }
-        Dialer.dial(host: host, port: port) { r in
-            cb(r.map { UpstreamConnection(key: key, socket: $0.0, remote: $0.1) })
+        connect(url, policy: policy, cb)
+    }
+
+    /// A new connection: TCP, then TLS for https (verified unless the policy says insecure).
+    func connect(_ url: UpstreamURL, policy: TLSContexts.ClientPolicy, _ cb: @escaping (Result<UpstreamConnection, DialError>) -> Void) {
+        let key = UpstreamPool.key(url, policy)
+        Dialer.dial(host: url.host, port: url.port) { r in
+            switch r {
+            case .failure(let e):
+                cb(.failure(e))
+            case .success(let (tcp, name)):
+                guard url.scheme == "https" else {
+                    cb(.success(UpstreamConnection(key: key, socket: tcp, remote: name)))
+                    return
+                }
+                TLSContexts.connect(tcp, host: url.host, policy: policy) { t in
+                    switch t {
+                    case .failure(let e): cb(.failure(DialError(description: "\(name): \(e)")))
+                    case .success(let tls): cb(.success(UpstreamConnection(key: key, socket: tls, remote: name)))
+                    }
+                }
+            }
         }
     }
 

@@ -7,12 +7,15 @@ final class Forwarder {
     let head: HTTPRequestHead
     let framing: BodyFraming
     let pool: UpstreamPool
+    let policy: TLSContexts.ClientPolicy
     private var conn: UpstreamConnection?
 
-    init(exchange: Exchange, url: UpstreamURL, headers: HTTPHeaders, pool: UpstreamPool) {
+    init(exchange: Exchange, url: UpstreamURL, headers: HTTPHeaders, pool: UpstreamPool,
+         policy: TLSContexts.ClientPolicy = .standard) {
         self.exchange = exchange
         self.url = url
         self.pool = pool
+        self.policy = policy
         framing = exchange.hasRequestBody ? ((try? Framing.request(exchange.request)) ?? .none) : .none
         head = Forwarder.upstreamHead(exchange.request, url: url, headers: headers, framing: framing)
     }
@@ -36,11 +39,7 @@ final class Forwarder {
             conn?.close()
             conn = nil
         }
-        guard url.scheme == "http" else {
-            fail("upstream \(url.authority): TLS upstreams are not supported by this build yet")
-            return
-        }
-        pool.acquire(host: url.host, port: url.port) { [self] r in
+        pool.acquire(url, policy: policy) { [self] r in
             switch r {
             case .failure(let e): fail("upstream \(e)")
             case .success(let c): run(c)
@@ -83,10 +82,10 @@ final class Forwarder {
         c.onError = { [self] reason in
             conn = nil
             if c.reused && !c.responseStarted && !exchange.hasRequestBody && !exchange.headSent {
-                Dialer.dial(host: url.host, port: url.port) { [self] r in
+                pool.connect(url, policy: policy) { [self] r in
                     switch r {
                     case .failure(let e): fail("upstream \(e)")
-                    case .success(let (sock, name)): run(UpstreamConnection(key: c.key, socket: sock, remote: name))
+                    case .success(let fresh): run(fresh)
                     }
                 }
                 return

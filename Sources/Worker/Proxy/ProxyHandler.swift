@@ -7,18 +7,37 @@ public final class ProxyHandler {
     let rules: ProxyRules
     let pool = UpstreamPool()
     let mirrorURL: UpstreamURL?
+    let mirrorPolicy: TLSContexts.ClientPolicy
+    let hijackHosts: [(regex: NSRegularExpression, policy: TLSContexts.ClientPolicy)]
 
     public init(config: DaemonConfig.Proxy) {
         self.config = config
         rules = ProxyRules(config.proxies)
         mirrorURL = config.registryMirror.url.flatMap(UpstreamURL.init)
+        mirrorPolicy = TLSContexts.ClientPolicy(insecure: config.registryMirror.insecure, certs: config.registryMirror.certs)
+        hijackHosts = (config.hijackHTTPS?.hosts ?? []).compactMap { h in
+            (try? NSRegularExpression(pattern: h.regx)).map { ($0, TLSContexts.ClientPolicy(insecure: h.insecure, certs: h.certs)) }
+        }
+    }
+
+    /// The trust policy of the first `hijackHTTPS.hosts` rule matching `host:port`, if any.
+    func hijackPolicy(_ authority: String) -> TLSContexts.ClientPolicy? {
+        guard HijackAuthority.shared != nil else { return nil }
+        let range = NSRange(authority.startIndex..., in: authority)
+        return hijackHosts.first { $0.regex.firstMatch(in: authority, range: range) != nil }?.policy
     }
 
     public func handle(_ ex: Exchange) {
         let target = ex.request.target
         if ex.request.method == "CONNECT" {
             guard authorized(ex) else { return }
-            Tunnel.open(ex, authority: target)
+            if let policy = hijackPolicy(target) {
+                Hijack.open(ex, authority: target) { [weak self] inner, host, port in
+                    self?.hijacked(inner, host: host, port: port, policy: policy)
+                }
+            } else {
+                Tunnel.open(ex, authority: target)
+            }
         } else if target.hasPrefix("/") {
             mirror(ex)
         } else if let url = UpstreamURL(target) {
@@ -40,11 +59,23 @@ public final class ProxyHandler {
         return false
     }
 
-    private func forwardProxy(_ ex: Exchange, url: UpstreamURL) {
+    private func forwardProxy(_ ex: Exchange, url: UpstreamURL, mode: String = "proxy", policy: TLSContexts.ClientPolicy = .standard) {
         let outcome = rules.route(method: ex.request.method, url: url)
-        ex.logFields.append(("mode", .string("proxy")))
+        ex.logFields.append(("mode", .string(mode)))
         log(ex, outcome.decision, rule: outcome.rule)
-        Forwarder(exchange: ex, url: outcome.url, headers: ex.request.headers, pool: pool).start()
+        Forwarder(exchange: ex, url: outcome.url, headers: ex.request.headers, pool: pool, policy: policy).start()
+    }
+
+    /// A request inside a hijacked TLS connection: `https://host/...` through the same rules.
+    private func hijacked(_ ex: Exchange, host: String, port: Int, policy: TLSContexts.ClientPolicy) {
+        let target = ex.request.target
+        if target.hasPrefix("/") {
+            forwardProxy(ex, url: UpstreamURL(scheme: "https", host: host, port: port, target: target), mode: "hijack", policy: policy)
+        } else if let url = UpstreamURL(target), ex.request.method != "CONNECT" {
+            forwardProxy(ex, url: url, mode: "hijack", policy: policy)
+        } else {
+            ex.respond(status: 400, body: "unsupported request target inside a hijacked connection\n")
+        }
     }
 
     private func mirror(_ ex: Exchange) {
@@ -79,7 +110,8 @@ public final class ProxyHandler {
             rule = decision == .cache ? "blobs/sha256:" : nil
         }
         log(ex, decision, rule: rule)
-        Forwarder(exchange: ex, url: url, headers: ex.request.headers, pool: pool).start()
+        Forwarder(exchange: ex, url: url, headers: ex.request.headers, pool: pool,
+                  policy: url.host == base.host && url.port == base.port ? mirrorPolicy : .standard).start()
     }
 
     private func log(_ ex: Exchange, _ decision: RouteDecision, rule: String?) {

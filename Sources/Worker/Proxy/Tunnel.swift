@@ -28,7 +28,12 @@ final class Tunnel {
                     sock.close()
                     return
                 }
-                let (client, rest) = exchange.detachForTunnel()
+                let (stream, rest) = exchange.detachForTunnel()
+                guard let client = stream as? TCP else {
+                    stream.close()
+                    sock.close()
+                    return
+                }
                 let t = Tunnel(client: client, upstream: sock, exchange: exchange)
                 client.write("HTTP/1.1 200 Connection Established\r\n\r\n")
                 if !rest.isEmpty {

@@ -48,10 +48,19 @@ public final class WorkerProcess {
         case .proxy:
             guard let proxy else { sock.close(); return }
             handler = proxy.handle
+            if let tls = ListenerTLS.shared {
+                tls.accept(sock) { [self] stream in
+                    if let stream, !draining { track(ServerConnection(socket: stream, handler: handler)) } else { stream?.close() }
+                }
+                return
+            }
         case .peer:
             handler = peer.handle
         }
-        let conn = ServerConnection(socket: sock, handler: handler)
+        track(ServerConnection(socket: sock, handler: handler))
+    }
+
+    private func track(_ conn: ServerConnection) {
         let id = ObjectIdentifier(conn)
         connections[id] = conn
         conn.onClosed = { [self] in

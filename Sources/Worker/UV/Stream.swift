@@ -4,7 +4,7 @@ public enum ReadEvent {
     /// Valid only during the callback.
     case data(UnsafeRawBufferPointer)
     case eof
-    case error(UVError)
+    case error(any Error)
 }
 
 /// One read buffer for every stream of the process. libuv runs alloc → read → read callback in
@@ -22,7 +22,7 @@ public class UVStream: UVHandle {
     /// Called after a queued write completes and the queue has drained below `lowWater`.
     public var onDrain: (() -> Void)?
     /// Called once if a queued write fails (the peer is gone); the owner decides what to close.
-    public var onWriteError: ((UVError) -> Void)?
+    public var onWriteError: ((any Error) -> Void)?
     public var lowWater = 64 * 1024
     public var highWater = 1024 * 1024
 
@@ -85,14 +85,6 @@ public class UVStream: UVHandle {
             }
         }
         queueWrite(UnsafeRawBufferPointer(rebasing: bytes[offset...]), sendHandle: nil, completion: nil)
-    }
-
-    public func write(_ bytes: [UInt8]) {
-        bytes.withUnsafeBytes { write($0) }
-    }
-
-    public func write(_ string: String) {
-        write(Array(string.utf8))
     }
 
     /// Queues a copy of `bytes` (and, on IPC pipes, a handle to send) and calls `completion` with the status.

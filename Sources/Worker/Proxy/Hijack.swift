@@ -1,0 +1,33 @@
+/// A CONNECT to a `hijackHTTPS` host: answered 200, then the daemon is the TLS server, with a leaf for
+/// the host signed by the user's CA, and the requests inside are served like proxy requests.
+enum Hijack {
+    static func open(_ exchange: Exchange, authority: String,
+                     serve: @escaping (_ exchange: Exchange, _ host: String, _ port: Int) -> Void) {
+        guard let (host, port) = UpstreamURL.splitHostPort(authority, defaultPort: 443), authority.contains(":"),
+              let authorityCA = HijackAuthority.shared else {
+            exchange.respond(status: 400, body: "CONNECT target must be host:port\n")
+            return
+        }
+        let (stream, rest) = exchange.detachForTunnel()
+        exchange.status = 200
+        exchange.logFields.append(("mode", .string("hijack")))
+        exchange.logAccess(bytes: 0)
+        guard let tcp = stream as? TCP, let ssl = authorityCA.newSSL(connectHost: host) else {
+            Log.shared.error("hijack: cannot set up TLS", ["host": host])
+            stream.close()
+            return
+        }
+        tcp.write("HTTP/1.1 200 Connection Established\r\n\r\n")
+        let tls = TLSStream(tcp: tcp, ssl: ssl, server: true)
+        tls.handshake(initial: rest) { err in
+            if let err {
+                Log.shared.info("hijack: client TLS handshake failed", ["host": authority, "peer": tls.peerDescription, "error": "\(err)"])
+                tls.close()
+                return
+            }
+            let inner = ServerConnection(socket: tls) { ex in serve(ex, host, port) }
+            tls.owner = inner
+            inner.start()
+        }
+    }
+}

@@ -1,0 +1,118 @@
+internal import CUV
+import Foundation
+
+/// The user's CA for `hijackHTTPS`: mints a leaf per host (fresh ECDSA P-256 key, never the CA's),
+/// short-lived and renewed before expiry, kept in memory only (LRU). A `cert` that is not a CA is
+/// served as it is for every hijacked host.
+public final class HijackAuthority {
+    nonisolated(unsafe) static var shared: HijackAuthority?
+
+    let caCert: OpaquePointer
+    let caKey: OpaquePointer
+    public let isCA: Bool
+    let serverContext: OpaquePointer
+    private var leaves: [String: (cert: OpaquePointer, key: OpaquePointer, minted: UInt64)] = [:]
+    private var recency: [String] = []
+    public private(set) var minted = 0
+
+    static let capacity = 512
+    static let validitySeconds = 7 * 86400
+    static let renewBeforeSeconds: Int = 86400
+
+    /// Loads and checks the CA: readable, PEM, key matching the certificate.
+    public static func load(cert: String, key: String) throws -> HijackAuthority {
+        let certPEM = try PEMSource.text(cert)
+        let keyPEM = try PEMSource.text(key)
+        guard let x = certPEM.withCString({ cuv_pem_read_cert($0, strlen($0)) }) else {
+            throw TLSError.config("hijackHTTPS.cert: no PEM certificate in \(PEMSource.isInline(cert) ? "inline value" : cert)")
+        }
+        guard let k = keyPEM.withCString({ cuv_pem_read_key($0, strlen($0)) }) else {
+            X509_free(x)
+            throw TLSError.config("hijackHTTPS.key: no PEM private key in \(PEMSource.isInline(key) ? "inline value" : key)")
+        }
+        guard X509_check_private_key(x, k) == 1 else {
+            ERR_clear_error()
+            X509_free(x)
+            EVP_PKEY_free(k)
+            throw TLSError.config("hijackHTTPS.key does not match hijackHTTPS.cert")
+        }
+        guard let ctx = cuv_tls_server_ctx() else { throw TLSError.current(nil, handshake: false) }
+        cuv_tls_ctx_set_servername_cb(ctx, { ssl, _ in
+            guard let ssl, let name = cuv_ssl_servername(ssl) else { return 0 }
+            return HijackAuthority.shared?.install(host: String(cString: name), on: ssl) == true ? 0 : 1
+        }, nil)
+        return HijackAuthority(cert: x, key: k, context: ctx)
+    }
+
+    /// A warning when the key file can be read by group or others.
+    public static func keyPermissionWarning(_ key: String) -> String? {
+        guard !PEMSource.isInline(key), let attrs = try? FileManager.default.attributesOfItem(atPath: key),
+              let mode = attrs[.posixPermissions] as? Int, mode & 0o077 != 0 else { return nil }
+        return "hijackHTTPS.key \(key) is readable by group or others (mode \(String(mode, radix: 8))): chmod 600 it"
+    }
+
+    private init(cert: OpaquePointer, key: OpaquePointer, context: OpaquePointer) {
+        caCert = cert
+        caKey = key
+        serverContext = context
+        isCA = cuv_cert_is_ca(cert) == 1
+    }
+
+    /// A server SSL for a hijacked CONNECT to `host`, with that host's leaf; the client's SNI, when
+    /// it sends one, picks the leaf instead during the handshake.
+    func newSSL(connectHost: String) -> OpaquePointer? {
+        guard let ssl = SSL_new(serverContext) else { return nil }
+        guard install(host: connectHost, on: ssl) else {
+            SSL_free(ssl)
+            return nil
+        }
+        return ssl
+    }
+
+    func install(host: String, on ssl: OpaquePointer) -> Bool {
+        guard let (cert, key) = leaf(for: host) else { return false }
+        return SSL_use_certificate(ssl, cert) == 1 && SSL_use_PrivateKey(ssl, key) == 1
+    }
+
+    /// The leaf for `host` from the cache, minted when absent or close to expiry.
+    func leaf(for rawHost: String) -> (OpaquePointer, OpaquePointer)? {
+        guard isCA else { return (caCert, caKey) }
+        let host = rawHost.lowercased()
+        if let l = leaves[host], cuv_cert_seconds_left(l.cert) > HijackAuthority.renewBeforeSeconds {
+            touch(host)
+            return (l.cert, l.key)
+        }
+        var cert: OpaquePointer?
+        var key: OpaquePointer?
+        let isIP = (try? SocketAddress(host: host, port: 0)) != nil
+        guard cuv_mint_leaf(caCert, caKey, host, isIP ? 1 : 0, HijackAuthority.validitySeconds, &cert, &key) == 0,
+              let cert, let key else {
+            Log.shared.error("cannot mint a leaf certificate", ["host": host, "error": "\(TLSError.current(nil, handshake: false))"])
+            return nil
+        }
+        if let old = leaves[host] { free(old) }
+        leaves[host] = (cert, key, EventLoop.nowMs)
+        minted += 1
+        touch(host)
+        while recency.count > HijackAuthority.capacity {
+            let evict = recency.removeFirst()
+            if let old = leaves.removeValue(forKey: evict) { free(old) }
+        }
+        return (cert, key)
+    }
+
+    private func touch(_ host: String) {
+        if let i = recency.lastIndex(of: host) { recency.remove(at: i) }
+        recency.append(host)
+    }
+
+    private func free(_ l: (cert: OpaquePointer, key: OpaquePointer, minted: UInt64)) {
+        // SSL_use_certificate took its own references: freeing ours is safe with handshakes in flight.
+        X509_free(l.cert)
+        EVP_PKEY_free(l.key)
+    }
+
+    public static func makeShared(cert: String, key: String) throws {
+        shared = try load(cert: cert, key: key)
+    }
+}

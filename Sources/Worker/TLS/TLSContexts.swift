@@ -1,0 +1,59 @@
+internal import CUV
+
+/// The process's TLS contexts: one per distinct upstream trust setting, made once and kept.
+public enum TLSContexts {
+    /// How to verify an upstream: system CAs (plus `certs`, each a CA or the server's own
+    /// certificate), or not at all when `insecure`.
+    public struct ClientPolicy: Hashable {
+        public var insecure = false
+        public var certs: [String] = []
+        public init(insecure: Bool = false, certs: [String] = []) {
+            self.insecure = insecure
+            self.certs = certs
+        }
+        public static let standard = ClientPolicy()
+    }
+
+    nonisolated(unsafe) private static var clients: [ClientPolicy: OpaquePointer] = [:]
+
+    static func client(_ policy: ClientPolicy) throws -> OpaquePointer {
+        if let c = clients[policy] { return c }
+        guard let ctx = cuv_tls_client_ctx(policy.insecure ? 1 : 0) else { throw TLSError.current(nil, handshake: false) }
+        if !policy.insecure {
+            for c in policy.certs where cuv_tls_ctx_trust_pem(ctx, c, PEMSource.isInline(c) ? 1 : 0) < 0 {
+                SSL_CTX_free(ctx)
+                throw TLSError.config("no certificate could be read from \(PEMSource.isInline(c) ? "inline PEM" : c)")
+            }
+        }
+        clients[policy] = ctx
+        return ctx
+    }
+
+    /// Validates a policy at startup (files readable, PEM parses).
+    public static func check(_ policy: ClientPolicy) throws { _ = try client(policy) }
+
+    /// Starts a client handshake on a connected socket.
+    static func connect(_ tcp: TCP, host: String, policy: ClientPolicy, _ done: @escaping (Result<TLSStream, TLSError>) -> Void) {
+        let ctx: OpaquePointer
+        do { ctx = try client(policy) } catch {
+            tcp.close()
+            done(.failure(error as? TLSError ?? .config("\(error)")))
+            return
+        }
+        guard let ssl = SSL_new(ctx) else {
+            tcp.close()
+            done(.failure(TLSError.current(nil, handshake: true)))
+            return
+        }
+        _ = cuv_ssl_set_peer_host(ssl, host)
+        let stream = TLSStream(tcp: tcp, ssl: ssl, server: false)
+        stream.handshake { err in
+            if let err {
+                stream.close()
+                done(.failure(err))
+            } else {
+                done(.success(stream))
+            }
+        }
+    }
+}

@@ -1,0 +1,173 @@
+internal import CUV
+
+/// TLS over a TCP socket, as a `ByteStream`: the engine does the crypto, this class moves bytes
+/// between it and the socket on the loop, with the socket's backpressure.
+public final class TLSStream: ByteStream {
+    let tcp: TCP
+    let engine: TLSEngine
+    private var onRead: ((ReadEvent) -> Void)?
+    private var reading = false
+    private var pumping = false
+    private var eofSeen = false
+    private var handshakeDone: ((TLSError?) -> Void)?
+    private var handshakeTimer: LoopTimer?
+    public var onClose: (() -> Void)?
+    public var onWriteError: ((any Error) -> Void)?
+    /// Keeps the object that speaks over this stream alive as long as the socket is open.
+    public var owner: AnyObject?
+
+    static let handshakeTimeoutMs: UInt64 = 10_000
+    private static let plainSize = 256 * 1024
+    /// Decrypted bytes are handed to the reader during the call only, like the socket's reads.
+    nonisolated(unsafe) private static let plain = UnsafeMutableRawBufferPointer.allocate(byteCount: plainSize, alignment: 64)
+
+    init(tcp: TCP, ssl: OpaquePointer, server: Bool) {
+        self.tcp = tcp
+        engine = TLSEngine(ssl: ssl, server: server)
+        let prior = tcp.onClose
+        // This closure holds the stream until the socket is closed.
+        tcp.onClose = { [self] in
+            prior?()
+            let cb = onClose
+            onClose = nil
+            onRead = nil
+            owner = nil
+            cb?()
+        }
+        tcp.onWriteError = { [weak self] e in self?.writeFailed(e) }
+    }
+
+    /// Runs the handshake; `initial` are bytes the peer already sent (after a CONNECT head).
+    func handshake(initial: [UInt8] = [], _ done: @escaping (TLSError?) -> Void) {
+        handshakeDone = done
+        let t = LoopTimer()
+        handshakeTimer = t
+        t.start(ms: TLSStream.handshakeTimeoutMs) { [weak self] in self?.finishHandshake(.timeout) }
+        initial.withUnsafeBytes { engine.feed($0) }
+        tcp.startReading { [weak self] ev in self?.onCipher(ev) }
+        stepHandshake()
+    }
+
+    public var alpn: String? { engine.alpn }
+
+    private func stepHandshake() {
+        let step = engine.handshake()
+        flush()
+        switch step {
+        case .done: finishHandshake(nil)
+        case .needMore: break
+        case .failed(let e): finishHandshake(e)
+        }
+    }
+
+    private func finishHandshake(_ error: TLSError?) {
+        guard let done = handshakeDone else { return }
+        handshakeDone = nil
+        handshakeTimer?.close()
+        handshakeTimer = nil
+        if !reading { tcp.stopReading() }
+        done(error)
+    }
+
+    private func onCipher(_ ev: ReadEvent) {
+        switch ev {
+        case .data(let b):
+            engine.feed(b)
+            if handshakeDone != nil { stepHandshake() } else { pump() }
+        case .eof:
+            eofSeen = true
+            if handshakeDone != nil { finishHandshake(.closed) } else { pump() }
+        case .error(let e):
+            if handshakeDone != nil {
+                finishHandshake(.handshake("\(e)"))
+            } else {
+                reading = false
+                onRead?(.error(e))
+            }
+        }
+    }
+
+    /// Delivers decrypted bytes while the reader wants them.
+    private func pump() {
+        guard !pumping else { return }
+        pumping = true
+        defer { pumping = false }
+        while reading && !tcp.isClosing {
+            switch engine.read(into: TLSStream.plain) {
+            case .data(let n):
+                onRead?(.data(UnsafeRawBufferPointer(rebasing: TLSStream.plain[0..<n])))
+            case .needMore:
+                flush()
+                if eofSeen {
+                    reading = false
+                    onRead?(.eof)
+                }
+                return
+            case .closed:
+                reading = false
+                onRead?(.eof)
+                return
+            case .failed(let e):
+                reading = false
+                onRead?(.error(e))
+                return
+            }
+        }
+        flush()
+    }
+
+    public func startReading(_ cb: @escaping (ReadEvent) -> Void) {
+        onRead = cb
+        resumeReading()
+    }
+
+    public func resumeReading() {
+        guard !reading, !tcp.isClosing, onRead != nil, handshakeDone == nil else { return }
+        reading = true
+        pump()
+        if reading && !eofSeen { tcp.resumeReading() }
+    }
+
+    public func stopReading() {
+        reading = false
+        tcp.stopReading()
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) {
+        guard !tcp.isClosing, bytes.count > 0 else { return }
+        if let e = engine.write(bytes) {
+            writeFailed(e)
+            return
+        }
+        flush()
+    }
+
+    private func flush() {
+        guard !tcp.isClosing else { return }
+        engine.drainOutput { tcp.write($0) }
+    }
+
+    private func writeFailed(_ e: any Error) {
+        let cb = onWriteError
+        onWriteError = nil
+        cb?(e)
+    }
+
+    public var isWriteBlocked: Bool { tcp.isWriteBlocked }
+    public var onDrain: (() -> Void)? {
+        get { tcp.onDrain }
+        set { tcp.onDrain = newValue }
+    }
+    public var isClosing: Bool { tcp.isClosing }
+    public var peerDescription: String { tcp.peerDescription }
+
+    public func closeAfterWrites() {
+        guard !tcp.isClosing else { return }
+        engine.shutdown()
+        flush()
+        tcp.closeAfterWrites()
+    }
+
+    public func close() { tcp.close() }
+    public func closeWithReset() { tcp.closeWithReset() }
+}
