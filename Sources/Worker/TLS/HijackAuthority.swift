@@ -112,6 +112,14 @@ public final class HijackAuthority {
         EVP_PKEY_free(l.key)
     }
 
+    /// PEM text of a certificate (tests and diagnostics).
+    static func pem(_ cert: OpaquePointer) -> String {
+        var len = 0
+        guard let p = cuv_pem_write_cert(cert, &len) else { return "" }
+        defer { Foundation.free(p) }
+        return String(cString: p)
+    }
+
     public static func makeShared(cert: String, key: String) throws {
         shared = try load(cert: cert, key: key)
     }

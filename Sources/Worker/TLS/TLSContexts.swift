@@ -32,20 +32,21 @@ public enum TLSContexts {
     /// Validates a policy at startup (files readable, PEM parses).
     public static func check(_ policy: ClientPolicy) throws { _ = try client(policy) }
 
+    /// A client SSL for `host`: SNI, ALPN http/1.1 and, unless insecure, hostname verification.
+    static func clientSSL(host: String, policy: ClientPolicy) throws -> OpaquePointer {
+        guard let ssl = SSL_new(try client(policy)) else { throw TLSError.current(nil, handshake: true) }
+        _ = cuv_ssl_set_peer_host(ssl, host)
+        return ssl
+    }
+
     /// Starts a client handshake on a connected socket.
     static func connect(_ tcp: TCP, host: String, policy: ClientPolicy, _ done: @escaping (Result<TLSStream, TLSError>) -> Void) {
-        let ctx: OpaquePointer
-        do { ctx = try client(policy) } catch {
+        let ssl: OpaquePointer
+        do { ssl = try clientSSL(host: host, policy: policy) } catch {
             tcp.close()
             done(.failure(error as? TLSError ?? .config("\(error)")))
             return
         }
-        guard let ssl = SSL_new(ctx) else {
-            tcp.close()
-            done(.failure(TLSError.current(nil, handshake: true)))
-            return
-        }
-        _ = cuv_ssl_set_peer_host(ssl, host)
         let stream = TLSStream(tcp: tcp, ssl: ssl, server: false)
         stream.handshake { err in
             if let err {
