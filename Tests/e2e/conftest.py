@@ -2,10 +2,10 @@ import os, shutil, sys, tempfile
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from lib import procs, registry as reglib  # noqa: E402
+from lib import pki as pkilib, procs, registry as reglib  # noqa: E402
 from lib.daemon import Daemon  # noqa: E402
 
-HOSTS_NAMES = ["reg-plain.test", "reg-origin.test"]
+HOSTS_NAMES = ["reg-plain.test", "reg-origin.test", "registry.test"]
 
 
 @pytest.fixture(scope="session")
@@ -71,3 +71,24 @@ def daemon(daemon_factory, registry):
         proxies:
           - regx: blobs/sha256.*
         """)
+
+
+@pytest.fixture(scope="session")
+def pki(workdir):
+    return pkilib.make(os.path.join(workdir, "pki"))
+
+
+@pytest.fixture(scope="session")
+def tls_registry(workdir, images, pki, registry):
+    """docker-registry over TLS (certificate for registry.test from the test CA), with both images."""
+    r = reglib.Registry(workdir, extra_config=f"""  tls:
+    certificate: {pki}/registry.test.crt
+    key: {pki}/registry.test.key
+""", scheme="https")
+    certdir = os.path.join(workdir, "skopeo-certs")
+    os.makedirs(certdir, exist_ok=True)
+    shutil.copy(os.path.join(pki, "test-ca.crt"), os.path.join(certdir, "ca.crt"))
+    r.push(images["small"][0], "test/img", tls_certdir=certdir)
+    r.push(images["big"][0], "test/big", tls_certdir=certdir)
+    yield r
+    r.stop()

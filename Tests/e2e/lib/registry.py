@@ -29,7 +29,8 @@ def sha256_file(path):
 
 
 class Registry:
-    def __init__(self, workdir, extra_config=""):
+    def __init__(self, workdir, extra_config="", scheme="http"):
+        self.scheme = scheme
         self.port = procs.free_port()
         self.dir = os.path.join(workdir, f"registry-{self.port}")
         os.makedirs(self.dir, exist_ok=True)
@@ -55,9 +56,9 @@ http:
     def addr(self):
         return f"127.0.0.1:{self.port}"
 
-    def push(self, layout, repo, host=None):
-        subprocess.run(["skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:1",
-                        f"docker://{host or self.addr}/{repo}:1"], check=True)
+    def push(self, layout, repo, host=None, tls_certdir=None):
+        tls = ["--dest-cert-dir", tls_certdir] if tls_certdir else ["--dest-tls-verify=false"]
+        subprocess.run(["skopeo", "copy", "-q", *tls, f"oci:{layout}:1", f"docker://{host or self.addr}/{repo}:1"], check=True)
 
     def log(self):
         return self.proc.output()
