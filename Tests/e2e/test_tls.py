@@ -28,6 +28,20 @@ def test_mirror_https_upstream_trusted_by_ca(daemon_factory, tls_registry, image
     assert d.access(mode="mirror", status=200)[-1]["upstream"] == f"registry.test:{tls_registry.port}"
 
 
+def test_upstream_tls_sessions_are_resumed(daemon_factory, tls_registry, pki, etc_hosts):
+    d = daemon_factory(workers=1, proxy_yaml=f"registryMirror:\n  url: https://registry.test:{tls_registry.port}\n"
+                                             f"  certs: [{pki}/test-ca.crt]\n")
+    curl("-o", "/dev/null", f"{d.url}/v2/")
+    # Three at once: the pooled connection serves one, the others dial and resume its session.
+    ps = [subprocess.Popen(["curl", "-sS", "-o", "/dev/null", f"{d.url}/v2/"]) for _ in range(3)]
+    assert all(p.wait(30) == 0 for p in ps)
+    lines = procs.wait_until(lambda: [l for l in d.log_lines() if l["msg"] == "upstream TLS connected"][1:] or None,
+                             what="a second upstream TLS connection")
+    first = [l for l in d.log_lines() if l["msg"] == "upstream TLS connected"][0]
+    assert first["resumed"] is False and first["alpn"] == "http/1.1"
+    assert any(l["resumed"] is True for l in lines), lines
+
+
 def test_mirror_https_trusted_by_server_certificate_itself(daemon_factory, tls_registry, pki, etc_hosts):
     """The seed's `openssl s_client` recipe yields the server's certificate: it must verify too."""
     leaf = subprocess.run(f"openssl x509 -in <(openssl s_client -showcerts -servername registry.test "

@@ -37,10 +37,12 @@ final class UpstreamPool {
                     cb(.success(UpstreamConnection(key: key, socket: tcp, remote: name)))
                     return
                 }
-                TLSContexts.connect(tcp, host: url.host, policy: policy) { t in
+                TLSContexts.connect(tcp, host: url.host, policy: policy, sessionKey: key) { t in
                     switch t {
                     case .failure(let e): cb(.failure(DialError(description: "\(name): \(e)")))
-                    case .success(let tls): cb(.success(UpstreamConnection(key: key, socket: tls, remote: name)))
+                    case .success(let tls):
+                        Log.shared.info("upstream TLS connected", ["upstream": name, "resumed": tls.sessionReused, "alpn": tls.alpn ?? "-"])
+                        cb(.success(UpstreamConnection(key: key, socket: tls, remote: name)))
                     }
                 }
             }

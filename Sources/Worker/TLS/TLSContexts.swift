@@ -32,22 +32,35 @@ public enum TLSContexts {
     /// Validates a policy at startup (files readable, PEM parses).
     public static func check(_ policy: ClientPolicy) throws { _ = try client(policy) }
 
-    /// A client SSL for `host`: SNI, ALPN http/1.1 and, unless insecure, hostname verification.
-    static func clientSSL(host: String, policy: ClientPolicy) throws -> OpaquePointer {
+    /// A client SSL for `host`: SNI, ALPN http/1.1 and, unless insecure, hostname verification;
+    /// resuming the last session saved under `sessionKey`.
+    static func clientSSL(host: String, policy: ClientPolicy, sessionKey: String? = nil) throws -> OpaquePointer {
         guard let ssl = SSL_new(try client(policy)) else { throw TLSError.current(nil, handshake: true) }
         _ = cuv_ssl_set_peer_host(ssl, host)
+        if let sessionKey, let s = sessions[sessionKey] { SSL_set_session(ssl, s) }
         return ssl
     }
 
+    /// Last resumable session per upstream (key: the pool's key, which includes the trust policy).
+    nonisolated(unsafe) private static var sessions: [String: OpaquePointer] = [:]
+
+    static func saveSession(_ engine: TLSEngine, key: String) {
+        guard let s = engine.resumableSession() else { return }
+        if let old = sessions[key] { SSL_SESSION_free(old) }
+        sessions[key] = s
+    }
+
     /// Starts a client handshake on a connected socket.
-    static func connect(_ tcp: TCP, host: String, policy: ClientPolicy, _ done: @escaping (Result<TLSStream, TLSError>) -> Void) {
+    static func connect(_ tcp: TCP, host: String, policy: ClientPolicy, sessionKey: String,
+                        _ done: @escaping (Result<TLSStream, TLSError>) -> Void) {
         let ssl: OpaquePointer
-        do { ssl = try clientSSL(host: host, policy: policy) } catch {
+        do { ssl = try clientSSL(host: host, policy: policy, sessionKey: sessionKey) } catch {
             tcp.close()
             done(.failure(error as? TLSError ?? .config("\(error)")))
             return
         }
         let stream = TLSStream(tcp: tcp, ssl: ssl, server: false)
+        stream.sessionKey = sessionKey
         stream.handshake { err in
             if let err {
                 stream.close()

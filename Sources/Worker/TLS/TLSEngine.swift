@@ -106,6 +106,17 @@ final class TLSEngine {
     /// Whether decrypted bytes or undecoded records are still buffered.
     var hasBufferedInput: Bool { SSL_pending(ssl) > 0 || cuv_bio_pending(rbio) > 0 }
 
+    /// Whether this handshake resumed an earlier session (no full key exchange).
+    var sessionReused: Bool { SSL_session_reused(ssl) == 1 }
+
+    /// The session, for resuming later connections to the same upstream (nil if not resumable yet).
+    func resumableSession() -> OpaquePointer? {
+        guard handshakeDone, let s = SSL_get1_session(ssl) else { return nil }
+        if SSL_SESSION_is_resumable(s) == 1 { return s }
+        SSL_SESSION_free(s)
+        return nil
+    }
+
     var alpn: String? {
         var p: UnsafePointer<UInt8>?
         var len: UInt32 = 0

@@ -15,6 +15,10 @@ public final class TLSStream: ByteStream {
     public var onWriteError: ((any Error) -> Void)?
     /// Keeps the object that speaks over this stream alive as long as the socket is open.
     public var owner: AnyObject?
+    /// Client streams save their session under this key once it is resumable (tickets arrive with
+    /// or after the first response bytes) and again at close.
+    var sessionKey: String?
+    private var sessionSaved = false
 
     static let handshakeTimeoutMs: UInt64 = 10_000
     private static let plainSize = 256 * 1024
@@ -27,6 +31,7 @@ public final class TLSStream: ByteStream {
         let prior = tcp.onClose
         // This closure holds the stream until the socket is closed.
         tcp.onClose = { [self] in
+            if let key = sessionKey { TLSContexts.saveSession(engine, key: key) }
             prior?()
             let cb = onClose
             onClose = nil
@@ -49,6 +54,7 @@ public final class TLSStream: ByteStream {
     }
 
     public var alpn: String? { engine.alpn }
+    public var sessionReused: Bool { engine.sessionReused }
 
     private func stepHandshake() {
         let step = engine.handshake()
@@ -95,6 +101,10 @@ public final class TLSStream: ByteStream {
         while reading && !tcp.isClosing {
             switch engine.read(into: TLSStream.plain) {
             case .data(let n):
+                if !sessionSaved, let key = sessionKey {
+                    sessionSaved = true
+                    TLSContexts.saveSession(engine, key: key)
+                }
                 onRead?(.data(UnsafeRawBufferPointer(rebasing: TLSStream.plain[0..<n])))
             case .needMore:
                 flush()
