@@ -6,7 +6,7 @@ struct Dfget: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dfget",
         abstract: "Node daemon that sits between containerd and container registries.",
-        subcommands: [Daemon.self, GenCA.self, Version.self, WorkerRole.self]
+        subcommands: [Daemon.self, GenCA.self, GenContainerdHosts.self, Version.self, WorkerRole.self]
     )
 }
 

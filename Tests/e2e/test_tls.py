@@ -1,5 +1,5 @@
 """HTTPS: verified upstream TLS for the mirror, hijackHTTPS with the user's CA, the TLS listener."""
-import hashlib, os, signal, subprocess
+import hashlib, os, signal, socket, subprocess
 import pytest
 from lib import procs
 from lib.containerd import Containerd
@@ -28,18 +28,20 @@ def test_mirror_https_upstream_trusted_by_ca(daemon_factory, tls_registry, image
     assert d.access(mode="mirror", status=200)[-1]["upstream"] == f"registry.test:{tls_registry.port}"
 
 
-def test_upstream_tls_sessions_are_resumed(daemon_factory, tls_registry, pki, etc_hosts):
+def test_upstream_tls_sessions_are_resumed(daemon_factory, tls_registry, images, pki, etc_hosts):
     d = daemon_factory(workers=1, proxy_yaml=f"registryMirror:\n  url: https://registry.test:{tls_registry.port}\n"
                                              f"  certs: [{pki}/test-ca.crt]\n")
+    # A big download that we do not read keeps the first upstream connection busy...
+    busy = socket.create_connection(("127.0.0.1", d.port))
+    busy.sendall(f"GET /v2/test/big/blobs/{images['big'][2][0]} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    assert busy.recv(100).startswith(b"HTTP/1.1 200")
+    # ...so this request dials a second one, which resumes the first one's TLS session.
     curl("-o", "/dev/null", f"{d.url}/v2/")
-    # Three at once: the pooled connection serves one, the others dial and resume its session.
-    ps = [subprocess.Popen(["curl", "-sS", "-o", "/dev/null", f"{d.url}/v2/"]) for _ in range(3)]
-    assert all(p.wait(30) == 0 for p in ps)
-    lines = procs.wait_until(lambda: [l for l in d.log_lines() if l["msg"] == "upstream TLS connected"][1:] or None,
-                             what="a second upstream TLS connection")
-    first = [l for l in d.log_lines() if l["msg"] == "upstream TLS connected"][0]
-    assert first["resumed"] is False and first["alpn"] == "http/1.1"
-    assert any(l["resumed"] is True for l in lines), lines
+    busy.close()
+    tls = [l for l in d.log_lines() if l["msg"] == "upstream TLS connected"]
+    assert len(tls) == 2, tls
+    assert tls[0]["resumed"] is False and tls[0]["alpn"] == "http/1.1"
+    assert tls[1]["resumed"] is True
 
 
 def test_mirror_https_trusted_by_server_certificate_itself(daemon_factory, tls_registry, pki, etc_hosts):

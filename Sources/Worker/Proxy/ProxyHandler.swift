@@ -81,15 +81,15 @@ public final class ProxyHandler {
     private func mirror(_ ex: Exchange) {
         ex.logFields.append(("mode", .string("mirror")))
         let base: UpstreamURL
-        if config.registryMirror.dynamic, let header = ex.request.headers["X-Dragonfly-Registry"] {
-            guard let u = UpstreamURL(header.trimmingSpaces()), u.target == "/" else {
-                ex.respond(status: 400, body: "malformed X-Dragonfly-Registry header: \(header)\n")
-                return
-            }
+        switch MirrorUpstream.choose(dynamic: config.registryMirror.dynamic, header: ex.request.headers["X-Dragonfly-Registry"],
+                                     target: ex.request.target, configured: mirrorURL) {
+        case .upstream(let u, let source):
             base = u
-        } else if let m = mirrorURL {
-            base = m
-        } else {
+            ex.logFields.append(("upstreamFrom", .string(source)))
+        case .badHeader(let value):
+            ex.respond(status: 400, body: "malformed X-Dragonfly-Registry header: \(value)\n")
+            return
+        case .disabled:
             ex.respond(status: 404, body: "registry mirror feature is disabled\n")
             return
         }

@@ -1,0 +1,54 @@
+import ArgumentParser
+import Foundation
+import Worker
+
+/// `dfget gen-containerd-hosts REGISTRY...`: per-registry hosts.toml with the daemon as mirror and the
+/// origin as fallback. Idempotent; files it did not write are kept unless `--force`.
+struct GenContainerdHosts: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "gen-containerd-hosts",
+                                                    abstract: "Write containerd hosts.toml files that use this daemon as registry mirror.")
+
+    @Option(name: .long, help: "containerd's config_path.")
+    var configPath = "/etc/containerd/certs.d"
+
+    @Option(name: .long, help: "The daemon's address as containerd reaches it.")
+    var host = "127.0.0.1"
+
+    @Option(name: .long, help: "The daemon's proxy port.")
+    var port = 65001
+
+    @Flag(name: .long, help: "Overwrite hosts.toml files this command did not write.")
+    var force = false
+
+    @Argument(help: "host[:port] (https), an http:// or https:// URL, or docker.io.")
+    var registries: [String]
+
+    func run() throws {
+        var failed = false
+        for r in registries {
+            guard let e = ContainerdHosts.entry(r) else {
+                FileHandle.standardError.write("dfget gen-containerd-hosts: not a registry host or URL: \(r)\n".data(using: .utf8)!)
+                failed = true
+                continue
+            }
+            let dir = (configPath as NSString).appendingPathComponent(e.directory)
+            let file = (dir as NSString).appendingPathComponent("hosts.toml")
+            let text = ContainerdHosts.render(e, daemonHost: host, daemonPort: port)
+            if let existing = try? String(contentsOfFile: file, encoding: .utf8) {
+                if existing == text {
+                    print("\(file): unchanged")
+                    continue
+                }
+                if !existing.hasPrefix(ContainerdHosts.marker) && !force {
+                    FileHandle.standardError.write("dfget gen-containerd-hosts: \(file) was not written by dfget; kept (use --force to replace it)\n".data(using: .utf8)!)
+                    failed = true
+                    continue
+                }
+            }
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try text.write(toFile: file, atomically: true, encoding: .utf8)
+            print("\(file): written (server \(e.server), mirror http://\(host):\(port))")
+        }
+        if failed { throw ExitCode(1) }
+    }
+}

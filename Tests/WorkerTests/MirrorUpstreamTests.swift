@@ -1,0 +1,61 @@
+import XCTest
+@testable import Worker
+
+final class MirrorUpstreamTests: XCTestCase {
+    let configured = UpstreamURL("http://127.0.0.1:5000")!
+
+    func testHeaderWinsWhenDynamic() {
+        XCTAssertEqual(MirrorUpstream.choose(dynamic: true, header: "https://reg.test:5443", target: "/v2/?ns=other.test", configured: configured),
+                       .upstream(UpstreamURL("https://reg.test:5443")!, source: "header"))
+        XCTAssertEqual(MirrorUpstream.choose(dynamic: true, header: "reg.test", target: "/v2/", configured: configured), .badHeader("reg.test"))
+        XCTAssertEqual(MirrorUpstream.choose(dynamic: true, header: "https://reg.test/v2/", target: "/v2/", configured: configured),
+                       .badHeader("https://reg.test/v2/"))
+    }
+
+    func testNamespaceWhenDynamicAndNoHeader() {
+        XCTAssertEqual(MirrorUpstream.choose(dynamic: true, header: nil, target: "/v2/a/manifests/1?ns=reg.test%3A5443", configured: configured),
+                       .upstream(UpstreamURL("https://reg.test:5443")!, source: "ns"))
+        XCTAssertEqual(MirrorUpstream.choose(dynamic: true, header: nil, target: "/v2/library/x/blobs/sha256:00?ns=docker.io", configured: nil),
+                       .upstream(UpstreamURL("https://registry-1.docker.io")!, source: "ns"))
+    }
+
+    func testConfiguredURLOtherwise() {
+        XCTAssertEqual(MirrorUpstream.choose(dynamic: false, header: "https://reg.test", target: "/v2/?ns=reg.test", configured: configured),
+                       .upstream(configured, source: "config"))
+        XCTAssertEqual(MirrorUpstream.choose(dynamic: true, header: nil, target: "/v2/", configured: configured), .upstream(configured, source: "config"))
+        XCTAssertEqual(MirrorUpstream.choose(dynamic: true, header: nil, target: "/v2/", configured: nil), .disabled)
+        XCTAssertEqual(MirrorUpstream.choose(dynamic: false, header: nil, target: "/v2/?ns=x.test", configured: nil), .disabled)
+    }
+
+    func testRedirectLocationResolution() {
+        let base = UpstreamURL("https://reg.test:5443/v2/a/blobs/sha256:00?x=1")!
+        XCTAssertEqual(Forwarder.resolve("https://s3.test/bucket/obj?sig=abc", against: base)?.description, "https://s3.test/bucket/obj?sig=abc")
+        XCTAssertEqual(Forwarder.resolve("/other/path", against: base)?.description, "https://reg.test:5443/other/path")
+        XCTAssertEqual(Forwarder.resolve("//cdn.test/x", against: base)?.description, "https://cdn.test/x")
+        XCTAssertEqual(Forwarder.resolve("sibling", against: base)?.description, "https://reg.test:5443/v2/a/blobs/sibling")
+    }
+}
+
+final class ContainerdHostsTests: XCTestCase {
+    func testEntries() {
+        XCTAssertEqual(ContainerdHosts.entry("example.com"), .init(directory: "example.com", server: "https://example.com"))
+        XCTAssertEqual(ContainerdHosts.entry("reg.test:5443"), .init(directory: "reg.test:5443", server: "https://reg.test:5443"))
+        XCTAssertEqual(ContainerdHosts.entry("http://reg.test:5000"), .init(directory: "reg.test:5000", server: "http://reg.test:5000"))
+        XCTAssertEqual(ContainerdHosts.entry("docker.io"), .init(directory: "docker.io", server: "https://registry-1.docker.io"))
+        XCTAssertNil(ContainerdHosts.entry("http://reg.test/path"))
+        XCTAssertNil(ContainerdHosts.entry(""))
+    }
+
+    func testRenderMatchesTheSeedLayout() {
+        let text = ContainerdHosts.render(.init(directory: "example.com", server: "https://example.com"), daemonHost: "127.0.0.1", daemonPort: 65001)
+        XCTAssertTrue(text.hasPrefix(ContainerdHosts.marker))
+        XCTAssertTrue(text.contains("""
+        server = "https://example.com"
+
+        [host."http://127.0.0.1:65001"]
+          capabilities = ["pull", "resolve"]
+          [host."http://127.0.0.1:65001".header]
+            X-Dragonfly-Registry = ["https://example.com"]
+        """))
+    }
+}
