@@ -1,4 +1,4 @@
-import os, shutil, sys, tempfile
+import os, shutil, subprocess, sys, tempfile
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -92,3 +92,42 @@ def tls_registry(workdir, images, pki, registry):
     r.push(images["big"][0], "test/big", tls_certdir=certdir)
     yield r
     r.stop()
+
+
+@pytest.fixture(scope="session")
+def htpasswd_registry(workdir, images):
+    """docker-registry with htpasswd (bcrypt) testuser:testpass."""
+    path = os.path.join(workdir, "htpasswd")
+    with open(path, "w") as f:
+        f.write(subprocess.run(["htpasswd", "-Bbn", "testuser", "testpass"], capture_output=True, text=True, check=True).stdout)
+    r = reglib.Registry(workdir, extra_config=f"""  secret: e2e-secret
+auth:
+  htpasswd:
+    realm: e2e-realm
+    path: {path}
+""")
+    r.push(images["small"][0], "test/img", creds="testuser:testpass")
+    yield r
+    r.stop()
+
+
+@pytest.fixture(scope="session")
+def token_registry(workdir, images, pki):
+    """docker-registry with token auth and a token server answering GET (Basic) and POST (OAuth2 password)."""
+    tport = procs.free_port()
+    token = procs.Proc("token-server", [sys.executable, os.path.join(os.path.dirname(__file__), "lib", "token_server.py"),
+                                        "--listen", "127.0.0.1", "--port", str(tport), "--key", f"{pki}/token.key",
+                                        "--cert", f"{pki}/token.crt"], workdir)
+    procs.wait_until(lambda: procs.port_open(tport), what="token server")
+    r = reglib.Registry(workdir, extra_config=f"""  secret: e2e-secret
+auth:
+  token:
+    realm: http://127.0.0.1:{tport}/token
+    service: harness-registry
+    issuer: harness-issuer
+    rootcertbundle: {pki}/token.crt
+""")
+    r.push(images["small"][0], "test/img", creds="testuser:testpass")
+    yield r
+    r.stop()
+    token.stop()

@@ -32,6 +32,9 @@ def make(d):
     sh("openssl", "x509", "-req", "-days", "30", "-extfile", "openssl.conf", "-extensions", "v3_ca", "-in", "ca.csr",
        "-signkey", "ca.key", "-out", "ca.crt", cwd=d)
     os.chmod(os.path.join(d, "ca.key"), 0o600)
+    # Token-auth signing key and certificate (the registry's rootcertbundle).
+    sh("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-sha256", "-keyout", "token.key",
+       "-out", "token.crt", "-subj", "/CN=dfget e2e token issuer", cwd=d)
     with open(os.path.join(d, "bundle-with-hijack-ca.crt"), "w") as f:
         f.write(open("/etc/ssl/certs/ca-certificates.crt").read() + open(os.path.join(d, "ca.crt")).read())
     open(os.path.join(d, "done"), "w").close()

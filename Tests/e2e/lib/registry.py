@@ -56,9 +56,11 @@ http:
     def addr(self):
         return f"127.0.0.1:{self.port}"
 
-    def push(self, layout, repo, host=None, tls_certdir=None):
+    def push(self, layout, repo, host=None, tls_certdir=None, creds=None):
         tls = ["--dest-cert-dir", tls_certdir] if tls_certdir else ["--dest-tls-verify=false"]
-        subprocess.run(["skopeo", "copy", "-q", *tls, f"oci:{layout}:1", f"docker://{host or self.addr}/{repo}:1"], check=True)
+        auth = ["--dest-creds", creds] if creds else []
+        subprocess.run(["skopeo", "copy", "-q", *tls, *auth, f"oci:{layout}:1", f"docker://{host or self.addr}/{repo}:1"],
+                       check=True)
 
     def log(self):
         return self.proc.output()
