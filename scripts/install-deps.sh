@@ -2,7 +2,7 @@
 # Installs what building and testing dfget needs on Debian (run as root). Idempotent.
 set -euo pipefail
 PKGS=(libuv1-dev libssl-dev curl iproute2 docker-registry containerd skopeo busybox-static apache2-utils python3-grpcio)
-if [ "${1:-}" = "--bench" ]; then PKGS+=(nginx squid-openssl); fi
+if [ "${1:-}" = "--bench" ]; then PKGS+=(nginx squid-openssl wrk); fi
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -9,6 +9,6 @@ public enum Limits {
     /// Dialing an upstream gives up after this long.
     public static var connectTimeoutMs: UInt64 = 10_000
     /// Idle upstream connections kept per host, and for how long.
-    public static let poolPerHost = 16
+    public static let poolPerHost = 64
     public static var poolIdleMs: UInt64 = 30_000
 }

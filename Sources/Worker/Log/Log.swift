@@ -75,15 +75,26 @@ public final class Log {
         }
     }
 
+    /// `2026-11-29 04:37:10.329`, local time. The part up to the seconds is formatted once a second:
+    /// every access line needs one.
     static func timestamp() -> String {
         var tv = timeval()
         gettimeofday(&tv, nil)
-        var t = time_t(tv.tv_sec)
-        var tmv = tm()
-        localtime_r(&t, &tmv)
-        return String(format: "%04d-%02d-%02d %02d:%02d:%02d.%03d", tmv.tm_year + 1900, tmv.tm_mon + 1, tmv.tm_mday,
-                      tmv.tm_hour, tmv.tm_min, tmv.tm_sec, Int(tv.tv_usec / 1000))
+        if tv.tv_sec != cachedSecond {
+            var t = time_t(tv.tv_sec)
+            var tmv = tm()
+            localtime_r(&t, &tmv)
+            cachedPrefix = "\(tmv.tm_year + 1900)-\(pad2(tmv.tm_mon + 1))-\(pad2(tmv.tm_mday)) \(pad2(tmv.tm_hour)):\(pad2(tmv.tm_min)):\(pad2(tmv.tm_sec))"
+            cachedSecond = tv.tv_sec
+        }
+        let ms = Int(tv.tv_usec / 1000)
+        return cachedPrefix + (ms < 10 ? ".00" : ms < 100 ? ".0" : ".") + String(ms)
     }
+
+    nonisolated(unsafe) private static var cachedSecond = -1
+    nonisolated(unsafe) private static var cachedPrefix = ""
+
+    private static func pad2(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
 
     static func quote(_ s: String) -> String {
         var out = "\""

@@ -64,8 +64,22 @@ public struct ProxyRules {
         return Outcome(url: out, decision: decision, rule: rule.pattern)
     }
 
+    private static let blobMarker = Array("/blobs/sha256:".utf8)
+
     /// The mirror's default rule: blob GETs go to the cache, everything else (`/v2/`, manifests, tokens) through.
     public static func mirrorDefault(method: String, path: String) -> RouteDecision {
-        method == "GET" && path.range(of: "/blobs/sha256:") != nil ? .cache : .direct
+        method == "GET" && path.utf8.containsSubsequence(blobMarker) ? .cache : .direct
+    }
+}
+
+extension String.UTF8View {
+    func containsSubsequence(_ needle: [UInt8]) -> Bool {
+        guard let first = needle.first, count >= needle.count else { return false }
+        var i = startIndex
+        while let hit = self[i...].firstIndex(of: first) {
+            if self[hit...].starts(with: needle) { return true }
+            i = index(after: hit)
+        }
+        return false
     }
 }
