@@ -241,3 +241,39 @@ def test_gen_ca_output_works_as_hijack_ca(tmp_path, daemon_factory, tls_registry
         """)
     r = curl("-i", "-x", d.url, "--cacert", str(tmp_path / "ca.crt"), f"https://registry.test:{tls_registry.port}/v2/")
     assert r.stdout.startswith(b"HTTP/1.1 200 ")
+
+
+@pytest.mark.parametrize("trust", ["server-cert", "insecure"])
+def test_hijack_upstream_trust_matrix(trust, daemon_factory, tls_registry, pki, etc_hosts):
+    """certs: [CA] and neither are covered above; here the server's own certificate, and insecure."""
+    host_opts = f"certs: [{pki}/registry.test.crt]" if trust == "server-cert" else "insecure: true"
+    d = daemon_factory(proxy_yaml=f"""
+        hijackHTTPS:
+          cert: {pki}/ca.crt
+          key: {pki}/ca.key
+          hosts:
+            - regx: registry\\.test
+              {host_opts}
+        """)
+    r = curl("-i", "-x", d.url, "--cacert", f"{pki}/ca.crt", f"https://registry.test:{tls_registry.port}/v2/")
+    assert b"\r\n\r\nHTTP/1.1 200 OK" in r.stdout
+    assert d.access(mode="hijack", status=200)
+
+
+def test_non_ca_cert_is_served_as_is_and_open_key_warned(daemon_factory, tls_registry, pki, tmp_path, etc_hosts):
+    key = tmp_path / "server.key"
+    key.write_text(open(f"{pki}/registry.test.key").read())
+    os.chmod(key, 0o644)
+    d = daemon_factory(proxy_yaml=f"""
+        hijackHTTPS:
+          cert: {pki}/registry.test.crt
+          key: {key}
+          hosts:
+            - regx: registry\\.test
+              certs: [{pki}/test-ca.crt]
+        """)
+    r = curl("-v", "-x", d.url, "--cacert", f"{pki}/test-ca.crt", f"https://registry.test:{tls_registry.port}/v2/")
+    assert b"issuer: CN=dfget e2e registry CA" in r.stderr and b"subject: CN=registry.test" in r.stderr
+    assert d.access(mode="hijack", status=200), "served by the daemon with the given certificate, not tunnelled"
+    warnings = [l.get("warning", "") for l in d.log_lines() if l["msg"] == "tls"]
+    assert any("readable by group or others" in w for w in warnings) and any("is not a CA" in w for w in warnings)
