@@ -1,0 +1,169 @@
+import Foundation
+
+/// One cached task as the daemon sees it: state, length, which pieces are present, and the two
+/// piece operations the peer exchange will use too: "here is piece k, store it" and "give me piece k".
+public final class CacheTask {
+    public let key: TaskKey
+    let meta: TaskMeta
+    let dataPath: String
+    let dataFD: Int32
+    public private(set) var isDownloader = false
+    private var hasher: SHA256Digest?
+    private var hashedPieces = 0
+
+    init(key: TaskKey, metaPath: String, dataPath: String) throws {
+        self.key = key
+        meta = try TaskMeta(path: metaPath)
+        self.dataPath = dataPath
+        dataFD = try syscall("open", path: dataPath) { open(dataPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644) }
+    }
+
+    deinit {
+        if isDownloader { meta.unlock() }
+        close(dataFD)
+    }
+
+    public var state: TaskState { meta.state }
+    public var contentLength: Int64? { meta.contentLength }
+    public var pieceSize: Int { meta.pieceSize }
+    public var pieceCount: Int { meta.pieceCount }
+    public var contentType: String { meta.contentType }
+    public var digestHeader: String { meta.digestHeader }
+    public var generation: UInt32 { meta.generation }
+    public var metaPath: String { meta.path }
+    public func hasPiece(_ k: Int) -> Bool { meta.hasPiece(k) }
+
+    /// Complete and verified: safe to serve without the origin.
+    public var isComplete: Bool { meta.state == .complete && meta.contentLength != nil }
+
+    /// Byte range `[start, end)` of piece `k`.
+    public func pieceRange(_ k: Int) -> Range<Int64> {
+        let start = Int64(k) * Int64(pieceSize)
+        return start..<min(start + Int64(pieceSize), contentLength ?? 0)
+    }
+
+    // MARK: Downloader
+
+    /// Takes the task for downloading when nobody holds it (a holder that died released it). A task
+    /// that is not complete starts over: pieces of an unfinished earlier download are not trusted.
+    public func claim(pieceSize: Int) throws -> Bool {
+        guard !isDownloader else { return true }
+        guard meta.tryLock() else { return false }
+        if isComplete {
+            meta.unlock()
+            return false
+        }
+        isDownloader = true
+        try meta.reset(pieceSize: pieceSize)
+        try syscall("ftruncate", path: dataPath) { ftruncate(dataFD, 0) }
+        hasher = key.expectedDigest != nil ? SHA256Digest() : nil
+        hashedPieces = 0
+        return true
+    }
+
+    /// The origin's response head: the length decides the pieces.
+    public func describe(contentLength: Int64, contentType: String, digestHeader: String) throws {
+        precondition(isDownloader)
+        guard (contentLength + Int64(meta.pieceSize) - 1) / Int64(meta.pieceSize) <= Int64(TaskMeta.maxPieces) else {
+            throw SystemError(op: "describe", path: dataPath, errno: EFBIG)
+        }
+        try syscall("ftruncate", path: dataPath) { ftruncate(dataFD, off_t(contentLength)) }
+        try meta.describe(contentLength: contentLength, contentType: contentType, digestHeader: digestHeader)
+    }
+
+    /// "Here is piece k, store it": the bytes reach the disk before the piece is marked present.
+    public func storePiece(_ k: Int, _ bytes: UnsafeRawBufferPointer) throws {
+        precondition(isDownloader)
+        guard k >= 0, k < pieceCount, Int64(bytes.count) == pieceRange(k).count else {
+            throw SystemError(op: "store piece \(k)", path: dataPath, errno: EINVAL)
+        }
+        let r = pieceRange(k)
+        try pwriteAll(dataFD, bytes, at: r.lowerBound, path: dataPath)
+        try syscall("fdatasync", path: dataPath) { fdatasync(dataFD) }
+        if let hasher, hashedPieces == k {
+            hasher.update(bytes)
+            hashedPieces += 1
+        }
+        try meta.markPiece(k)
+    }
+
+    /// All pieces are in: a digest-keyed task counts as cached only if its sha256 matches.
+    /// Returns false (and drops the task) on a mismatch.
+    public func finish() throws -> Bool {
+        precondition(isDownloader)
+        guard let length = contentLength, (0..<pieceCount).allSatisfy(hasPiece), meta.piecesPresent == pieceCount else {
+            throw SystemError(op: "finish", path: dataPath, errno: EINVAL)
+        }
+        if let expected = key.expectedDigest {
+            let actual = "sha256:" + (hashedPieces == pieceCount ? hasher!.finalizeHex() : try hashFile(length))
+            guard actual == expected else {
+                Log.shared.error("digest mismatch: not cached", ["taskId": key.id, "expected": expected, "actual": actual])
+                abandon()
+                return false
+            }
+        }
+        try meta.setState(.complete)
+        release()
+        return true
+    }
+
+    private func hashFile(_ length: Int64) throws -> String {
+        let h = SHA256Digest()
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 64)
+        defer { buf.deallocate() }
+        var off: Int64 = 0
+        while off < length {
+            let n = try preadFull(dataFD, into: buf, count: Int(min(Int64(1 << 20), length - off)), at: off, path: dataPath)
+            guard n > 0 else { break }
+            h.update(UnsafeRawBufferPointer(start: buf, count: n))
+            off += Int64(n)
+        }
+        return h.finalizeHex()
+    }
+
+    /// Gives the task up: readers see it failed, the files go, the next request starts over.
+    public func abandon() {
+        if isDownloader { try? meta.setState(.failed) }
+        unlink(dataPath)
+        unlink(meta.path)
+        release()
+    }
+
+    func release() {
+        guard isDownloader else { return }
+        isDownloader = false
+        meta.unlock()
+    }
+
+    // MARK: Readers
+
+    /// "Give me piece k": its bytes, if present.
+    public func readPiece(_ k: Int, into buf: UnsafeMutableRawBufferPointer) throws -> Int? {
+        guard k >= 0, k < pieceCount, hasPiece(k) else { return nil }
+        let r = pieceRange(k)
+        precondition(buf.count >= r.count)
+        return try preadFull(dataFD, into: buf.baseAddress!, count: Int(r.count), at: r.lowerBound, path: dataPath)
+    }
+
+    /// Bytes at `offset` (all within present pieces: the caller checked).
+    public func read(offset: Int64, into buf: UnsafeMutableRawBufferPointer) throws -> Int {
+        try preadFull(dataFD, into: buf.baseAddress!, count: buf.count, at: offset, path: dataPath)
+    }
+
+    /// Whether every piece covering `[offset, offset+count)` is present; the number of bytes from
+    /// `offset` that are readable now.
+    public func readableBytes(from offset: Int64, max: Int) -> Int {
+        guard let length = contentLength, offset < length else { return 0 }
+        var end = offset
+        let limit = min(length, offset + Int64(max))
+        while end < limit {
+            let k = Int(end / Int64(pieceSize))
+            guard hasPiece(k) else { break }
+            end = min(Int64(k + 1) * Int64(pieceSize), limit)
+        }
+        return Int(end - offset)
+    }
+
+    /// Records an access for the least-recently-used eviction.
+    public func touch() { futimens(meta.fd, nil) }
+}

@@ -1,0 +1,83 @@
+import Foundation
+
+/// The piece cache's facade: tasks by key, their listing for garbage collection. Content lives in
+/// `<root>/<id>.data`, shared state in `<root>/<id>.meta`; no caller sees either.
+public final class PieceCache {
+    public let root: String
+    public let pieceSize: Int
+    public static let defaultPieceSize = 4 << 20
+
+    public init(root: String, pieceSize: Int = PieceCache.defaultPieceSize) throws {
+        self.root = root
+        self.pieceSize = pieceSize
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+    }
+
+    func paths(_ id: String) -> (meta: String, data: String) {
+        ("\(root)/\(id).meta", "\(root)/\(id).data")
+    }
+
+    /// The task for `key`, created empty when absent.
+    public func open(_ key: TaskKey) throws -> CacheTask {
+        let p = paths(key.id)
+        return try CacheTask(key: key, metaPath: p.meta, dataPath: p.data)
+    }
+
+    /// The task if the cache has heard of it.
+    public func lookup(_ key: TaskKey) -> CacheTask? {
+        FileManager.default.fileExists(atPath: paths(key.id).meta) ? try? open(key) : nil
+    }
+
+    public struct Entry {
+        public let id: String
+        public let bytes: Int64
+        public let lastAccess: Date
+    }
+
+    /// Every task on disk, least recently used first.
+    public func entries() -> [Entry] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
+        return names.filter { $0.hasSuffix(".meta") }.compactMap { name in
+            let id = String(name.dropLast(5))
+            let p = paths(id)
+            guard let m = try? FileManager.default.attributesOfItem(atPath: p.meta) else { return nil }
+            let size = (try? FileManager.default.attributesOfItem(atPath: p.data))?[.size] as? Int64 ?? 0
+            return Entry(id: id, bytes: size, lastAccess: m[.modificationDate] as? Date ?? .distantPast)
+        }.sorted { $0.lastAccess < $1.lastAccess }
+    }
+
+    /// Removes a task unless someone downloads it now (its lock) or reads it (a shared lock on the data).
+    @discardableResult
+    public func evict(_ id: String) -> Bool {
+        let p = paths(id)
+        let mfd = Glibc.open(p.meta, O_RDWR | O_CLOEXEC)
+        guard mfd >= 0 else { return false }
+        defer { close(mfd) }
+        guard flock(mfd, LOCK_EX | LOCK_NB) == 0 else { return false }
+        let dfd = Glibc.open(p.data, O_RDONLY | O_CLOEXEC)
+        defer { if dfd >= 0 { close(dfd) } }
+        if dfd >= 0 && flock(dfd, LOCK_EX | LOCK_NB) != 0 { return false }
+        unlink(p.data)
+        unlink(p.meta)
+        return true
+    }
+
+    /// Evicts tasks unused for `expireAfter` seconds, then least recently used ones until the cache is
+    /// under `maxBytes`. Returns the ids removed.
+    public func collectGarbage(now: Date = Date(), expireAfter: TimeInterval, maxBytes: Int64?) -> [String] {
+        var removed: [String] = []
+        var live = entries()
+        for e in live where now.timeIntervalSince(e.lastAccess) > expireAfter && evict(e.id) { removed.append(e.id) }
+        live.removeAll { removed.contains($0.id) }
+        if let maxBytes {
+            var total = live.reduce(0) { $0 + $1.bytes }
+            for e in live where total > maxBytes {
+                if evict(e.id) {
+                    removed.append(e.id)
+                    total -= e.bytes
+                }
+            }
+        }
+        return removed
+    }
+}

@@ -1,0 +1,43 @@
+import Foundation
+
+/// A failed system call: its name, the path when there is one, and errno's text.
+public struct SystemError: Error, CustomStringConvertible {
+    public let op: String
+    public let path: String?
+    public let errno: Int32
+    public var description: String {
+        "\(op)\(path.map { " \($0)" } ?? ""): \(String(cString: strerror(errno)))"
+    }
+    public var isDiskFull: Bool { errno == ENOSPC || errno == EDQUOT }
+}
+
+/// Runs a system call, retrying EINTR, turning -1 into a typed error.
+@discardableResult
+func syscall<T: BinaryInteger>(_ op: String, path: String? = nil, _ body: () -> T) throws -> T {
+    while true {
+        let r = body()
+        if r != -1 { return r }
+        if errno == EINTR { continue }
+        throw SystemError(op: op, path: path, errno: errno)
+    }
+}
+
+/// Writes all of `b` at `offset`.
+func pwriteAll(_ fd: Int32, _ b: UnsafeRawBufferPointer, at offset: Int64, path: String) throws {
+    var done = 0
+    while done < b.count {
+        let n = try syscall("pwrite", path: path) { pwrite(fd, b.baseAddress! + done, b.count - done, off_t(offset) + off_t(done)) }
+        done += n
+    }
+}
+
+/// Reads up to `count` bytes at `offset` (fewer only at end of file).
+func preadFull(_ fd: Int32, into p: UnsafeMutableRawPointer, count: Int, at offset: Int64, path: String) throws -> Int {
+    var done = 0
+    while done < count {
+        let n = try syscall("pread", path: path) { pread(fd, p + done, count - done, off_t(offset) + off_t(done)) }
+        if n == 0 { break }
+        done += n
+    }
+    return done
+}

@@ -1,0 +1,159 @@
+import XCTest
+@testable import Worker
+
+final class PieceCacheTests: XCTestCase {
+    var root = ""
+    let pieceSize = 1024
+
+    override func setUp() {
+        root = NSTemporaryDirectory() + "dfget-cache-\(UUID().uuidString)"
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(atPath: root) }
+
+    func content(_ n: Int) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) } }
+
+    func key(for bytes: [UInt8]) -> TaskKey {
+        TaskKey.forURL(UpstreamURL("http://reg.test/v2/a/blobs/sha256:" + SHA256Digest.hex(bytes))!)
+    }
+
+    /// Claims, describes and stores every piece of `bytes`.
+    func download(_ cache: PieceCache, _ k: TaskKey, _ bytes: [UInt8]) throws -> CacheTask {
+        let t = try cache.open(k)
+        XCTAssertTrue(try t.claim(pieceSize: pieceSize))
+        try t.describe(contentLength: Int64(bytes.count), contentType: "application/octet-stream", digestHeader: k.expectedDigest ?? "")
+        for p in 0..<t.pieceCount {
+            let r = t.pieceRange(p)
+            try bytes[Int(r.lowerBound)..<Int(r.upperBound)].withUnsafeBytes { try t.storePiece(p, $0) }
+        }
+        return t
+    }
+
+    func testKeys() {
+        let hex = String(repeating: "ab", count: 32)
+        let a = TaskKey.forURL(UpstreamURL("https://one.test/v2/x/blobs/sha256:\(hex)?ns=one.test")!)
+        let b = TaskKey.forURL(UpstreamURL("http://two.test:5000/v2/y/z/blobs/sha256:\(hex.uppercased())")!)
+        XCTAssertEqual(a, b, "the same layer from two registries is one task")
+        XCTAssertEqual(a.id, hex)
+        XCTAssertEqual(a.expectedDigest, "sha256:" + hex)
+        let u1 = TaskKey.forURL(UpstreamURL("http://s3.test/obj?Expires=1&Signature=a&x=1")!, filter: ["Expires", "Signature"])
+        let u2 = TaskKey.forURL(UpstreamURL("http://s3.test/obj?Expires=2&Signature=b&x=1")!, filter: ["Expires", "Signature"])
+        let u3 = TaskKey.forURL(UpstreamURL("http://s3.test/obj?Expires=2&Signature=b&x=2")!, filter: ["Expires", "Signature"])
+        XCTAssertEqual(u1, u2)
+        XCTAssertNotEqual(u1, u3)
+        XCTAssertNil(u1.expectedDigest)
+        XCTAssertNotEqual(TaskKey.forURL(UpstreamURL("http://s3.test/obj")!, tag: "a"), TaskKey.forURL(UpstreamURL("http://s3.test/obj")!, tag: "b"))
+        XCTAssertNil(TaskKey.blobDigest("/v2/a/blobs/sha256:short"))
+        XCTAssertEqual(TaskKey.filterNames("Expires&Signature& ns"), ["Expires", "Signature", "ns"])
+    }
+
+    func testDownloadVerifyAndServe() throws {
+        let cache = try PieceCache(root: root, pieceSize: pieceSize)
+        let bytes = content(3000)
+        let k = key(for: bytes)
+        let t = try download(cache, k, bytes)
+        XCTAssertEqual(t.pieceCount, 3)
+        XCTAssertEqual(t.state, .downloading)
+        XCTAssertFalse(t.isComplete, "not complete before verification")
+        XCTAssertTrue(try t.finish())
+        XCTAssertTrue(t.isComplete)
+        // Another worker's view: its own open, same shared state.
+        let reader = try XCTUnwrap(cache.lookup(k))
+        XCTAssertTrue(reader.isComplete)
+        XCTAssertEqual(reader.contentLength, 3000)
+        XCTAssertEqual(reader.digestHeader, k.expectedDigest)
+        var out = [UInt8](repeating: 0, count: 3000)
+        XCTAssertEqual(try out.withUnsafeMutableBytes { try reader.read(offset: 0, into: $0) }, 3000)
+        XCTAssertEqual(out, bytes)
+        var piece = [UInt8](repeating: 0, count: pieceSize)
+        XCTAssertEqual(try piece.withUnsafeMutableBytes { try reader.readPiece(2, into: $0) }, 952)
+        XCTAssertEqual(Array(piece[0..<952]), Array(bytes[2048...]))
+    }
+
+    func testDigestMismatchIsNeverCached() throws {
+        let cache = try PieceCache(root: root, pieceSize: pieceSize)
+        let bytes = content(2500)
+        var corrupt = bytes
+        corrupt[100] ^= 0xFF
+        let k = key(for: bytes)
+        let reader = try cache.open(k)
+        let t = try download(cache, k, corrupt)
+        XCTAssertFalse(try t.finish())
+        XCTAssertEqual(reader.state, .failed, "readers streaming it see the failure")
+        XCTAssertNil(cache.lookup(k), "nothing is kept")
+    }
+
+    func testOneDownloaderAtATimeAndTakeoverWhenItDies() throws {
+        let cache = try PieceCache(root: root, pieceSize: pieceSize)
+        let bytes = content(4096)
+        let k = key(for: bytes)
+        var first: CacheTask? = try cache.open(k)
+        XCTAssertTrue(try first!.claim(pieceSize: pieceSize))
+        try first!.describe(contentLength: 4096, contentType: "x", digestHeader: "")
+        try bytes[0..<1024].withUnsafeBytes { try first!.storePiece(0, $0) }
+        let second = try cache.open(k)
+        XCTAssertFalse(try second.claim(pieceSize: pieceSize), "someone is downloading")
+        XCTAssertTrue(second.hasPiece(0))
+        XCTAssertFalse(second.hasPiece(1))
+        XCTAssertEqual(second.readableBytes(from: 0, max: 10_000), 1024)
+        let gen = second.generation
+        first = nil  // the downloader dies: its lock goes with it
+        XCTAssertTrue(try second.claim(pieceSize: pieceSize), "another worker takes over")
+        XCTAssertEqual(second.generation, gen + 1)
+        XCTAssertFalse(second.hasPiece(0), "an unfinished download's pieces are not trusted")
+        try second.describe(contentLength: 4096, contentType: "x", digestHeader: "")
+        for p in 0..<4 { try bytes[p * 1024..<(p + 1) * 1024].withUnsafeBytes { try second.storePiece(p, $0) } }
+        XCTAssertTrue(try second.finish())
+    }
+
+    func testRecoveryAfterRestart() throws {
+        let bytes = content(2048)
+        let k = key(for: bytes)
+        do {
+            let cache = try PieceCache(root: root, pieceSize: pieceSize)
+            XCTAssertTrue(try download(cache, k, bytes).finish())
+            let other = content(5000)
+            _ = try download(cache, key(for: other), other)  // never finished: "crashes" here
+        }
+        let cache = try PieceCache(root: root, pieceSize: pieceSize)
+        XCTAssertTrue(try XCTUnwrap(cache.lookup(k)).isComplete, "complete tasks survive a restart")
+        let unfinished = try XCTUnwrap(cache.lookup(key(for: content(5000))))
+        XCTAssertFalse(unfinished.isComplete, "an unfinished one is never served as complete")
+        XCTAssertTrue(try unfinished.claim(pieceSize: pieceSize), "and starts over")
+        XCTAssertEqual((0..<5).filter(unfinished.hasPiece), [])
+    }
+
+    func testPieceLengthsChecked() throws {
+        let cache = try PieceCache(root: root, pieceSize: pieceSize)
+        let t = try cache.open(key(for: content(10)))
+        XCTAssertTrue(try t.claim(pieceSize: pieceSize))
+        try t.describe(contentLength: 1500, contentType: "", digestHeader: "")
+        XCTAssertThrowsError(try content(1000).withUnsafeBytes { try t.storePiece(0, $0) }, "short piece")
+        XCTAssertThrowsError(try content(1024).withUnsafeBytes { try t.storePiece(2, $0) }, "no such piece")
+        XCTAssertThrowsError(try t.finish(), "pieces missing")
+    }
+
+    func testGarbageCollection() throws {
+        let cache = try PieceCache(root: root, pieceSize: pieceSize)
+        var keys: [TaskKey] = []
+        for i in 0..<3 {
+            let b = content(2000 + i)
+            keys.append(key(for: b))
+            XCTAssertTrue(try download(cache, keys[i], b).finish())
+            // Ages: task 0 is the least recently used.
+            let when = Date().addingTimeInterval(Double(i - 10) * 60)
+            try FileManager.default.setAttributes([.modificationDate: when], ofItemAtPath: cache.paths(keys[i].id).meta)
+        }
+        let busy = try cache.open(keys[0])
+        XCTAssertTrue(try busy.claim(pieceSize: pieceSize) == false, "complete: not claimable")
+        // Expiry: tasks unused for over 8.5 minutes go (tasks 0 and 1, 10 and 9 minutes old).
+        XCTAssertEqual(Set(cache.collectGarbage(expireAfter: 510, maxBytes: nil)), [keys[0].id, keys[1].id])
+        XCTAssertNotNil(cache.lookup(keys[2]))
+        // Threshold: over 1000 bytes, least recently used first; a task being read is kept.
+        let reading = try XCTUnwrap(cache.lookup(keys[2]))
+        XCTAssertEqual(flock(reading.dataFD, LOCK_SH), 0)
+        XCTAssertEqual(cache.collectGarbage(expireAfter: 1e9, maxBytes: 1000), [], "never evicted under a reader")
+        flock(reading.dataFD, LOCK_UN)
+        XCTAssertEqual(cache.collectGarbage(expireAfter: 1e9, maxBytes: 1000), [keys[2].id])
+    }
+}
