@@ -29,10 +29,10 @@ final class MirrorUpstreamTests: XCTestCase {
 
     func testRedirectLocationResolution() {
         let base = UpstreamURL("https://reg.test:5443/v2/a/blobs/sha256:00?x=1")!
-        XCTAssertEqual(Forwarder.resolve("https://s3.test/bucket/obj?sig=abc", against: base)?.description, "https://s3.test/bucket/obj?sig=abc")
-        XCTAssertEqual(Forwarder.resolve("/other/path", against: base)?.description, "https://reg.test:5443/other/path")
-        XCTAssertEqual(Forwarder.resolve("//cdn.test/x", against: base)?.description, "https://cdn.test/x")
-        XCTAssertEqual(Forwarder.resolve("sibling", against: base)?.description, "https://reg.test:5443/v2/a/blobs/sibling")
+        XCTAssertEqual(OriginFetch.resolve("https://s3.test/bucket/obj?sig=abc", against: base)?.description, "https://s3.test/bucket/obj?sig=abc")
+        XCTAssertEqual(OriginFetch.resolve("/other/path", against: base)?.description, "https://reg.test:5443/other/path")
+        XCTAssertEqual(OriginFetch.resolve("//cdn.test/x", against: base)?.description, "https://cdn.test/x")
+        XCTAssertEqual(OriginFetch.resolve("sibling", against: base)?.description, "https://reg.test:5443/v2/a/blobs/sibling")
     }
 }
 

@@ -1,0 +1,175 @@
+/// One request to an origin: a pooled connection (TLS by the trust policy), redirects followed for
+/// GET/HEAD without a body (leaving the registry's host drops `Authorization` and its trust
+/// settings), one retry on a fresh connection when a reused one was dead before any response byte.
+/// The final response comes out of the callbacks; who consumes it (a client, the cache) is not its business.
+final class OriginFetch {
+    let method: String
+    let hasBody: Bool
+    let framing: BodyFraming
+    let pool: UpstreamPool
+    private let clientHeaders: HTTPHeaders
+    private(set) var url: UpstreamURL
+    private(set) var head: HTTPRequestHead
+    private var policy: TLSContexts.ClientPolicy
+    private let origin: (host: String, port: Int)
+    private var redirectsLeft = OriginFetch.maxRedirects
+    private var conn: UpstreamConnection?
+    private var cancelled = false
+    static let maxRedirects = 5
+    static let redirectStatuses: Set<Int> = [301, 302, 303, 307, 308]
+
+    var onHead: ((HTTPResponseHead, BodyFraming) -> Void)?
+    var onBody: ((UnsafeRawBufferPointer) -> Void)?
+    var onEnd: (() -> Void)?
+    var onFail: ((String) -> Void)?
+    var onRedirect: ((Int, UpstreamURL) -> Void)?
+    /// The request head is on its way: the owner may stream a request body now.
+    var onConnected: ((UpstreamConnection) -> Void)?
+    /// Whether the connection may go back to the pool after the response (the request body was all sent).
+    var canReuse: () -> Bool = { true }
+    /// Whether the owner has already passed a response on (no retry then).
+    var responseDelivered = false
+
+    init(method: String, headers: HTTPHeaders, url: UpstreamURL, pool: UpstreamPool, policy: TLSContexts.ClientPolicy,
+         framing: BodyFraming = .none) {
+        self.method = method
+        self.hasBody = framing != .none
+        self.framing = framing
+        self.pool = pool
+        self.policy = policy
+        self.url = url
+        clientHeaders = headers
+        head = OriginFetch.upstreamHead(method: method, url: url, headers: headers, framing: framing)
+        origin = (url.host.lowercased(), url.port)
+    }
+
+    /// The request as the origin gets it: origin-form target, `Host` of the origin, no hop-by-hop
+    /// fields, no `Expect` (the daemon answered it), no `X-Dragonfly-*`.
+    static func upstreamHead(method: String, url: UpstreamURL, headers: HTTPHeaders, framing: BodyFraming) -> HTTPRequestHead {
+        var h = headers
+        HopByHop.strip(&h)
+        h.remove("Expect")
+        h.removeAll { $0.lowercased().hasPrefix("x-dragonfly-") }
+        h.remove("Host")
+        h.insertFirst("Host", url.authority)
+        if framing == .chunked { h.add("Transfer-Encoding", "chunked") }
+        return HTTPRequestHead(method: method, target: url.target, minorVersion: 1, headers: h)
+    }
+
+    func start() {
+        pool.acquire(url, policy: policy) { [self] r in
+            switch r {
+            case .failure(let e): fail("upstream \(e)")
+            case .success(let c): run(c)
+            }
+        }
+    }
+
+    func cancel() {
+        cancelled = true
+        conn?.close()
+        conn = nil
+        clear()
+    }
+
+    func pauseResponse() { conn?.pauseReading() }
+    func resumeResponse() { conn?.resumeReading() }
+
+    private func fail(_ reason: String) {
+        let cb = onFail
+        clear()
+        cb?(reason)
+    }
+
+    private func clear() {
+        onHead = nil
+        onBody = nil
+        onEnd = nil
+        onFail = nil
+        onRedirect = nil
+        onConnected = nil
+    }
+
+    private func run(_ c: UpstreamConnection) {
+        guard !cancelled else {
+            pool.release(c)
+            return
+        }
+        conn = c
+        c.onHead = { [self] h, framing in
+            if let next = redirectTarget(h) {
+                conn = nil
+                c.close()
+                follow(next, status: h.status)
+                return
+            }
+            onHead?(h, framing)
+        }
+        c.onBody = { [self] b in onBody?(b) }
+        c.onEnd = { [self] in
+            conn = nil
+            let reuse = canReuse()
+            let end = onEnd
+            clear()
+            end?()
+            if reuse { pool.release(c) } else { c.close() }
+        }
+        c.onError = { [self] reason in
+            conn = nil
+            if c.reused && !c.responseStarted && !hasBody && !responseDelivered && !cancelled {
+                pool.connect(url, policy: policy) { [self] r in
+                    switch r {
+                    case .failure(let e): fail("upstream \(e)")
+                    case .success(let fresh): run(fresh)
+                    }
+                }
+                return
+            }
+            fail(reason)
+        }
+        c.send(head, bodyFraming: framing)
+        onConnected?(c)
+    }
+
+    /// Where an upstream redirect points, when it is to be followed.
+    func redirectTarget(_ h: HTTPResponseHead) -> UpstreamURL? {
+        guard OriginFetch.redirectStatuses.contains(h.status), redirectsLeft > 0, !hasBody,
+              ["GET", "HEAD"].contains(method), let loc = h.headers["Location"] else { return nil }
+        return OriginFetch.resolve(loc.trimmingSpaces(), against: url)
+    }
+
+    /// A `Location` value resolved against the URL that answered with it.
+    static func resolve(_ location: String, against base: UpstreamURL) -> UpstreamURL? {
+        if let abs = UpstreamURL(location) { return abs }
+        if location.hasPrefix("//") { return UpstreamURL(base.scheme + ":" + location) }
+        var u = base
+        if location.hasPrefix("/") {
+            u.target = location
+        } else {
+            let path = base.target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? "/"
+            let dir = path.hasSuffix("/") ? path : String(path[...(path.lastIndex(of: "/") ?? path.startIndex)])
+            u.target = dir + location
+        }
+        return u
+    }
+
+    private func follow(_ next: UpstreamURL, status: Int) {
+        redirectsLeft -= 1
+        var headers = clientHeaders
+        if next.host.lowercased() != origin.host || next.port != origin.port {
+            headers.remove("Authorization")
+            policy = .standard
+        }
+        url = next
+        head = OriginFetch.upstreamHead(method: method, url: next, headers: headers, framing: framing)
+        onRedirect?(status, next)
+        start()
+    }
+}
+
+extension HTTPHeaders {
+    mutating func insertFirst(_ name: String, _ value: String) {
+        let rest = fields
+        self = HTTPHeaders([(name, value)] + rest.map { ($0.name, $0.value) })
+    }
+}
