@@ -102,8 +102,8 @@ final class ConfigTests: XCTestCase {
     }
 
     func testFeaturesNotBuiltAreWarnedNotSilent() throws {
-        let w = try load("storage:\n  taskExpireTime: 6h\n" + Self.seedProxy).warnings
-        XCTAssertTrue(w.contains { $0.keyPath == "storage" && $0.line == 1 && $0.message.contains("not built yet") }, "\(w)")
+        let w = try load("download:\n  totalRateLimit: 1Gi\n" + Self.seedProxy).warnings
+        XCTAssertTrue(w.contains { $0.keyPath == "download" && $0.line == 1 && $0.message.contains("not built yet") }, "\(w)")
         XCTAssertFalse(w.contains { $0.keyPath.hasPrefix("proxy.hijackHTTPS") }, "hijacking is built: \(w)")
     }
 

@@ -24,11 +24,11 @@ def test_check_reports_file_line_and_key(tmp_path):
 def test_check_ok_with_warnings_for_unbuilt_and_ignored(tmp_path):
     cfg = tmp_path / "dfget.yaml"
     cfg.write_text("scheduler:\n  manager:\n    enable: false\nproxy:\n  tcpListen:\n    port: 65001\n"
-                   "storage:\n  taskExpireTime: 1h\n")
+                   "download:\n  totalRateLimit: 1Gi\n")
     r = run("daemon", "--config", str(cfg), "--check")
     assert r.returncode == 0, r.stderr
     assert f"{cfg}:1: scheduler: not used by this daemon (ignored)" in r.stderr
-    assert f"{cfg}:7: storage: the piece cache is not built yet" in r.stderr
+    assert f"{cfg}:7: download: rate limits are not built yet" in r.stderr
 
 
 def test_missing_config_file(tmp_path):

@@ -138,7 +138,8 @@ def test_redirects_followed_and_authorization_dropped_off_host(daemon_factory, e
         assert first[2] == "Bearer registry-token", "the registry gets the client's credentials"
         assert second[0] == f"reg-origin.test:{port}" and second[1] == "/bucket/obj?X-Signature=abc"
         assert second[2] is None, "object storage never sees the registry token"
-        assert d.access(mode="mirror", status=200)[-1]["redirect"] == f"307 reg-origin.test:{port}"
+        task = procs.wait_until(lambda: [l for l in d.log_lines() if l["msg"] == "task downloaded"], what="download line")
+        assert task[-1]["redirect"] == f"307 reg-origin.test:{port}"
     finally:
         srv.shutdown()
 

@@ -173,6 +173,7 @@ public enum ConfigLoader {
         x.maxConcurrency = try p.int("maxConcurrency", range: 0...1_000_000) ?? 0
         x.defaultFilter = try p.string("defaultFilter")
         x.defaultTag = try p.string("defaultTag")
+        x.confirmAuthorization = try p.bool("confirmAuthorization") ?? true
         try p.finish(ignored: ["dumpHTTPContent", "extraRegistryMirrors", "prefetch"])
         // The proxy is on only when a port is set.
         guard let listen, listen.has("port") else {
@@ -218,20 +219,21 @@ public enum ConfigLoader {
             return node
         }
         let notYet: [([String], String)] = [
-            (["storage"], "the piece cache is not built yet: matching requests stream through uncached"),
             (["download"], "rate limits are not built yet"),
             (["upload", "rateLimit"], "rate limits are not built yet"),
             (["health"], "the health listener is not built yet"),
             (["proxy", "whiteList"], "the white list is not built yet: all targets are allowed"),
             (["proxy", "maxConcurrency"], "maxConcurrency is not built yet"),
-            (["proxy", "defaultFilter"], "cache keys are not built yet"),
-            (["proxy", "defaultTag"], "cache keys are not built yet"),
         ]
         _ = r
         for (path, msg) in notYet {
             if let n = at(path) { ctx.warn(n, path.joined(separator: "."), msg) }
         }
         if let p = c.proxy {
+            if !p.confirmAuthorization {
+                ctx.warn(at(["proxy", "confirmAuthorization"]), "proxy.confirmAuthorization",
+                         "cached blobs are served without asking their registry: only for fully trusted setups")
+            }
             if p.registryMirror.insecure {
                 ctx.warn(at(["proxy", "registryMirror", "insecure"]), "proxy.registryMirror.insecure",
                          "the mirror upstream's TLS certificate is not verified")
@@ -241,7 +243,6 @@ public enum ConfigLoader {
                          "the TLS certificate of hosts matching \(h.regx) is not verified")
             }
         }
-        if c.keepStorage { ctx.warn(at(["keepStorage"]), "keepStorage", "the piece cache is not built yet") }
         if c.aliveTime > 0 { ctx.warn(at(["aliveTime"]), "aliveTime", "idle exit is not built yet: the daemon runs until stopped") }
     }
 

@@ -101,5 +101,8 @@ public struct DaemonConfig {
         public var maxConcurrency = 0
         public var defaultFilter: String?
         public var defaultTag: String?
+        /// Before a cached blob goes to a client, ask its registry (HEAD with the client's
+        /// credentials) whether it would. (This daemon's key; off only for fully trusted setups.)
+        public var confirmAuthorization = true
     }
 }

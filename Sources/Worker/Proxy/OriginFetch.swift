@@ -29,6 +29,8 @@ final class OriginFetch {
     var canReuse: () -> Bool = { true }
     /// Whether the owner has already passed a response on (no retry then).
     var responseDelivered = false
+    /// Off for authorization checks: a redirect already says the registry would serve the client.
+    var followRedirects = true
 
     init(method: String, headers: HTTPHeaders, url: UpstreamURL, pool: UpstreamPool, policy: TLSContexts.ClientPolicy,
          framing: BodyFraming = .none) {
@@ -133,7 +135,7 @@ final class OriginFetch {
 
     /// Where an upstream redirect points, when it is to be followed.
     func redirectTarget(_ h: HTTPResponseHead) -> UpstreamURL? {
-        guard OriginFetch.redirectStatuses.contains(h.status), redirectsLeft > 0, !hasBody,
+        guard followRedirects, OriginFetch.redirectStatuses.contains(h.status), redirectsLeft > 0, !hasBody,
               ["GET", "HEAD"].contains(method), let loc = h.headers["Location"] else { return nil }
         return OriginFetch.resolve(loc.trimmingSpaces(), against: url)
     }

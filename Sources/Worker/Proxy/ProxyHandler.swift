@@ -6,6 +6,8 @@ public final class ProxyHandler {
     let config: DaemonConfig.Proxy
     let rules: ProxyRules
     let pool = UpstreamPool()
+    /// Nil when the daemon runs without a cache (it could not be opened).
+    var cache: CacheService?
     let mirrorURL: UpstreamURL?
     let mirrorPolicy: TLSContexts.ClientPolicy
     let hijackHosts: [(regex: NSRegularExpression, policy: TLSContexts.ClientPolicy)]
@@ -63,7 +65,20 @@ public final class ProxyHandler {
         let outcome = rules.route(method: ex.request.method, url: url)
         ex.logFields.append(("mode", .string(mode)))
         log(ex, outcome.decision, rule: outcome.rule)
-        Forwarder(exchange: ex, url: outcome.url, headers: ex.request.headers, pool: pool, policy: policy).start()
+        dispatch(ex, url: outcome.url, decision: outcome.decision, policy: policy)
+    }
+
+    /// Through the cache (blob GETs the rules send there, and HEADs of cached blobs), else straight through.
+    private func dispatch(_ ex: Exchange, url: UpstreamURL, decision: RouteDecision, policy: TLSContexts.ClientPolicy) {
+        let passThrough = { [pool] in Forwarder(exchange: ex, url: url, headers: ex.request.headers, pool: pool, policy: policy).start() }
+        if let cache, ex.request.method == "GET", decision == .cache {
+            cache.get(ex, url: url, policy: policy, passThrough: passThrough)
+        } else if let cache, ex.request.method == "HEAD", TaskKey.blobDigest(url.target) != nil,
+                  cache.head(ex, url: url, policy: policy) {
+            return
+        } else {
+            passThrough()
+        }
     }
 
     /// A request inside a hijacked TLS connection: `https://host/...` through the same rules.
@@ -110,8 +125,8 @@ public final class ProxyHandler {
             rule = decision == .cache ? "blobs/sha256:" : nil
         }
         log(ex, decision, rule: rule)
-        Forwarder(exchange: ex, url: url, headers: ex.request.headers, pool: pool,
-                  policy: url.host == base.host && url.port == base.port ? mirrorPolicy : .standard).start()
+        dispatch(ex, url: url, decision: decision,
+                 policy: url.host == base.host && url.port == base.port ? mirrorPolicy : .standard)
     }
 
     private func log(_ ex: Exchange, _ decision: RouteDecision, rule: String?) {

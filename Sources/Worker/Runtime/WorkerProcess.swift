@@ -11,6 +11,7 @@ public final class WorkerProcess {
     private var draining = false
     private var signals: [SignalWatcher] = []
     private var drainTimer: LoopTimer?
+    private var gcTimer: LoopTimer?
 
     public init(config: DaemonConfig, index: Int) {
         self.config = config
@@ -33,6 +34,7 @@ public final class WorkerProcess {
                 drain()
             }
         }
+        openCache()
         signals.append(SignalWatcher(signal: SIGTERM) { [self] _ in drain() })
         // Ctrl-C reaches the whole process group; the master decides, the worker drains when told.
         signals.append(SignalWatcher(signal: SIGINT) { _ in })
@@ -40,6 +42,25 @@ public final class WorkerProcess {
         Log.shared.info("worker started", ["worker": index])
         EventLoop.run()
         exitWorker()
+    }
+
+    /// The piece cache under `<dataDir>/cache`, shared by all workers; worker 0 collects garbage.
+    private func openCache() {
+        guard let proxy, let p = config.proxy else { return }
+        do {
+            let cache = try PieceCache(root: (config.dataDir as NSString).appendingPathComponent("cache"))
+            let service = CacheService(cache: cache, pool: proxy.pool, config: p, peerID: "\(ProcessInfo.processInfo.hostName)-\(getpid())")
+            proxy.cache = service
+            if index == 0 {
+                let t = LoopTimer()
+                t.unref()
+                let ms = UInt64(max(1, config.gcInterval) * 1000)
+                t.start(ms: ms, repeatMs: ms) { [config] in service.collectGarbage(config.storage) }
+                gcTimer = t
+            }
+        } catch {
+            Log.shared.error("piece cache unavailable: requests stream through uncached", ["worker": index, "error": "\(error)"])
+        }
     }
 
     private func serve(_ sock: TCP, _ kind: Handoff) {

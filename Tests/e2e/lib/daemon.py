@@ -18,7 +18,7 @@ class Daemon:
         os.makedirs(self.dir, exist_ok=True)
         self.config = os.path.join(self.dir, "dfget.yaml")
         with open(self.config, "w") as f:
-            f.write(f"logDir: {self.logdir}\nworkers: {workers}\ndrainTimeout: 20s\n")
+            f.write(f"logDir: {self.logdir}\ndataDir: {self.dir}/data\nworkers: {workers}\ndrainTimeout: 20s\n")
             f.write(textwrap.dedent(extra_yaml))
             f.write(f"upload:\n  tcpListen:\n    listen: 127.0.0.1\n    port: {self.peer_port}\n")
             f.write(f"proxy:\n  tcpListen:\n    listen: 127.0.0.1\n    port: {self.port}\n")

@@ -1,0 +1,35 @@
+/// Remembers, for a short time, that a registry answered a client's credentials for a repository
+/// with success: a cached blob of registry R goes to a client only if R would give it to them.
+final class AuthConfirmations {
+    private var granted: [String: UInt64] = [:]
+    let ttlMs: UInt64
+
+    init(ttlMs: UInt64 = 60_000) { self.ttlMs = ttlMs }
+
+    /// registry + repository + a digest of the credential (never the credential itself).
+    static func key(url: UpstreamURL, authorization: String?) -> String {
+        "\(url.scheme)://\(url.authority)|\(repository(url.target))|\(SHA256Digest.hex(Array((authorization ?? "").utf8)))"
+    }
+
+    /// `/v2/<name>/blobs/...` → `<name>`; other paths stand for themselves.
+    static func repository(_ target: String) -> String {
+        let path = target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? target
+        guard path.hasPrefix("/v2/") else { return path }
+        for marker in ["/blobs/", "/manifests/"] {
+            if let r = path.range(of: marker) { return String(path[path.index(path.startIndex, offsetBy: 4)..<r.lowerBound]) }
+        }
+        return path
+    }
+
+    func isGranted(_ key: String, now: UInt64) -> Bool {
+        guard let until = granted[key] else { return false }
+        if until > now { return true }
+        granted[key] = nil
+        return false
+    }
+
+    func grant(_ key: String, now: UInt64) {
+        if granted.count > 10_000 { granted = granted.filter { $0.value > now } }
+        granted[key] = now + ttlMs
+    }
+}

@@ -1,0 +1,116 @@
+import Foundation
+
+/// Fetches a task from the origin once, into pieces: the response head decides the pieces, each
+/// full piece is on disk before it is marked present, and the digest is checked at the end. It
+/// serves no client itself: every client of the task reads the pieces.
+final class CacheDownload {
+    let task: CacheTask
+    let fetch: OriginFetch
+    private let buffer: UnsafeMutableRawPointer
+    private var filled = 0
+    private var piece = 0
+    private var finished = false
+    private let startNs = DispatchTime.now().uptimeNanoseconds
+    private var redirects: [String] = []
+    /// Downloads in progress in this worker, which keep them alive.
+    nonisolated(unsafe) static var active: [String: CacheDownload] = [:]
+    nonisolated(unsafe) static var diskFullLogged = false
+
+    init(task: CacheTask, fetch: OriginFetch) {
+        self.task = task
+        self.fetch = fetch
+        buffer = UnsafeMutableRawPointer.allocate(byteCount: task.pieceSize, alignment: 64)
+    }
+
+    deinit { buffer.deallocate() }
+
+    func start() {
+        CacheDownload.active[task.key.id] = self
+        fetch.onHead = { [self] h, framing in
+            guard h.status == 200, case .length(let n) = framing else {
+                giveUp("origin answered \(h.status)\(h.status == 200 ? " without a length" : "")")
+                return
+            }
+            let digest = h.headers["Docker-Content-Digest"] ?? task.key.expectedDigest ?? ""
+            do {
+                try task.describe(contentLength: Int64(n), contentType: h.headers["Content-Type"] ?? "application/octet-stream",
+                                  digestHeader: digest)
+                if n == 0 { complete() }
+            } catch {
+                giveUp("\(error)")
+            }
+        }
+        fetch.onBody = { [self] b in take(b) }
+        fetch.onEnd = { [self] in
+            if !finished { complete() }
+        }
+        fetch.onFail = { [self] reason in giveUp(reason) }
+        fetch.onRedirect = { [self] status, next in redirects.append("\(status) \(next.authority)") }
+        fetch.start()
+    }
+
+    private func take(_ b: UnsafeRawBufferPointer) {
+        var off = 0
+        while off < b.count && !finished {
+            guard piece < task.pieceCount else {
+                giveUp("origin sent more bytes than its Content-Length")
+                return
+            }
+            let want = Int(task.pieceRange(piece).count) - filled
+            let n = min(want, b.count - off)
+            (buffer + filled).copyMemory(from: b.baseAddress! + off, byteCount: n)
+            filled += n
+            off += n
+            if filled == Int(task.pieceRange(piece).count) { storeCurrent() }
+        }
+    }
+
+    private func storeCurrent() {
+        do {
+            try task.storePiece(piece, UnsafeRawBufferPointer(start: buffer, count: filled))
+            piece += 1
+            filled = 0
+        } catch let e as SystemError where e.isDiskFull {
+            if !CacheDownload.diskFullLogged {
+                CacheDownload.diskFullLogged = true
+                Log.shared.error("disk full: not caching", ["taskId": task.key.id, "error": "\(e)"])
+            }
+            giveUp("disk full")
+        } catch {
+            giveUp("\(error)")
+        }
+    }
+
+    private func complete() {
+        guard !finished else { return }
+        do {
+            guard piece == task.pieceCount else {
+                giveUp("origin body ended at piece \(piece) of \(task.pieceCount)")
+                return
+            }
+            let ok = try task.finish()
+            end(ok ? nil : "digest mismatch")
+        } catch {
+            giveUp("\(error)")
+        }
+    }
+
+    private func giveUp(_ reason: String) {
+        guard !finished else { return }
+        task.abandon()
+        fetch.cancel()
+        end(reason)
+    }
+
+    private func end(_ error: String?) {
+        finished = true
+        let ms = Double(DispatchTime.now().uptimeNanoseconds - startNs) / 1e6
+        var fields: [(String, LogValue)] = [("taskId", .string(task.key.id)), ("source", .string("origin")),
+                                            ("bytes", .int(Int(task.contentLength ?? 0))), ("costMs", .double(ms.rounded())),
+                                            ("upstream", .string(fetch.url.authority))]
+        if !redirects.isEmpty { fields.append(("redirect", .string(redirects.joined(separator: ", ")))) }
+        if let error { fields.append(("error", .string(error))) }
+        Log.shared.write(error == nil ? "info" : "warn", error == nil ? "task downloaded" : "task download failed", fields)
+        CacheDownload.active[task.key.id] = nil
+    }
+}

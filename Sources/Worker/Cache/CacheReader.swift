@@ -1,0 +1,151 @@
+import Foundation
+
+/// Serves one client from a task: waits for the length, sends the head (200, or 206 for a range),
+/// then each byte as soon as its piece is present, with the client's backpressure. Wakes on the
+/// task's meta file changing (any worker's writes); a task that fails mid-stream aborts the client,
+/// never a short 200. While waiting it checks, once a second, whether the downloader is gone.
+final class CacheReader {
+    let exchange: Exchange
+    let task: CacheTask
+    let range: ByteRange
+    let source: String
+    let peerID: String
+    private var pos: Int64 = 0
+    private var end: Int64 = 0
+    private var watch: FileWatch?
+    private var probe: LoopTimer?
+    private var pumping = false
+    private var done = false
+    private let startNs = DispatchTime.now().uptimeNanoseconds
+    /// The task failed before anything was sent: serve the client some other way.
+    var onFallback: (() -> Void)?
+    /// The downloader is gone and this worker now holds the task: start downloading it.
+    var onTakeover: (() -> Void)?
+
+    static let chunk = 1 << 20
+    nonisolated(unsafe) private static let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 64)
+    static let probeMs: UInt64 = 1000
+
+    init(exchange: Exchange, task: CacheTask, range: ByteRange, source: String, peerID: String) {
+        self.exchange = exchange
+        self.task = task
+        self.range = range
+        self.source = source
+        self.peerID = peerID
+    }
+
+    func start() {
+        // A shared lock on the content: garbage collection never evicts a task under a reader.
+        flock(task.dataFD, LOCK_SH)
+        task.touch()
+        exchange.onAbort = { [self] in stop() }
+        exchange.onWritable = { [self] in pump() }
+        if !task.isComplete {
+            watch = try? FileWatch(path: task.metaPath) { [weak self] in self?.pump() }
+            let t = LoopTimer()
+            t.start(ms: CacheReader.probeMs, repeatMs: CacheReader.probeMs) { [weak self] in self?.checkDownloader() }
+            probe = t
+        }
+        pump()
+    }
+
+    private func checkDownloader() {
+        guard !done, !task.isComplete, task.state != .failed, !task.isDownloader else { return }
+        if (try? task.claim(pieceSize: task.pieceSize)) == true {
+            Log.shared.warn("task downloader is gone: taking over", ["taskId": task.key.id])
+            onTakeover?()
+        }
+    }
+
+    private func pump() {
+        guard !done, !pumping else { return }
+        pumping = true
+        defer { pumping = false }
+        while !done {
+            if task.state == .failed {
+                if exchange.headSent {
+                    finish(error: "task failed")
+                    exchange.abort(reason: "cached task failed mid-stream")
+                } else {
+                    let fallback = onFallback
+                    finish(error: "task failed before the response")
+                    fallback?()
+                }
+                return
+            }
+            guard let length = task.contentLength else { return }
+            if !exchange.headSent {
+                guard let r = range.resolve(length: length) else {
+                    var h = HTTPHeaders()
+                    h.add("Content-Range", "bytes */\(length)")
+                    finish(error: nil)
+                    exchange.respond(status: 416, headers: h)
+                    return
+                }
+                (pos, end) = (r.lowerBound, r.upperBound)
+                sendHead(length: length)
+            }
+            if pos >= end {
+                finish(error: nil)
+                exchange.finish()
+                return
+            }
+            if exchange.isWriteBlocked { return }
+            // The last byte of a response waits for the task to be complete (its digest verified):
+            // a client never holds a whole body of unverified content.
+            let sendable = task.isComplete ? end : end - 1
+            let n = pos < sendable ? task.readableBytes(from: pos, max: Int(min(Int64(CacheReader.chunk), sendable - pos))) : 0
+            if n == 0 {
+                if task.isComplete {
+                    finish(error: "complete task missing bytes")
+                    exchange.abort(reason: "cache inconsistency")
+                }
+                return
+            }
+            do {
+                let got = try task.read(offset: pos, into: UnsafeMutableRawBufferPointer(rebasing: CacheReader.buffer[0..<n]))
+                guard got == n else { throw SystemError(op: "short read", path: nil, errno: EIO) }
+                exchange.sendBody(UnsafeRawBufferPointer(rebasing: CacheReader.buffer[0..<n]))
+                pos += Int64(n)
+            } catch {
+                finish(error: "\(error)")
+                exchange.abort(reason: "cache read failed: \(error)")
+                return
+            }
+        }
+    }
+
+    private func sendHead(length: Int64) {
+        let partial = range != .whole
+        var h = HTTPResponseHead(status: partial ? 206 : 200)
+        h.headers.add("Content-Type", task.contentType.isEmpty ? "application/octet-stream" : task.contentType)
+        if !task.digestHeader.isEmpty { h.headers.add("Docker-Content-Digest", task.digestHeader) }
+        h.headers.add("Accept-Ranges", "bytes")
+        if partial { h.headers.add("Content-Range", "bytes \(pos)-\(end - 1)/\(length)") }
+        h.headers.add("X-Dragonfly-Task", task.key.id)
+        h.headers.add("X-Dragonfly-Peer", peerID)
+        exchange.sendHead(h, bodyLength: UInt64(end - pos))
+    }
+
+    private func finish(error: String?) {
+        guard !done else { return }
+        done = true
+        stop()
+        let ms = Double(DispatchTime.now().uptimeNanoseconds - startNs) / 1e6
+        var f: [(String, LogValue)] = [("taskId", .string(task.key.id)), ("source", .string(source)),
+                                       ("bytes", .int(Int(max(0, pos - (range.resolve(length: task.contentLength ?? 0)?.lowerBound ?? 0))))),
+                                       ("costMs", .double(ms.rounded())), ("peer", .string(exchange.peer))]
+        if let error { f.append(("error", .string(error))) }
+        Log.shared.write(error == nil ? "info" : "warn", "peer task done", f)
+    }
+
+    private func stop() {
+        done = true
+        watch?.close()
+        watch = nil
+        probe?.close()
+        probe = nil
+        flock(task.dataFD, LOCK_UN)
+        exchange.onWritable = nil
+    }
+}

@@ -1,0 +1,135 @@
+import Foundation
+
+/// The worker's entry to the piece cache for requests the rules send there: one origin download per
+/// task across all workers, every client served from the pieces as they land.
+final class CacheService {
+    let cache: PieceCache
+    let pool: UpstreamPool
+    let config: DaemonConfig.Proxy
+    let confirmations = AuthConfirmations()
+    let peerID: String
+
+    init(cache: PieceCache, pool: UpstreamPool, config: DaemonConfig.Proxy, peerID: String) {
+        self.cache = cache
+        self.pool = pool
+        self.config = config
+        self.peerID = peerID
+    }
+
+    func key(_ ex: Exchange, _ url: UpstreamURL) -> TaskKey {
+        let filter = TaskKey.filterNames(ex.request.headers["X-Dragonfly-Filter"] ?? config.defaultFilter)
+        return TaskKey.forURL(url, filter: filter, tag: ex.request.headers["X-Dragonfly-Tag"] ?? config.defaultTag)
+    }
+
+    /// A GET through the cache. `passThrough` serves the request uncached when the cache cannot.
+    func get(_ ex: Exchange, url: UpstreamURL, policy: TLSContexts.ClientPolicy, passThrough: @escaping () -> Void) {
+        let range = ByteRange.parse(ex.request.headers["Range"])
+        if range == .multiple {
+            ex.respond(status: 416, body: "several ranges are not served\n")
+            return
+        }
+        let k = key(ex, url)
+        let task: CacheTask
+        do { task = try cache.open(k) } catch {
+            Log.shared.error("cache unavailable: passing through", ["taskId": k.id, "error": "\(error)"])
+            passThrough()
+            return
+        }
+        ex.logFields.append(("taskId", .string(k.id)))
+        ex.logFields.append(("upstream", .string(url.authority)))
+        Log.shared.info("register peer task result:true[200] for taskId:\(k.id),peerIp:\(ex.peer),securityDomain:,idc:,scheduler:local",
+                        ["taskId": k.id, "peerId": peerID, "url": url.description])
+        if task.isComplete {
+            confirm(ex, url: url, policy: policy) { [self] in serve(ex, task, range, source: "cache", url: url, policy: policy, passThrough: passThrough) }
+        } else if (try? task.claim(pieceSize: cache.pieceSize)) == true {
+            // This request's own credentials fetch the blob: the origin's answer is the check.
+            download(task, url: url, headers: ex.request.headers, policy: policy)
+            serve(ex, task, range, source: "origin", url: url, policy: policy, passThrough: passThrough)
+        } else {
+            confirm(ex, url: url, policy: policy) { [self] in serve(ex, task, range, source: "joined", url: url, policy: policy, passThrough: passThrough) }
+        }
+    }
+
+    /// A HEAD answered from the metadata of a complete task; false when the cache has nothing to say.
+    func head(_ ex: Exchange, url: UpstreamURL, policy: TLSContexts.ClientPolicy) -> Bool {
+        guard let task = cache.lookup(key(ex, url)), task.isComplete, let length = task.contentLength else { return false }
+        confirm(ex, url: url, policy: policy) { [self] in
+            var h = HTTPResponseHead(status: 200)
+            h.headers.add("Content-Type", task.contentType.isEmpty ? "application/octet-stream" : task.contentType)
+            h.headers.add("Content-Length", String(length))
+            if !task.digestHeader.isEmpty { h.headers.add("Docker-Content-Digest", task.digestHeader) }
+            h.headers.add("Accept-Ranges", "bytes")
+            h.headers.add("X-Dragonfly-Task", task.key.id)
+            h.headers.add("X-Dragonfly-Peer", peerID)
+            ex.logFields.append(("source", .string("cache")))
+            ex.sendHead(h, bodyLength: UInt64(length))
+            ex.finish()
+        }
+        return true
+    }
+
+    private func serve(_ ex: Exchange, _ task: CacheTask, _ range: ByteRange, source: String, url: UpstreamURL,
+                       policy: TLSContexts.ClientPolicy, passThrough: @escaping () -> Void) {
+        guard !ex.isFinished else { return }
+        ex.logFields.append(("source", .string(source)))
+        let reader = CacheReader(exchange: ex, task: task, range: range, source: source, peerID: peerID)
+        reader.onFallback = passThrough
+        reader.onTakeover = { [self] in download(task, url: url, headers: ex.request.headers, policy: policy) }
+        reader.start()
+    }
+
+    private func download(_ task: CacheTask, url: UpstreamURL, headers: HTTPHeaders, policy: TLSContexts.ClientPolicy) {
+        var h = headers
+        h.remove("Range")
+        h.remove("If-None-Match")
+        h.remove("If-Modified-Since")
+        CacheDownload(task: task, fetch: OriginFetch(method: "GET", headers: h, url: url, pool: pool, policy: policy)).start()
+    }
+
+    /// Asks the registry (HEAD with the client's credentials) whether it would serve this client;
+    /// a refusal goes back to the client as the registry said it.
+    private func confirm(_ ex: Exchange, url: UpstreamURL, policy: TLSContexts.ClientPolicy, then: @escaping () -> Void) {
+        guard config.confirmAuthorization else { return then() }
+        let k = AuthConfirmations.key(url: url, authorization: ex.request.headers["Authorization"])
+        if confirmations.isGranted(k, now: EventLoop.nowMs) { return then() }
+        let fetch = OriginFetch(method: "HEAD", headers: ex.request.headers, url: url, pool: pool, policy: policy)
+        fetch.followRedirects = false
+        ex.onAbort = { fetch.cancel() }
+        fetch.onHead = { [self] h, _ in
+            if h.status / 100 == 2 || h.status / 100 == 3 {
+                confirmations.grant(k, now: EventLoop.nowMs)
+                fetch.onEnd = then
+            } else {
+                var out = HTTPResponseHead(status: h.status, reason: h.reason)
+                for name in ["WWW-Authenticate", "Content-Type", "Docker-Distribution-Api-Version"] {
+                    for v in h.headers.all(name) { out.headers.add(name, v) }
+                }
+                ex.logFields.append(("authorization", .string("refused by origin: \(h.status)")))
+                fetch.onEnd = {
+                    ex.sendHead(out, bodyLength: 0)
+                    ex.finish()
+                }
+            }
+        }
+        fetch.onFail = { reason in Forwarder.fail(ex, reason) }
+        fetch.start()
+    }
+
+    /// Evicts by `storage.taskExpireTime`, `diskGCThreshold` and `diskGCThresholdPercent`.
+    func collectGarbage(_ storage: DaemonConfig.Storage) {
+        var limit = storage.diskGCThreshold.map { Int64(clamping: $0) }
+        var fs = statvfs()
+        if statvfs(cache.root, &fs) == 0, fs.f_blocks > 0 {
+            let total = Int64(fs.f_blocks) * Int64(fs.f_frsize)
+            let used = total - Int64(fs.f_bavail) * Int64(fs.f_frsize)
+            let allowed = Int64(Double(total) * storage.diskGCThresholdPercent / 100)
+            if used > allowed {
+                let mine = cache.entries().reduce(Int64(0)) { $0 + $1.bytes }
+                let target = max(0, mine - (used - allowed))
+                limit = min(limit ?? target, target)
+            }
+        }
+        let removed = cache.collectGarbage(expireAfter: storage.taskExpireTime, maxBytes: limit)
+        if !removed.isEmpty { Log.shared.info("cache gc", ["evicted": removed.count, "tasks": removed.joined(separator: ",")]) }
+    }
+}
