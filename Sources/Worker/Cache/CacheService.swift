@@ -101,9 +101,8 @@ final class CacheService {
                 fetch.onEnd = then
             } else {
                 var out = HTTPResponseHead(status: h.status, reason: h.reason)
-                for name in ["WWW-Authenticate", "Content-Type", "Docker-Distribution-Api-Version"] {
-                    for v in h.headers.all(name) { out.headers.add(name, v) }
-                }
+                let kept: Set<String> = ["www-authenticate", "content-type", "docker-distribution-api-version"]
+                for f in h.headers where kept.contains(f.name.lowercased()) { out.headers.add(f.name, f.value) }
                 ex.logFields.append(("authorization", .string("refused by origin: \(h.status)")))
                 fetch.onEnd = {
                     ex.sendHead(out, bodyLength: 0)

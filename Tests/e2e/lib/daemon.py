@@ -23,10 +23,24 @@ class Daemon:
             f.write(f"upload:\n  tcpListen:\n    listen: 127.0.0.1\n    port: {self.peer_port}\n")
             f.write(f"proxy:\n  tcpListen:\n    listen: 127.0.0.1\n    port: {self.port}\n")
             f.write(textwrap.indent(textwrap.dedent(proxy_yaml), "  "))
-        self.proc = procs.Proc(name, [binary(), "daemon", "--config", self.config], self.dir)
+        self.name = name
+        self.nworkers = workers
+        self.start()
+
+    def start(self):
+        self.proc = procs.Proc(self.name, [binary(), "daemon", "--config", self.config], self.dir)
         procs.wait_until(lambda: procs.port_open(self.port) or not self.proc.alive(), what="dfget listening")
         assert self.proc.alive(), self.proc.output()
-        procs.wait_until(lambda: len(self.workers()) == workers, what=f"{workers} workers")
+        procs.wait_until(lambda: len(self.workers()) == self.nworkers, what=f"{self.nworkers} workers")
+
+    def restart(self):
+        """Stops and starts again with the same config, ports and cache."""
+        assert self.stop() == 0
+        self.start()
+
+    @property
+    def cache_dir(self):
+        return os.path.join(self.dir, "data", "cache")
 
     @property
     def url(self):

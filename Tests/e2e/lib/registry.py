@@ -67,3 +67,15 @@ http:
 
     def stop(self):
         self.proc.stop()
+
+
+def origin_bytes(log_text, blob, method="GET"):
+    """Body bytes docker-registry wrote for `method` requests of a blob, from its 'response completed' lines."""
+    total = 0
+    for line in log_text.splitlines():
+        if "response completed" not in line or f"/blobs/{blob}" not in line or f"http.request.method={method}" not in line:
+            continue
+        for field in line.split():
+            if field.startswith("http.response.written="):
+                total += int(field.split("=", 1)[1])
+    return total
