@@ -102,6 +102,9 @@ final class CacheReader {
                 }
                 return
             }
+            // Copied through the stream (pread, then libuv's write queue), TLS or not. sendfile(2) was
+            // measured here too: libuv cannot report writability of its own sockets, and probing it
+            // with a one-byte queued write halved hit throughput (1.1 vs 2.0 GB/s on loopback).
             do {
                 let got = try task.read(offset: pos, into: UnsafeMutableRawBufferPointer(rebasing: CacheReader.buffer[0..<n]))
                 guard got == n else { throw SystemError(op: "short read", path: nil, errno: EIO) }

@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Piece-cache benchmark, in one run: a cached 200 MiB blob to curl against nginx sendfile of the same
+file; 8 concurrent misses (origin bytes, total time against one direct download); time to first
+byte of a hit; peak worker RSS.
+
+    bash scripts/install-deps.sh --bench && swift build -c release && python3 bench/cache.py
+"""
+import argparse, os, shutil, statistics, subprocess, sys, tempfile, threading, time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(ROOT, "Tests", "e2e"))
+from lib import procs, registry as reglib  # noqa: E402
+from lib.daemon import Daemon  # noqa: E402
+
+
+def nginx_static(work, root):
+    port = procs.free_port()
+    d = os.path.join(work, "nginx-static")
+    os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
+    conf = os.path.join(d, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""user root;
+worker_processes 2;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/tmp/body;
+    proxy_temp_path {d}/tmp/proxy;
+    fastcgi_temp_path {d}/tmp/fastcgi;
+    uwsgi_temp_path {d}/tmp/uwsgi;
+    scgi_temp_path {d}/tmp/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        sendfile on;
+        tcp_nopush on;
+        sendfile_max_chunk 0;
+    }}
+}}
+""")
+    p = procs.Proc("nginx-static", ["nginx", "-p", d, "-c", conf], d)
+    procs.wait_until(lambda: procs.port_open(port), what="nginx")
+    return p, port
+
+
+def curl_w(fmt, url):
+    return subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", fmt, url], capture_output=True, text=True, check=True).stdout
+
+
+def rss_kib(pid):
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except FileNotFoundError:
+        pass
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--bin", default=os.path.join(ROOT, ".build", "release", "dfget"))
+    a = ap.parse_args()
+    os.environ["DFGET_BIN"] = a.bin
+    work = tempfile.mkdtemp(prefix="dfget-bench-cache-")
+    started = []
+    try:
+        layout = os.path.join(work, "oci-big")
+        _, blobs = reglib.build_image(layout, "--big-mib", "200", "--gzip-level", "1")
+        blob = blobs[0]
+        size = os.path.getsize(reglib.blob_path(layout, blob))
+        reg = reglib.Registry(work)
+        started.append(reg.proc)
+        reg.push(layout, "bench/big")
+        www = os.path.join(work, "www")
+        os.makedirs(www)
+        shutil.copy(reglib.blob_path(layout, blob), os.path.join(www, "big.bin"))
+        ng, nport = nginx_static(work, www)
+        started.append(ng)
+        d = Daemon(work, workers=2, proxy_yaml=f"registryMirror:\n  url: http://{reg.addr}\n")
+        started.append(d.proc)
+        workers = d.workers()
+        peak = {"rss": 0}
+        stop = threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                peak["rss"] = max([peak["rss"]] + [rss_kib(w) for w in workers])
+                time.sleep(0.01)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        url = f"{d.url}/v2/bench/big/blobs/{blob}"
+        direct = f"http://{reg.addr}/v2/bench/big/blobs/{blob}"
+        # 8 concurrent misses.
+        before = reglib.origin_bytes(reg.log(), blob)
+        t0 = time.monotonic()
+        ps = [subprocess.Popen(["curl", "-sS", "-o", "/dev/null", "-w", "%{size_download}", url], stdout=subprocess.PIPE, text=True)
+              for _ in range(8)]
+        sizes = [int(p.communicate()[0]) for p in ps]
+        miss_time = time.monotonic() - t0
+        assert sizes == [size] * 8, sizes
+        origin = procs.wait_until(lambda: reglib.origin_bytes(reg.log(), blob) - before or None, what="registry log")
+        t0 = time.monotonic()
+        curl_w("%{size_download}", direct)
+        direct_time = time.monotonic() - t0
+        t0 = time.monotonic()
+        ps = [subprocess.Popen(["curl", "-sS", "-o", "/dev/null", direct]) for _ in range(8)]
+        [p.wait() for p in ps]
+        direct8_time = time.monotonic() - t0
+        download_ms = [l["costMs"] for l in d.log_lines() if l["msg"] == "task downloaded"][0]
+        # Hits against nginx sendfile, interleaved.
+        hits, nginx = [], []
+        for _ in range(a.runs):
+            hits.append(float(curl_w("%{speed_download}", url)))
+            nginx.append(float(curl_w("%{speed_download}", f"http://127.0.0.1:{nport}/big.bin")))
+        ttfb = statistics.median(float(curl_w("%{time_starttransfer}", url)) for _ in range(5))
+        stop.set()
+        sampler.join()
+        h, n = statistics.median(hits), statistics.median(nginx)
+        print(f"\nPiece cache, 200 MiB blob ({size} bytes), 2 dfget workers, median of {a.runs}\n")
+        print(f"| measure                                   | value        | reference             |")
+        print(f"|-------------------------------------------|--------------|-----------------------|")
+        print(f"| cached blob to curl (dfget)               | {h / 1e6:7.0f} MB/s | nginx sendfile {n / 1e6:5.0f} MB/s ({h / n:.2f}x) |")
+        print(f"| 8 concurrent misses: bytes from origin    | {origin / size:7.2f} x    | 1 = one download      |")
+        print(f"| 8 concurrent misses: total time           | {miss_time:7.2f} s    | one direct download {direct_time:.2f} s ({miss_time / direct_time:.2f}x); 8 concurrent direct {direct8_time:.2f} s ({miss_time / direct8_time:.2f}x) |")
+        print(f"| 8 concurrent misses: the origin download  | {download_ms / 1000:7.2f} s    | (all 8 clients served from its pieces) |")
+        print(f"| time to first byte of a hit               | {ttfb * 1000:7.2f} ms   |                       |")
+        print(f"| peak worker RSS                           | {peak['rss'] / 1024:7.1f} MiB  |                       |")
+    finally:
+        for p in reversed(started):
+            p.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
