@@ -236,3 +236,25 @@ def test_ctr_pulls_served_from_cache(daemon_factory, registry, images, workdir, 
             c.stop()
     sources = {l.get("source") for l in d.access(status=200) if "/blobs/" in l["url"] and l["method"] == "GET"}
     assert "cache" in sources
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    mnt = tmp_path / "small-disk"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)], check=True)
+    yield str(mnt)
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_disk_full_stops_caching_and_clients_still_get_everything(daemon_factory, registry, images, small_disk):
+    blob, size = big(images)
+    d = daemon_factory(data_dir=small_disk, proxy_yaml=f"registryMirror:\n  url: http://{registry.addr}\n")
+    url = f"{d.url}/v2/test/big/blobs/{blob}"
+    ps = [subprocess.Popen(["curl", "-sS", "-o", "-", url], stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]
+    for p in ps:
+        body, err = p.communicate(timeout=180)
+        assert p.returncode == 0 and len(body) == size and sha(body) == blob, err
+    full = [l for l in d.log_lines() if l["msg"] == "disk full: not caching"]
+    assert len(full) <= 2 and full, "logged once (per worker)"
+    assert not [f for f in os.listdir(d.cache_dir) if f.startswith(blob[7:])], "nothing of the task is kept"

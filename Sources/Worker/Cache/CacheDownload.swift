@@ -75,7 +75,10 @@ final class CacheDownload {
                 CacheDownload.diskFullLogged = true
                 Log.shared.error("disk full: not caching", ["taskId": task.key.id, "error": "\(e)"])
             }
-            giveUp("disk full")
+            guard !finished else { return }
+            task.stopCaching()
+            fetch.cancel()
+            end("disk full")
         } catch {
             giveUp("\(error)")
         }

@@ -21,6 +21,8 @@ final class CacheReader {
     var onFallback: (() -> Void)?
     /// The downloader is gone and this worker now holds the task: start downloading it.
     var onTakeover: (() -> Void)?
+    /// Caching stopped mid-stream: send bytes `[from, to)` from the origin instead.
+    var onContinue: ((_ from: Int64, _ to: Int64) -> Void)?
 
     static let chunk = 1 << 20
     nonisolated(unsafe) private static let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 64)
@@ -62,6 +64,18 @@ final class CacheReader {
         pumping = true
         defer { pumping = false }
         while !done {
+            if task.state == .uncached {
+                if exchange.headSent {
+                    let (from, to, cont) = (pos, end, onContinue)
+                    finish(error: "caching stopped: the rest comes from the origin")
+                    cont?(from, to)
+                } else {
+                    let fallback = onFallback
+                    finish(error: "caching stopped before the response")
+                    fallback?()
+                }
+                return
+            }
             if task.state == .failed {
                 if exchange.headSent {
                     finish(error: "task failed")

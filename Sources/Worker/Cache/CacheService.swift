@@ -75,7 +75,31 @@ final class CacheService {
         let reader = CacheReader(exchange: ex, task: task, range: range, source: source, peerID: peerID)
         reader.onFallback = passThrough
         reader.onTakeover = { [self] in download(task, url: url, headers: ex.request.headers, policy: policy) }
+        reader.onContinue = { [self] from, to in continueFromOrigin(ex, url: url, policy: policy, from: from, to: to) }
         reader.start()
+    }
+
+    /// The rest of a response whose task stopped being cached: bytes `[from, to)` by a range request.
+    private func continueFromOrigin(_ ex: Exchange, url: UpstreamURL, policy: TLSContexts.ClientPolicy, from: Int64, to: Int64) {
+        var h = ex.request.headers
+        h.replace("Range", "bytes=\(from)-\(to - 1)")
+        let fetch = OriginFetch(method: "GET", headers: h, url: url, pool: pool, policy: policy)
+        ex.onAbort = { fetch.cancel() }
+        fetch.onHead = { head, framing in
+            guard head.status == 206, framing == .length(UInt64(to - from)) else {
+                fetch.cancel()
+                ex.abort(reason: "origin answered \(head.status) to the range that would finish the response")
+                return
+            }
+        }
+        fetch.onBody = { b in
+            ex.sendBody(b)
+            if ex.isWriteBlocked { fetch.pauseResponse() }
+        }
+        ex.onWritable = { fetch.resumeResponse() }
+        fetch.onEnd = { ex.finish() }
+        fetch.onFail = { reason in ex.abort(reason: reason) }
+        fetch.start()
     }
 
     private func download(_ task: CacheTask, url: UpstreamURL, headers: HTTPHeaders, policy: TLSContexts.ClientPolicy) {

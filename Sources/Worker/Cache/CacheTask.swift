@@ -122,8 +122,13 @@ public final class CacheTask {
     }
 
     /// Gives the task up: readers see it failed, the files go, the next request starts over.
-    public func abandon() {
-        if isDownloader { try? meta.setState(.failed) }
+    public func abandon() { drop(.failed) }
+
+    /// Stops caching (the disk is full): readers finish from the origin, the files go.
+    public func stopCaching() { drop(.uncached) }
+
+    private func drop(_ state: TaskState) {
+        if isDownloader { try? meta.setState(state) }
         unlink(dataPath)
         unlink(meta.path)
         release()

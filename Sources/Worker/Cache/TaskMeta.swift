@@ -13,6 +13,8 @@ public enum TaskState: UInt32 {
     case downloading = 1
     case complete = 2
     case failed = 3
+    /// Caching stopped (disk full): clients finish from the origin, nothing is kept.
+    case uncached = 4
 }
 
 final class TaskMeta {

@@ -10,7 +10,7 @@ def binary():
 
 
 class Daemon:
-    def __init__(self, workdir, proxy_yaml="", extra_yaml="", workers=2, name="dfget"):
+    def __init__(self, workdir, proxy_yaml="", extra_yaml="", workers=2, name="dfget", data_dir=None):
         self.port = procs.free_port()
         self.peer_port = procs.free_port()
         self.dir = os.path.join(workdir, f"{name}-{self.port}")
@@ -18,7 +18,8 @@ class Daemon:
         os.makedirs(self.dir, exist_ok=True)
         self.config = os.path.join(self.dir, "dfget.yaml")
         with open(self.config, "w") as f:
-            f.write(f"logDir: {self.logdir}\ndataDir: {self.dir}/data\nworkers: {workers}\ndrainTimeout: 20s\n")
+            self.data_dir = data_dir or os.path.join(self.dir, "data")
+            f.write(f"logDir: {self.logdir}\ndataDir: {self.data_dir}\nworkers: {workers}\ndrainTimeout: 20s\n")
             f.write(textwrap.dedent(extra_yaml))
             f.write(f"upload:\n  tcpListen:\n    listen: 127.0.0.1\n    port: {self.peer_port}\n")
             f.write(f"proxy:\n  tcpListen:\n    listen: 127.0.0.1\n    port: {self.port}\n")
@@ -40,7 +41,7 @@ class Daemon:
 
     @property
     def cache_dir(self):
-        return os.path.join(self.dir, "data", "cache")
+        return os.path.join(self.data_dir, "cache")
 
     @property
     def url(self):
