@@ -136,19 +136,26 @@ def test_hijack_untrusted_upstream_is_502(daemon_factory, tls_registry, pki, etc
 
 
 def test_ctr_pull_through_hijacking_proxy(hijacker, tls_registry, images, pki, workdir, etc_hosts):
-    c = Containerd(workdir)
-    try:
-        env = {"PATH": os.environ["PATH"], "HTTPS_PROXY": hijacker.url, "https_proxy": hijacker.url,
-               "SSL_CERT_FILE": f"{pki}/bundle-with-hijack-ca.crt"}
-        ref = f"registry.test:{tls_registry.port}/test/img:1"
-        c.ctr("image", "pull", ref, env=env)
-        assert ref in c.ctr("image", "ls", "-q").stdout
-        blobs = set(images["small"][2])
-        got = lambda ls: {l["url"].rsplit("/", 1)[1] for l in ls if "/blobs/" in l["url"]}
-        lines = hijacker.access(mode="hijack", status=200, until=lambda ls: blobs <= got(ls))
-        assert blobs <= got(lines)
-    finally:
-        c.stop()
+    from lib import registry as reglib
+    env = {"PATH": os.environ["PATH"], "HTTPS_PROXY": hijacker.url, "https_proxy": hijacker.url,
+           "SSL_CERT_FILE": f"{pki}/bundle-with-hijack-ca.crt"}
+    ref = f"registry.test:{tls_registry.port}/test/img:1"
+    blobs = set(images["small"][2])
+    layer = images["small"][2][0]
+    for round in range(2):  # two fresh containerds: the second pull's blobs come from the cache
+        c = Containerd(workdir)
+        try:
+            before = reglib.origin_bytes(tls_registry.log(), layer)
+            c.ctr("image", "pull", ref, env=env)
+            assert ref in c.ctr("image", "ls", "-q").stdout
+            if round == 1:
+                assert reglib.origin_bytes(tls_registry.log(), layer) == before
+        finally:
+            c.stop()
+    got = lambda ls: {l["url"].rsplit("/", 1)[1] for l in ls if "/blobs/" in l["url"]}
+    lines = hijacker.access(mode="hijack", status=200, until=lambda ls: blobs <= got(ls))
+    assert blobs <= got(lines)
+    assert "cache" in {l.get("source") for l in lines}
 
 
 def test_kill9_worker_during_hijacked_download(hijacker, tls_registry, images, pki, etc_hosts):
