@@ -108,9 +108,11 @@ def main():
         os.makedirs(certdir)
         shutil.copy(f"{pki}/test-ca.crt", f"{certdir}/ca.crt")
         reg.push(layout, "bench/big", tls_certdir=certdir)
+        # Like squid here (cache deny all): pass-through, the cache bypassed.
         d = Daemon(work, workers=2, proxy_yaml=f"""
             proxies:
               - regx: blobs/sha256.*
+                direct: true
             hijackHTTPS:
               cert: {pki}/ca.crt
               key: {pki}/ca.key

@@ -84,7 +84,9 @@ def main():
         reg.push(layout, "bench/big")
         nginx, nport = nginx_reverse_proxy(work, reg.addr)
         started.append(nginx)
-        d = Daemon(work, workers=2, proxy_yaml=f"registryMirror:\n  url: http://{reg.addr}\nproxies:\n  - regx: blobs/sha256.*\n")
+        # Pass-through: the cache is bypassed (`direct`), as it is for everything the rules do not send there.
+        d = Daemon(work, workers=2, proxy_yaml=f"registryMirror:\n  url: http://{reg.addr}\n  direct: true\n"
+                                               "proxies:\n  - regx: blobs/sha256.*\n    direct: true\n")
         started.append(d.proc)
         path = f"/v2/bench/big/blobs/{blob}"
         cases = [
