@@ -5,59 +5,14 @@ byte of a hit; peak worker RSS.
 
     bash scripts/install-deps.sh --bench && swift build -c release && python3 bench/cache.py
 """
-import argparse, os, shutil, statistics, subprocess, sys, tempfile, threading, time
+import argparse, os, shutil, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "Tests", "e2e"))
 from lib import procs, registry as reglib  # noqa: E402
 from lib.daemon import Daemon  # noqa: E402
-
-
-def nginx_static(work, root):
-    port = procs.free_port()
-    d = os.path.join(work, "nginx-static")
-    os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
-    conf = os.path.join(d, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write(f"""user root;
-worker_processes 2;
-daemon off;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/tmp/body;
-    proxy_temp_path {d}/tmp/proxy;
-    fastcgi_temp_path {d}/tmp/fastcgi;
-    uwsgi_temp_path {d}/tmp/uwsgi;
-    scgi_temp_path {d}/tmp/scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        root {root};
-        sendfile on;
-        tcp_nopush on;
-        sendfile_max_chunk 0;
-    }}
-}}
-""")
-    p = procs.Proc("nginx-static", ["nginx", "-p", d, "-c", conf], d)
-    procs.wait_until(lambda: procs.port_open(port), what="nginx")
-    return p, port
-
-
-def curl_w(fmt, url):
-    return subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", fmt, url], capture_output=True, text=True, check=True).stdout
-
-
-def rss_kib(pid):
-    try:
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except FileNotFoundError:
-        pass
-    return 0
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import PeakRSS, curl_w, nginx_static  # noqa: E402
 
 
 def main():
@@ -83,17 +38,7 @@ def main():
         started.append(ng)
         d = Daemon(work, workers=2, proxy_yaml=f"registryMirror:\n  url: http://{reg.addr}\n")
         started.append(d.proc)
-        workers = d.workers()
-        peak = {"rss": 0}
-        stop = threading.Event()
-
-        def sample():
-            while not stop.is_set():
-                peak["rss"] = max([peak["rss"]] + [rss_kib(w) for w in workers])
-                time.sleep(0.01)
-
-        sampler = threading.Thread(target=sample)
-        sampler.start()
+        rss = PeakRSS(d.workers()).__enter__()
         url = f"{d.url}/v2/bench/big/blobs/{blob}"
         direct = f"http://{reg.addr}/v2/bench/big/blobs/{blob}"
         # 8 concurrent misses.
@@ -119,8 +64,7 @@ def main():
             hits.append(float(curl_w("%{speed_download}", url)))
             nginx.append(float(curl_w("%{speed_download}", f"http://127.0.0.1:{nport}/big.bin")))
         ttfb = statistics.median(float(curl_w("%{time_starttransfer}", url)) for _ in range(5))
-        stop.set()
-        sampler.join()
+        rss.__exit__()
         h, n = statistics.median(hits), statistics.median(nginx)
         print(f"\nPiece cache, 200 MiB blob ({size} bytes), 2 dfget workers, median of {a.runs}\n")
         print(f"| measure                                   | value        | reference             |")
@@ -130,7 +74,7 @@ def main():
         print(f"| 8 concurrent misses: total time           | {miss_time:7.2f} s    | one direct download {direct_time:.2f} s ({miss_time / direct_time:.2f}x); 8 concurrent direct {direct8_time:.2f} s ({miss_time / direct8_time:.2f}x) |")
         print(f"| 8 concurrent misses: the origin download  | {download_ms / 1000:7.2f} s    | (all 8 clients served from its pieces) |")
         print(f"| time to first byte of a hit               | {ttfb * 1000:7.2f} ms   |                       |")
-        print(f"| peak worker RSS                           | {peak['rss'] / 1024:7.1f} MiB  |                       |")
+        print(f"| peak worker RSS                           | {rss.mib:7.1f} MiB  |                       |")
     finally:
         for p in reversed(started):
             p.stop()

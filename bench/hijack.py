@@ -13,6 +13,8 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "Tests", "e2e"))
 from lib import pki as pkilib, procs, registry as reglib  # noqa: E402
 from lib.daemon import Daemon  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import curl_w  # noqa: E402
 
 
 def squid(work, pki, port):
@@ -55,11 +57,7 @@ pinger_enable off
 
 
 def speed(args):
-    r = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{speed_download} %{size_download}", *args],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"curl {' '.join(args)}: {r.stderr.strip()}")
-    out = r.stdout.split()
+    out = curl_w("%{speed_download} %{size_download}", *args).split()
     return float(out[0]), int(out[1])
 
 

@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.join(ROOT, "Tests", "e2e"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib import registry as reglib  # noqa: E402
 from lib.daemon import Daemon  # noqa: E402
-from passthrough import nginx_reverse_proxy  # noqa: E402
+from common import nginx_reverse_proxy  # noqa: E402
 
 ACCEPT = "application/vnd.oci.image.manifest.v1+json"
 

@@ -5,64 +5,18 @@ throughput (median of N runs), ratios, and the peak RSS of dfget's workers durin
 
     bash scripts/install-deps.sh --bench && swift build -c release && python3 bench/passthrough.py [--runs 5]
 """
-import argparse, os, shutil, statistics, subprocess, sys, tempfile, threading, time
+import argparse, os, shutil, statistics, sys, tempfile
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "Tests", "e2e"))
 from lib import procs, registry as reglib  # noqa: E402
 from lib.daemon import Daemon  # noqa: E402
-
-
-def nginx_reverse_proxy(workdir, upstream):
-    port = procs.free_port()
-    d = os.path.join(workdir, "nginx")
-    os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
-    conf = os.path.join(d, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write(f"""worker_processes 2;
-daemon off;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/tmp/body;
-    proxy_temp_path {d}/tmp/proxy;
-    fastcgi_temp_path {d}/tmp/fastcgi;
-    uwsgi_temp_path {d}/tmp/uwsgi;
-    scgi_temp_path {d}/tmp/scgi;
-    upstream reg {{ server {upstream}; keepalive 16; }}
-    server {{
-        listen 127.0.0.1:{port};
-        proxy_buffering off;
-        location / {{
-            proxy_pass http://reg;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $http_host;
-        }}
-    }}
-}}
-""")
-    p = procs.Proc("nginx", ["nginx", "-p", d, "-c", conf], d)
-    procs.wait_until(lambda: procs.port_open(port), what="nginx")
-    return p, port
-
-
-def rss_kib(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except FileNotFoundError:
-        pass
-    return 0
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import PeakRSS, curl_w, nginx_reverse_proxy  # noqa: E402
 
 
 def curl_speed(args):
-    out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{speed_download} %{size_download}", *args],
-                         capture_output=True, text=True, check=True).stdout.split()
+    out = curl_w("%{speed_download} %{size_download}", *args).split()
     return float(out[0]), int(out[1])
 
 
@@ -95,28 +49,16 @@ def main():
             ("dfget forward proxy", ["-x", d.url, f"http://{reg.addr}{path}"]),
             ("dfget mirror", [f"{d.url}{path}"]),
         ]
-        workers = d.workers()
-        peak = {"rss": 0}
-        stop = threading.Event()
-
-        def sample():
-            while not stop.is_set():
-                peak["rss"] = max([peak["rss"]] + [rss_kib(w) for w in workers])
-                time.sleep(0.01)
-
         results = {}
         for name, args in cases:
             curl_speed(args)  # warm-up (page cache, pools)
-        t = threading.Thread(target=sample)
-        t.start()
-        # Interleave the cases run by run so that drift on the machine hits all of them alike.
-        for _ in range(a.runs):
-            for name, args in cases:
-                speed, n = curl_speed(args)
-                assert n == size, f"{name}: got {n} bytes, want {size}"
-                results.setdefault(name, []).append(speed)
-        stop.set()
-        t.join()
+        with PeakRSS(d.workers()) as rss:
+            # Interleave the cases run by run so that drift on the machine hits all of them alike.
+            for _ in range(a.runs):
+                for name, args in cases:
+                    speed, n = curl_speed(args)
+                    assert n == size, f"{name}: got {n} bytes, want {size}"
+                    results.setdefault(name, []).append(speed)
         med = {k: statistics.median(v) for k, v in results.items()}
         direct, nginx_s = med["direct from docker-registry"], med["nginx reverse proxy"]
         print(f"\n200 MiB blob ({size} bytes), median of {a.runs} runs, curl -o /dev/null, 2 dfget workers\n")
@@ -124,7 +66,7 @@ def main():
         print(f"|{'-' * 30}|{'-' * 10}|{'-' * 11}|{'-' * 10}|")
         for name, _ in cases:
             print(f"| {name:<28} | {med[name] / 1e6:8.0f} | {med[name] / direct:9.2f} | {med[name] / nginx_s:8.2f} |")
-        print(f"\npeak dfget worker RSS during the transfers: {peak['rss'] / 1024:.1f} MiB (target < 64 MiB)")
+        print(f"\npeak dfget worker RSS during the transfers: {rss.mib:.1f} MiB (target < 64 MiB)")
         print("targets: pass-through >= 0.9x direct")
     finally:
         for p in reversed(started):

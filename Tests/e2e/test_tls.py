@@ -70,18 +70,16 @@ def test_mirror_https_insecure_skips_verification(daemon_factory, tls_registry, 
     assert any("not verified" in l.get("warning", "") for l in d.log_lines() if l["msg"] == "config")
 
 
+def hijack_yaml(cert, key, regx="registry\\.test", host_opts=""):
+    """proxy_yaml for hijackHTTPS with one hosts rule (`host_opts`: its insecure/certs line)."""
+    opts = f"\n      {host_opts}" if host_opts else ""
+    return f"hijackHTTPS:\n  cert: {cert}\n  key: {key}\n  hosts:\n    - regx: {regx}{opts}\n"
+
+
 @pytest.fixture
 def hijacker(daemon_factory, pki, tls_registry):
-    return daemon_factory(proxy_yaml=f"""
-        proxies:
-          - regx: blobs/sha256.*
-        hijackHTTPS:
-          cert: {pki}/ca.crt
-          key: {pki}/ca.key
-          hosts:
-            - regx: registry\\.test
-              certs: [{pki}/test-ca.crt]
-        """)
+    return daemon_factory(proxy_yaml="proxies:\n  - regx: blobs/sha256.*\n" +
+                          hijack_yaml(f"{pki}/ca.crt", f"{pki}/ca.key", host_opts=f"certs: [{pki}/test-ca.crt]"))
 
 
 def test_hijack_serves_leaf_signed_by_user_ca(hijacker, tls_registry, images, pki, etc_hosts):
@@ -110,26 +108,14 @@ def test_hijacked_keepalive_and_manifest(hijacker, tls_registry, images, pki, et
 
 
 def test_non_matching_connect_is_tunnelled_untouched(daemon_factory, tls_registry, pki, etc_hosts):
-    d = daemon_factory(proxy_yaml=f"""
-        hijackHTTPS:
-          cert: {pki}/ca.crt
-          key: {pki}/ca.key
-          hosts:
-            - regx: nothing-matches\\.test
-        """)
+    d = daemon_factory(proxy_yaml=hijack_yaml(f"{pki}/ca.crt", f"{pki}/ca.key", regx="nothing-matches\\.test"))
     r = curl("-v", "-x", d.url, "--cacert", f"{pki}/test-ca.crt", f"https://registry.test:{tls_registry.port}/v2/")
     assert b"issuer: CN=dfget e2e registry CA" in r.stderr, "the client sees the registry's own certificate"
     assert d.access(mode="tunnel", url=f"registry.test:{tls_registry.port}")
 
 
 def test_hijack_untrusted_upstream_is_502(daemon_factory, tls_registry, pki, etc_hosts):
-    d = daemon_factory(proxy_yaml=f"""
-        hijackHTTPS:
-          cert: {pki}/ca.crt
-          key: {pki}/ca.key
-          hosts:
-            - regx: registry\\.test
-        """)
+    d = daemon_factory(proxy_yaml=hijack_yaml(f"{pki}/ca.crt", f"{pki}/ca.key"))
     r = curl("-i", "-x", d.url, "--cacert", f"{pki}/ca.crt", f"https://registry.test:{tls_registry.port}/v2/", check=False)
     assert r.stdout.startswith(b"HTTP/1.1 200 Connection Established\r\n\r\nHTTP/1.1 502 ")
     assert f"upstream registry.test:{tls_registry.port}: certificate verify failed".encode() in r.stdout
@@ -238,14 +224,7 @@ def test_gen_ca_output_works_as_hijack_ca(tmp_path, daemon_factory, tls_registry
     assert oct(os.stat(tmp_path / "ca.key").st_mode & 0o777) == "0o600"
     text = subprocess.run(["openssl", "x509", "-in", str(tmp_path / "ca.crt"), "-noout", "-text"], capture_output=True, text=True).stdout
     assert "CA:TRUE" in text and "Certificate Sign" in text
-    d = daemon_factory(proxy_yaml=f"""
-        hijackHTTPS:
-          cert: {tmp_path}/ca.crt
-          key: {tmp_path}/ca.key
-          hosts:
-            - regx: registry\\.test
-              certs: [{pki}/test-ca.crt]
-        """)
+    d = daemon_factory(proxy_yaml=hijack_yaml(f"{tmp_path}/ca.crt", f"{tmp_path}/ca.key", host_opts=f"certs: [{pki}/test-ca.crt]"))
     r = curl("-i", "-x", d.url, "--cacert", str(tmp_path / "ca.crt"), f"https://registry.test:{tls_registry.port}/v2/")
     assert r.stdout.startswith(b"HTTP/1.1 200 ")
 
@@ -254,14 +233,7 @@ def test_gen_ca_output_works_as_hijack_ca(tmp_path, daemon_factory, tls_registry
 def test_hijack_upstream_trust_matrix(trust, daemon_factory, tls_registry, pki, etc_hosts):
     """certs: [CA] and neither are covered above; here the server's own certificate, and insecure."""
     host_opts = f"certs: [{pki}/registry.test.crt]" if trust == "server-cert" else "insecure: true"
-    d = daemon_factory(proxy_yaml=f"""
-        hijackHTTPS:
-          cert: {pki}/ca.crt
-          key: {pki}/ca.key
-          hosts:
-            - regx: registry\\.test
-              {host_opts}
-        """)
+    d = daemon_factory(proxy_yaml=hijack_yaml(f"{pki}/ca.crt", f"{pki}/ca.key", host_opts=host_opts))
     r = curl("-i", "-x", d.url, "--cacert", f"{pki}/ca.crt", f"https://registry.test:{tls_registry.port}/v2/")
     assert b"\r\n\r\nHTTP/1.1 200 OK" in r.stdout
     assert d.access(mode="hijack", status=200)
@@ -271,14 +243,7 @@ def test_non_ca_cert_is_served_as_is_and_open_key_warned(daemon_factory, tls_reg
     key = tmp_path / "server.key"
     key.write_text(open(f"{pki}/registry.test.key").read())
     os.chmod(key, 0o644)
-    d = daemon_factory(proxy_yaml=f"""
-        hijackHTTPS:
-          cert: {pki}/registry.test.crt
-          key: {key}
-          hosts:
-            - regx: registry\\.test
-              certs: [{pki}/test-ca.crt]
-        """)
+    d = daemon_factory(proxy_yaml=hijack_yaml(f"{pki}/registry.test.crt", key, host_opts=f"certs: [{pki}/test-ca.crt]"))
     r = curl("-v", "-x", d.url, "--cacert", f"{pki}/test-ca.crt", f"https://registry.test:{tls_registry.port}/v2/")
     assert b"issuer: CN=dfget e2e registry CA" in r.stderr and b"subject: CN=registry.test" in r.stderr
     assert d.access(mode="hijack", status=200), "served by the daemon with the given certificate, not tunnelled"

@@ -5,7 +5,10 @@ public struct ConfigError: Error, CustomStringConvertible {
     public let keyPath: String
     public let message: String
 
-    public var description: String {
+    public var description: String { ConfigError.format(file: file, line: line, keyPath: keyPath, message: message) }
+
+    /// `file:line: key.path: message`, the form every config diagnostic takes.
+    static func format(file: String, line: Int?, keyPath: String, message: String) -> String {
         let loc = line.map { "\(file):\($0)" } ?? file
         return keyPath.isEmpty ? "\(loc): \(message)" : "\(loc): \(keyPath): \(message)"
     }
@@ -18,8 +21,5 @@ public struct ConfigWarning: CustomStringConvertible, Equatable {
     public let keyPath: String
     public let message: String
 
-    public var description: String {
-        let loc = line.map { "\(file):\($0)" } ?? file
-        return "\(loc): \(keyPath): \(message)"
-    }
+    public var description: String { ConfigError.format(file: file, line: line, keyPath: keyPath, message: message) }
 }

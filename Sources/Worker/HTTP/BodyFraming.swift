@@ -171,4 +171,11 @@ public enum ChunkedEncoder {
     public static func chunkHeader(_ count: Int) -> [UInt8] { Array((String(count, radix: 16) + "\r\n").utf8) }
     public static let chunkEnd: [UInt8] = Array("\r\n".utf8)
     public static let last: [UInt8] = Array("0\r\n\r\n".utf8)
+
+    /// Writes `b` as one chunk.
+    static func write(_ b: UnsafeRawBufferPointer, to out: ByteStream) {
+        out.write(chunkHeader(b.count))
+        out.write(b)
+        out.write(chunkEnd)
+    }
 }

@@ -118,9 +118,7 @@ public final class Exchange {
         guard headSent, !isFinished, b.count > 0, request.method != "HEAD" else { return }
         bodyBytes += UInt64(b.count)
         if chunked {
-            connection.write(ChunkedEncoder.chunkHeader(b.count))
-            connection.write(b)
-            connection.write(ChunkedEncoder.chunkEnd)
+            ChunkedEncoder.write(b, to: connection.socket)
         } else {
             connection.write(b)
         }

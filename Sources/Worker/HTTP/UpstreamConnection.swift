@@ -49,9 +49,7 @@ final class UpstreamConnection {
     func sendBody(_ b: UnsafeRawBufferPointer) {
         guard b.count > 0 else { return }
         if requestChunked {
-            socket.write(ChunkedEncoder.chunkHeader(b.count))
-            socket.write(b)
-            socket.write(ChunkedEncoder.chunkEnd)
+            ChunkedEncoder.write(b, to: socket)
         } else {
             socket.write(b)
         }

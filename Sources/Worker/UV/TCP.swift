@@ -92,21 +92,14 @@ public final class TCP: UVStream {
         }
     }
 
-    public var localAddress: SocketAddress? {
-        var ss = sockaddr_storage()
-        var len = Int32(MemoryLayout<sockaddr_storage>.size)
-        let rc = withUnsafeMutablePointer(to: &ss) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { uv_tcp_getsockname(tcp, $0, &len) }
-        }
-        guard rc == 0 else { return nil }
-        return withUnsafePointer(to: ss) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { SocketAddress($0) } }
-    }
+    public var localAddress: SocketAddress? { address(uv_tcp_getsockname) }
+    public var peerAddress: SocketAddress? { address(uv_tcp_getpeername) }
 
-    public var peerAddress: SocketAddress? {
+    private func address(_ get: (UnsafePointer<uv_tcp_t>?, UnsafeMutablePointer<sockaddr>?, UnsafeMutablePointer<Int32>?) -> Int32) -> SocketAddress? {
         var ss = sockaddr_storage()
         var len = Int32(MemoryLayout<sockaddr_storage>.size)
         let rc = withUnsafeMutablePointer(to: &ss) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { uv_tcp_getpeername(tcp, $0, &len) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { get(tcp, $0, &len) }
         }
         guard rc == 0 else { return nil }
         return withUnsafePointer(to: ss) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { SocketAddress($0) } }

@@ -1,0 +1,93 @@
+"""What the benchmarks share: nginx as the reference server, worker RSS sampling, curl timings."""
+import os, subprocess, sys, threading, time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(ROOT, "Tests", "e2e"))
+from lib import procs  # noqa: E402
+
+
+def nginx(work, name, server_body):
+    """nginx (2 workers, as root so it reads the temp dirs) with one server block on a free port."""
+    port = procs.free_port()
+    d = os.path.join(work, name)
+    os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
+    conf = os.path.join(d, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""user root;
+worker_processes 2;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/tmp/body;
+    proxy_temp_path {d}/tmp/proxy;
+    fastcgi_temp_path {d}/tmp/fastcgi;
+    uwsgi_temp_path {d}/tmp/uwsgi;
+    scgi_temp_path {d}/tmp/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        {server_body}
+    }}
+}}
+""")
+    p = procs.Proc(name, ["nginx", "-p", d, "-c", conf], d)
+    procs.wait_until(lambda: procs.port_open(port), what=name)
+    return p, port
+
+
+def nginx_reverse_proxy(work, upstream):
+    return nginx(work, "nginx-proxy", f"""proxy_buffering off;
+        location / {{
+            proxy_pass http://{upstream};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+        }}""")
+
+
+def nginx_static(work, root):
+    return nginx(work, "nginx-static", f"root {root};\n        sendfile on;\n        tcp_nopush on;\n        sendfile_max_chunk 0;")
+
+
+def rss_kib(pid):
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except FileNotFoundError:
+        pass
+    return 0
+
+
+class PeakRSS:
+    """Samples the peak RSS of `pids` every 10 ms while in the `with` block."""
+
+    def __init__(self, pids):
+        self.pids, self.peak, self.stop = pids, 0, threading.Event()
+
+    def __enter__(self):
+        def run():
+            while not self.stop.is_set():
+                self.peak = max([self.peak] + [rss_kib(p) for p in self.pids])
+                time.sleep(0.01)
+        self.t = threading.Thread(target=run)
+        self.t.start()
+        return self
+
+    def __exit__(self, *a):
+        self.stop.set()
+        self.t.join()
+
+    @property
+    def mib(self):
+        return self.peak / 1024
+
+
+def curl_w(fmt, *args):
+    """curl -o /dev/null with a -w format; fails loudly with curl's own words."""
+    r = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", fmt, *args], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"curl {' '.join(args)}: {r.stderr.strip()}")
+    return r.stdout
