@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.join(ROOT, "Tests", "e2e"))
 from lib import procs, registry as reglib  # noqa: E402
 from lib.daemon import Daemon  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PeakRSS, curl_w, nginx_static  # noqa: E402
+from common import PeakRSS, curl_w, nginx_static, registry_with_image  # noqa: E402
 
 
 def main():
@@ -24,13 +24,8 @@ def main():
     work = tempfile.mkdtemp(prefix="dfget-bench-cache-")
     started = []
     try:
-        layout = os.path.join(work, "oci-big")
-        _, blobs = reglib.build_image(layout, "--big-mib", "200", "--gzip-level", "1")
+        reg, layout, blobs, size = registry_with_image(work, started, "bench/big")
         blob = blobs[0]
-        size = os.path.getsize(reglib.blob_path(layout, blob))
-        reg = reglib.Registry(work)
-        started.append(reg.proc)
-        reg.push(layout, "bench/big")
         www = os.path.join(work, "www")
         os.makedirs(www)
         shutil.copy(reglib.blob_path(layout, blob), os.path.join(www, "big.bin"))

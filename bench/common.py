@@ -3,7 +3,18 @@ import os, subprocess, sys, threading, time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "Tests", "e2e"))
-from lib import procs  # noqa: E402
+from lib import procs, registry as reglib  # noqa: E402
+
+
+def registry_with_image(work, started, repo, small=False):
+    """docker-registry with a deterministic image pushed (the 200 MiB one unless `small`);
+    returns (registry, OCI layout, blob digests, first blob's size)."""
+    layout = os.path.join(work, "oci-small" if small else "oci-big")
+    _, blobs = reglib.build_image(layout, *(["--small"] if small else ["--big-mib", "200", "--gzip-level", "1"]))
+    reg = reglib.Registry(work)
+    started.append(reg.proc)
+    reg.push(layout, repo)
+    return reg, layout, blobs, os.path.getsize(reglib.blob_path(layout, blobs[0]))
 
 
 def nginx(work, name, server_body):

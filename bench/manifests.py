@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.join(ROOT, "Tests", "e2e"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib import registry as reglib  # noqa: E402
 from lib.daemon import Daemon  # noqa: E402
-from common import nginx_reverse_proxy  # noqa: E402
+from common import nginx_reverse_proxy, registry_with_image  # noqa: E402
 
 ACCEPT = "application/vnd.oci.image.manifest.v1+json"
 
@@ -42,11 +42,7 @@ def main():
     work = tempfile.mkdtemp(prefix="dfget-bench-manifests-")
     started = []
     try:
-        layout = os.path.join(work, "oci-small")
-        reglib.build_image(layout, "--small")
-        reg = reglib.Registry(work)
-        started.append(reg.proc)
-        reg.push(layout, "bench/img")
+        reg, layout, _, _ = registry_with_image(work, started, "bench/img", small=True)
         nginx, nport = nginx_reverse_proxy(work, reg.addr)
         started.append(nginx)
         d = Daemon(work, workers=2, proxy_yaml=f"registryMirror:\n  url: http://{reg.addr}\n")

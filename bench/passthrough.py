@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.join(ROOT, "Tests", "e2e"))
 from lib import procs, registry as reglib  # noqa: E402
 from lib.daemon import Daemon  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PeakRSS, curl_w, nginx_reverse_proxy  # noqa: E402
+from common import PeakRSS, curl_w, nginx_reverse_proxy, registry_with_image  # noqa: E402
 
 
 def curl_speed(args):
@@ -29,13 +29,8 @@ def main():
     work = tempfile.mkdtemp(prefix="dfget-bench-")
     started = []
     try:
-        layout = os.path.join(work, "oci-big")
-        _, blobs = reglib.build_image(layout, "--big-mib", "200", "--gzip-level", "1")
+        reg, layout, blobs, size = registry_with_image(work, started, "bench/big")
         blob = blobs[0]
-        size = os.path.getsize(reglib.blob_path(layout, blob))
-        reg = reglib.Registry(work)
-        started.append(reg.proc)
-        reg.push(layout, "bench/big")
         nginx, nport = nginx_reverse_proxy(work, reg.addr)
         started.append(nginx)
         # Pass-through: the cache is bypassed (`direct`), as it is for everything the rules do not send there.

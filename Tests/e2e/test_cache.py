@@ -4,17 +4,7 @@ import hashlib, http.server, os, signal, socket, subprocess, threading, time
 import pytest
 from lib import procs, registry as reglib
 from lib.containerd import Containerd
-
-
-def curl(*args, check=True):
-    r = subprocess.run(["curl", "-sS", *args], capture_output=True, timeout=180)
-    if check:
-        assert r.returncode == 0, r.stderr.decode()
-    return r
-
-
-def sha(b):
-    return "sha256:" + hashlib.sha256(b).hexdigest()
+from lib.client import curl, sha
 
 
 @pytest.fixture

@@ -1,10 +1,7 @@
 """Registry mirror: origin-form requests to the upstream from X-Dragonfly-Registry or registryMirror.url."""
 import hashlib, subprocess
 from lib import procs
-
-
-def curl(*args):
-    return subprocess.run(["curl", "-sS", *args], capture_output=True, timeout=120)
+from lib.client import curl, sha
 
 
 def test_blob_via_header_is_byte_exact_and_ns_not_forwarded(daemon, registry, images):

@@ -5,15 +5,9 @@ import pytest
 from lib import procs
 from lib.containerd import Containerd
 from lib.daemon import binary
+from lib.client import curl, sha
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def curl(*args, check=True):
-    r = subprocess.run(["curl", "-sS", *args], capture_output=True, timeout=120)
-    if check:
-        assert r.returncode == 0, r.stderr.decode()
-    return r
 
 
 @pytest.fixture

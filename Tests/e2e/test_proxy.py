@@ -1,13 +1,7 @@
 """Forward proxy: absolute-URI requests through the daemon, byte-exact against the registry."""
 import hashlib, subprocess
 from lib import procs, registry as reglib
-
-
-def curl(*args, check=True):
-    r = subprocess.run(["curl", "-sS", *args], capture_output=True, timeout=120)
-    if check:
-        assert r.returncode == 0, r.stderr.decode()
-    return r
+from lib.client import curl, sha
 
 
 def test_blob_through_proxy_is_byte_exact(daemon, registry, images):

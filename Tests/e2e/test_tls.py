@@ -3,17 +3,7 @@ import hashlib, os, signal, socket, subprocess
 import pytest
 from lib import procs
 from lib.containerd import Containerd
-
-
-def curl(*args, check=True):
-    r = subprocess.run(["curl", "-sS", *args], capture_output=True, timeout=120)
-    if check:
-        assert r.returncode == 0, r.stderr.decode()
-    return r
-
-
-def sha(b):
-    return "sha256:" + hashlib.sha256(b).hexdigest()
+from lib.client import curl, sha
 
 
 def mirror_to(daemon_factory, tls_registry, extra=""):
