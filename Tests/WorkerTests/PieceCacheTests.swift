@@ -157,3 +157,21 @@ final class PieceCacheTests: XCTestCase {
         XCTAssertEqual(cache.collectGarbage(expireAfter: 1e9, maxBytes: 1000), [keys[2].id])
     }
 }
+
+final class PieceCacheFailureTests: XCTestCase {
+    func testFailedClaimReleasesTheTask() throws {
+        let root = NSTemporaryDirectory() + "dfget-cache-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let cache = try PieceCache(root: root, pieceSize: 1024)
+        let k = TaskKey.forURL(UpstreamURL("http://reg.test/v2/a/blobs/sha256:" + String(repeating: "0", count: 64))!)
+        let t = try cache.open(k)
+        // The data file turns read-only under the task: the reset's truncate fails.
+        let ro = open(cache.paths(k.id).data, O_RDONLY)
+        XCTAssertGreaterThanOrEqual(ro, 0)
+        XCTAssertEqual(dup2(ro, t.dataFD), t.dataFD)
+        close(ro)
+        XCTAssertThrowsError(try t.claim(pieceSize: 1024))
+        XCTAssertFalse(t.isDownloader)
+        XCTAssertTrue(try cache.open(k).claim(pieceSize: 1024), "the lock is free for the next request")
+    }
+}

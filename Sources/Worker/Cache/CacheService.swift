@@ -39,9 +39,15 @@ final class CacheService {
         ex.logFields.append(("upstream", .string(url.authority)))
         Log.shared.info("register peer task result:true[200] for taskId:\(k.id),peerIp:\(ex.peer),securityDomain:,idc:,scheduler:local",
                         ["taskId": k.id, "peerId": peerID, "url": url.description])
+        let claimed: Bool
+        do { claimed = task.isComplete ? false : try task.claim(pieceSize: cache.pieceSize) } catch {
+            Log.shared.error("cannot start caching: passing through", ["taskId": k.id, "error": "\(error)"])
+            passThrough()
+            return
+        }
         if task.isComplete {
             confirm(ex, url: url, policy: policy) { [self] in serve(ex, task, range, source: "cache", url: url, policy: policy, passThrough: passThrough) }
-        } else if (try? task.claim(pieceSize: cache.pieceSize)) == true {
+        } else if claimed {
             // This request's own credentials fetch the blob: the origin's answer is the check.
             download(task, url: url, headers: ex.request.headers, policy: policy)
             serve(ex, task, range, source: "origin", url: url, policy: policy, passThrough: passThrough)

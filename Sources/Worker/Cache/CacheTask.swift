@@ -54,8 +54,14 @@ public final class CacheTask {
             return false
         }
         isDownloader = true
-        try meta.reset(pieceSize: pieceSize)
-        try syscall("ftruncate", path: dataPath) { ftruncate(dataFD, 0) }
+        do {
+            try meta.reset(pieceSize: pieceSize)
+            try syscall("ftruncate", path: dataPath) { ftruncate(dataFD, 0) }
+        } catch {
+            // Nobody may be left holding a task that will never be downloaded.
+            release()
+            throw error
+        }
         hasher = key.expectedDigest != nil ? SHA256Digest() : nil
         hashedPieces = 0
         return true

@@ -56,6 +56,7 @@ public enum ConfigLoader {
         c.keepStorage = try r.bool("keepStorage") ?? c.keepStorage
         c.workers = try r.int("workers", range: 0...256) ?? c.workers
         c.drainTimeout = try r.duration("drainTimeout") ?? c.drainTimeout
+        c.upstreamTimeout = try r.duration("upstreamTimeout") ?? c.upstreamTimeout
         if let s = try r.mapping("storage") {
             c.storage.taskExpireTime = try s.duration("taskExpireTime") ?? c.storage.taskExpireTime
             c.storage.diskGCThreshold = try s.size("diskGCThreshold")

@@ -17,6 +17,8 @@ public struct DaemonConfig {
     public var workers = 0
     /// Longest wait for in-flight requests on SIGTERM. (This daemon's own key.)
     public var drainTimeout: Double = 30
+    /// Longest silence of an origin while a response is due. (This daemon's own key.)
+    public var upstreamTimeout: Double = 60
 
     public init() {}
 

@@ -6,6 +6,9 @@ public enum Limits {
     public static var keepAliveTimeoutMs: UInt64 = 60_000
     /// Bytes of pipelined requests buffered while a response is in progress before reading pauses.
     public static let pipelineBuffer = 128 * 1024
+    /// An origin that sends nothing for this long while a response is due is given up (502, or an
+    /// aborted client). `upstreamTimeout` in dfget.yaml.
+    public static var upstreamIdleMs: UInt64 = 60_000
     /// Dialing an upstream gives up after this long.
     public static var connectTimeoutMs: UInt64 = 10_000
     /// Idle upstream connections kept per host, and for how long.

@@ -27,6 +27,20 @@ final class UpstreamConnection {
         self.remote = remote
     }
 
+    /// Fires when the origin sends nothing for `Limits.upstreamIdleMs` while a response is awaited or
+    /// read (not while the reader is paused by a slow client).
+    private var idleTimer: LoopTimer?
+
+    private func armIdle() {
+        if idleTimer == nil { idleTimer = LoopTimer() }
+        idleTimer?.start(ms: Limits.upstreamIdleMs) { [weak self] in
+            guard let self else { return }
+            fail("upstream \(remote): no data for \(Limits.upstreamIdleMs / 1000) s")
+        }
+    }
+
+    private func disarmIdle() { idleTimer?.stop() }
+
     var isWriteBlocked: Bool { socket.isWriteBlocked }
     var onDrain: (() -> Void)? {
         get { socket.onDrain }
@@ -44,6 +58,7 @@ final class UpstreamConnection {
         socket.onWriteError = { [weak self] e in self?.fail("upstream \(self?.remote ?? ""): write failed: \(e)") }
         socket.write(request.serialized())
         socket.startReading { [weak self] ev in self?.onRead(ev) }
+        armIdle()
     }
 
     func sendBody(_ b: UnsafeRawBufferPointer) {
@@ -59,12 +74,20 @@ final class UpstreamConnection {
         if requestChunked { socket.write(ChunkedEncoder.last) }
     }
 
-    func pauseReading() { socket.stopReading() }
-    func resumeReading() { socket.resumeReading() }
+    func pauseReading() {
+        socket.stopReading()
+        disarmIdle()
+    }
+
+    func resumeReading() {
+        socket.resumeReading()
+        if !broken && (head == nil || !decoder.isDone) { armIdle() }
+    }
 
     private func onRead(_ ev: ReadEvent) {
         switch ev {
         case .data(let b):
+            armIdle()
             if head == nil {
                 inbuf.append(contentsOf: b)
                 parseHead()
@@ -129,6 +152,7 @@ final class UpstreamConnection {
     }
 
     private func complete() {
+        disarmIdle()
         let end = onEnd
         clearCallbacks()
         end?()
@@ -140,6 +164,8 @@ final class UpstreamConnection {
     private func fail(_ reason: String) {
         guard !broken else { return }
         broken = true
+        idleTimer?.close()
+        idleTimer = nil
         let cb = onError
         let idle = onIdleClose
         clearCallbacks()
@@ -163,6 +189,8 @@ final class UpstreamConnection {
 
     func close() {
         broken = true
+        idleTimer?.close()
+        idleTimer = nil
         clearCallbacks()
         socket.close()
     }

@@ -21,6 +21,7 @@ public final class WorkerProcess {
 
     public func run() throws {
         EventLoop.ignoreSIGPIPE()
+        Limits.upstreamIdleMs = UInt64(max(0.1, config.upstreamTimeout) * 1000)
         try ipc.open(fd: 3)
         ipc.startReading { [self] ev in
             switch ev {

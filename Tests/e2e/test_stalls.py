@@ -1,0 +1,51 @@
+"""An origin that stops sending: the daemon gives up after upstreamTimeout, never hangs its clients."""
+import http.server, threading, time
+import pytest
+from lib.client import curl
+
+BLOB = "sha256:" + "ab" * 32
+
+
+class Staller(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        if self.path.startswith("/v2/silent"):
+            time.sleep(6)  # no head at all
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", "100000")
+        self.end_headers()
+        self.wfile.write(b"x" * 10)
+        self.wfile.flush()
+        time.sleep(6)  # then silence mid-body
+
+    def do_HEAD(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "100000")
+        self.end_headers()
+
+
+@pytest.fixture
+def staller():
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Staller)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield srv.server_address[1]
+    srv.shutdown()
+
+
+@pytest.mark.parametrize("path", ["/v2/silent/manifests/1", "/v2/slow/manifests/1", f"/v2/slow/blobs/{BLOB}"])
+def test_stalled_origin_is_given_up(path, staller, daemon_factory):
+    d = daemon_factory(extra_yaml="upstreamTimeout: 1s\n", proxy_yaml=f"registryMirror:\n  url: http://127.0.0.1:{staller}\n")
+    t = time.monotonic()
+    r = curl("-i", "--max-time", "5", f"{d.url}{path}", check=False)
+    took = time.monotonic() - t
+    assert took < 4, f"the daemon gave up on its own ({took:.1f} s), curl's own 5 s limit did not fire"
+    if "silent" in path:
+        assert r.stdout.startswith(b"HTTP/1.1 502 ") and b"no data for 1 s" in r.stdout
+    else:
+        assert r.returncode != 0, "a body cut short is an error at the client, never a clean end"
+        assert r.returncode != 28, "not curl's timeout"
