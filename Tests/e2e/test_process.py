@@ -1,5 +1,5 @@
 """The process model: a worker killed mid-download is replaced and other downloads finish; SIGTERM drains."""
-import hashlib, os, signal, socket, subprocess, time
+import hashlib, json, os, signal, socket, subprocess, time
 from lib import procs
 
 
@@ -107,3 +107,32 @@ def test_sigterm_idle_exits_promptly(daemon_factory):
 def test_peer_port_health(daemon):
     r = subprocess.run(["curl", "-sS", "-i", f"http://127.0.0.1:{daemon.peer_port}/healthy"], capture_output=True, text=True)
     assert r.stdout.startswith("HTTP/1.1 200 ") and r.stdout.endswith("OK\n")
+
+
+def test_crash_looping_worker_is_restarted_with_backoff(daemon_factory):
+    """Workers that cannot start (their log path turned into a folder) are respawned ever more slowly;
+    once the cause is gone, the next respawn serves again."""
+    d = daemon_factory(workers=1, proxy_yaml="")
+    log = os.path.join(d.logdir, "daemon", "core.log")
+    master_log = next(f"/proc/{d.pid}/fd/{fd}" for fd in os.listdir(f"/proc/{d.pid}/fd")
+                      if os.path.realpath(f"/proc/{d.pid}/fd/{fd}") == log)
+    os.replace(log, log + ".kept")
+    os.mkdir(log)
+    try:
+        os.kill(d.workers()[0], signal.SIGKILL)
+
+        def restarts():
+            return [json.loads(l) for l in open(master_log) if '"worker died: restarting"' in l]
+
+        # A dozen quick deaths at full speed would take well under a second; with backoff they cannot.
+        t0 = time.monotonic()
+        procs.wait_until(lambda: len(restarts()) >= 5, timeout=30, what="five restarts")
+        assert time.monotonic() - t0 > 1.0, "restarts are spaced out (100, 200, 400, 800 ms ...)"
+        assert d.proc.alive()
+    finally:
+        os.rmdir(log)
+        os.replace(log + ".kept", log)
+    procs.wait_until(lambda: len(d.workers()) == 1 and procs.port_open(d.port), timeout=15, what="a worker again")
+    r = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", f"http://127.0.0.1:{d.peer_port}/healthy"],
+                       capture_output=True, text=True)
+    assert r.stdout == "200"
