@@ -79,7 +79,6 @@ public enum ConfigLoader {
             try u.finish(ignored: ["security", "certSpec", "listen"])
         }
         if let h = try r.mapping("health") {
-            c.health.configured = true
             c.health.path = try h.string("path") ?? c.health.path
             if let l = try h.mapping("tcpListen") { c.health.tcpListen = try readListen(l, defaultPorts: 40901...40901) }
             try h.finish(ignored: ["security"])

@@ -46,7 +46,6 @@ public struct DaemonConfig {
     public struct Health {
         public var path = "/server/ping"
         public var tcpListen = Listen(ports: 40901...40901)
-        public var configured = false
     }
 
     public struct Security {

@@ -244,7 +244,7 @@ public final class ServerConnection {
         state = .closed
         ex?.connectionAborted()
         socket.closeWithReset()
-        if !timer.isClosing { timer.close() }
+        timer.close()
     }
 
     public func close() {
@@ -252,11 +252,11 @@ public final class ServerConnection {
         current?.connectionAborted()
         current = nil
         socket.close()
-        if !timer.isClosing { timer.close() }
+        timer.close()
     }
 
     private func finishClose() {
-        if !timer.isClosing { timer.close() }
+        timer.close()
         let cb = onClosed
         onClosed = nil
         cb?()

@@ -10,8 +10,6 @@ public final class WorkerProcess {
     private var connections: [ObjectIdentifier: ServerConnection] = [:]
     private var draining = false
     private var signals: [SignalWatcher] = []
-    private var drainTimer: LoopTimer?
-    private var gcTimer: LoopTimer?
 
     public init(config: DaemonConfig, index: Int) {
         self.config = config
@@ -57,7 +55,6 @@ public final class WorkerProcess {
                 t.unref()
                 let ms = UInt64(max(1, config.gcInterval) * 1000)
                 t.start(ms: ms, repeatMs: ms) { [config] in service.collectGarbage(config.storage) }
-                gcTimer = t
             }
         } catch {
             Log.shared.error("piece cache unavailable: requests stream through uncached", ["worker": index, "error": "\(error)"])
@@ -111,7 +108,6 @@ public final class WorkerProcess {
             Log.shared.warn("drain timeout: closing connections", ["worker": index, "connections": connections.count])
             exitWorker()
         }
-        drainTimer = t
     }
 
     private func exitWorker() {

@@ -11,9 +11,8 @@ public final class HijackAuthority {
     let caKey: OpaquePointer
     public let isCA: Bool
     let serverContext: OpaquePointer
-    private var leaves: [String: (cert: OpaquePointer, key: OpaquePointer, minted: UInt64)] = [:]
+    private var leaves: [String: (cert: OpaquePointer, key: OpaquePointer)] = [:]
     private var recency: [String] = []
-    public private(set) var minted = 0
 
     static let capacity = 512
     static let validitySeconds = 7 * 86400
@@ -91,8 +90,7 @@ public final class HijackAuthority {
             return nil
         }
         if let old = leaves[host] { free(old) }
-        leaves[host] = (cert, key, EventLoop.nowMs)
-        minted += 1
+        leaves[host] = (cert, key)
         touch(host)
         while recency.count > HijackAuthority.capacity {
             let evict = recency.removeFirst()
@@ -106,7 +104,7 @@ public final class HijackAuthority {
         recency.append(host)
     }
 
-    private func free(_ l: (cert: OpaquePointer, key: OpaquePointer, minted: UInt64)) {
+    private func free(_ l: (cert: OpaquePointer, key: OpaquePointer)) {
         // SSL_use_certificate took its own references: freeing ours is safe with handshakes in flight.
         X509_free(l.cert)
         EVP_PKEY_free(l.key)

@@ -88,9 +88,6 @@ final class TLSEngine {
         _ = SSL_shutdown(ssl)
     }
 
-    /// Bytes waiting to go to the network.
-    var pendingOutput: Int { cuv_bio_pending(wbio) }
-
     /// Hands the pending network output to `body` in pieces.
     func drainOutput(_ body: (UnsafeRawBufferPointer) -> Void) {
         while true {
@@ -102,9 +99,6 @@ final class TLSEngine {
             body(UnsafeRawBufferPointer(start: TLSEngine.scratch, count: Int(n)))
         }
     }
-
-    /// Whether decrypted bytes or undecoded records are still buffered.
-    var hasBufferedInput: Bool { SSL_pending(ssl) > 0 || cuv_bio_pending(rbio) > 0 }
 
     /// Whether this handshake resumed an earlier session (no full key exchange).
     var sessionReused: Bool { SSL_session_reused(ssl) == 1 }

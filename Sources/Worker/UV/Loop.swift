@@ -27,7 +27,6 @@ public struct UVError: Error, CustomStringConvertible {
     public let code: Int32
     public init(_ code: Int32) { self.code = code }
     public var description: String { String(cString: uv_strerror(code)) }
-    public var name: String { String(cString: uv_err_name(code)) }
     public static let eof = UV_EOF.rawValue
     public static let canceled = UV_ECANCELED.rawValue
 }
