@@ -64,26 +64,21 @@ final class CacheReader {
         pumping = true
         defer { pumping = false }
         while !done {
-            if task.state == .uncached {
-                if exchange.headSent {
-                    let (from, to, cont) = (pos, end, onContinue)
+            let state = task.state
+            if state == .failed || state == .uncached {
+                // Before the head: serve the client another way. After it: finish from the origin
+                // when caching merely stopped, abort when the content itself failed.
+                let (from, to, fallback, cont) = (pos, end, onFallback, onContinue)
+                let stopped = state == .uncached ? "caching stopped" : "task failed"
+                if !exchange.headSent {
+                    finish(error: "\(stopped) before the response")
+                    fallback?()
+                } else if state == .uncached {
                     finish(error: "caching stopped: the rest comes from the origin")
                     cont?(from, to)
                 } else {
-                    let fallback = onFallback
-                    finish(error: "caching stopped before the response")
-                    fallback?()
-                }
-                return
-            }
-            if task.state == .failed {
-                if exchange.headSent {
                     finish(error: "task failed")
                     exchange.abort(reason: "cached task failed mid-stream")
-                } else {
-                    let fallback = onFallback
-                    finish(error: "task failed before the response")
-                    fallback?()
                 }
                 return
             }
@@ -97,7 +92,7 @@ final class CacheReader {
                     return
                 }
                 (pos, end) = (r.lowerBound, r.upperBound)
-                sendHead(length: length)
+                exchange.sendHead(task.responseHead(partial: range == .whole ? nil : r, peerID: peerID), bodyLength: UInt64(end - pos))
             }
             if pos >= end {
                 finish(error: nil)
@@ -130,18 +125,6 @@ final class CacheReader {
                 return
             }
         }
-    }
-
-    private func sendHead(length: Int64) {
-        let partial = range != .whole
-        var h = HTTPResponseHead(status: partial ? 206 : 200)
-        h.headers.add("Content-Type", task.contentType.isEmpty ? "application/octet-stream" : task.contentType)
-        if !task.digestHeader.isEmpty { h.headers.add("Docker-Content-Digest", task.digestHeader) }
-        h.headers.add("Accept-Ranges", "bytes")
-        if partial { h.headers.add("Content-Range", "bytes \(pos)-\(end - 1)/\(length)") }
-        h.headers.add("X-Dragonfly-Task", task.key.id)
-        h.headers.add("X-Dragonfly-Peer", peerID)
-        exchange.sendHead(h, bodyLength: UInt64(end - pos))
     }
 
     private func finish(error: String?) {

@@ -60,13 +60,8 @@ final class CacheService {
     func head(_ ex: Exchange, url: UpstreamURL, policy: TLSContexts.ClientPolicy) -> Bool {
         guard let task = cache.lookup(key(ex, url)), task.isComplete, let length = task.contentLength else { return false }
         confirm(ex, url: url, policy: policy) { [self] in
-            var h = HTTPResponseHead(status: 200)
-            h.headers.add("Content-Type", task.contentType.isEmpty ? "application/octet-stream" : task.contentType)
+            var h = task.responseHead(peerID: peerID)
             h.headers.add("Content-Length", String(length))
-            if !task.digestHeader.isEmpty { h.headers.add("Docker-Content-Digest", task.digestHeader) }
-            h.headers.add("Accept-Ranges", "bytes")
-            h.headers.add("X-Dragonfly-Task", task.key.id)
-            h.headers.add("X-Dragonfly-Peer", peerID)
             ex.logFields.append(("source", .string("cache")))
             ex.sendHead(h, bodyLength: UInt64(length))
             ex.finish()

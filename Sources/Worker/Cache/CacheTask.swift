@@ -33,6 +33,18 @@ public final class CacheTask {
     public var metaPath: String { meta.path }
     public func hasPiece(_ k: Int) -> Bool { meta.hasPiece(k) }
 
+    /// The head of an answer from this task (200 for all of it, 206 with `partial` = the byte range).
+    public func responseHead(partial: Range<Int64>? = nil, peerID: String) -> HTTPResponseHead {
+        var h = HTTPResponseHead(status: partial == nil ? 200 : 206)
+        h.headers.add("Content-Type", contentType.isEmpty ? "application/octet-stream" : contentType)
+        if !digestHeader.isEmpty { h.headers.add("Docker-Content-Digest", digestHeader) }
+        h.headers.add("Accept-Ranges", "bytes")
+        if let r = partial { h.headers.add("Content-Range", "bytes \(r.lowerBound)-\(r.upperBound - 1)/\(contentLength ?? 0)") }
+        h.headers.add("X-Dragonfly-Task", key.id)
+        h.headers.add("X-Dragonfly-Peer", peerID)
+        return h
+    }
+
     /// Complete and verified: safe to serve without the origin.
     public var isComplete: Bool { meta.state == .complete && meta.contentLength != nil }
 
