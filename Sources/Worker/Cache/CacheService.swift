@@ -93,12 +93,7 @@ final class CacheService {
                 return
             }
         }
-        fetch.onBody = { b in
-            ex.sendBody(b)
-            if ex.isWriteBlocked { fetch.pauseResponse() }
-        }
-        ex.onWritable = { fetch.resumeResponse() }
-        fetch.onEnd = { ex.finish() }
+        Forwarder.relayBody(fetch, to: ex)
         fetch.onFail = { reason in ex.abort(reason: reason) }
         fetch.start()
     }

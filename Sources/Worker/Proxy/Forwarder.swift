@@ -28,13 +28,8 @@ final class Forwarder {
             fetch.responseDelivered = true
             ex.sendHead(out, bodyLength: length)
         }
-        fetch.onBody = { b in
-            ex.sendBody(b)
-            if ex.isWriteBlocked { fetch.pauseResponse() }
-        }
-        ex.onWritable = { fetch.resumeResponse() }
+        Forwarder.relayBody(fetch, to: ex)
         fetch.canReuse = { ex.requestBodyComplete }
-        fetch.onEnd = { ex.finish() }
         fetch.onFail = { reason in Forwarder.fail(ex, reason) }
         fetch.onRedirect = { status, next in ex.logFields.append(("redirect", .string("\(status) \(next.authority)"))) }
         fetch.onConnected = { c in
@@ -48,6 +43,17 @@ final class Forwarder {
             ex.resumeRequestBody()
         }
         fetch.start()
+    }
+
+    /// The response body from the origin to the client, paused while the client's socket is backed
+    /// up; the exchange finishes with the body.
+    static func relayBody(_ fetch: OriginFetch, to ex: Exchange) {
+        fetch.onBody = { b in
+            ex.sendBody(b)
+            if ex.isWriteBlocked { fetch.pauseResponse() }
+        }
+        ex.onWritable = { fetch.resumeResponse() }
+        fetch.onEnd = { ex.finish() }
     }
 
     /// 502 with the reason, or an abort when the client already has a head.

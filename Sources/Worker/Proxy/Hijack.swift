@@ -3,8 +3,8 @@
 enum Hijack {
     static func open(_ exchange: Exchange, authority: String,
                      serve: @escaping (_ exchange: Exchange, _ host: String, _ port: Int) -> Void) {
-        guard let (host, port) = UpstreamURL.splitHostPort(authority, defaultPort: 443), authority.contains(":"),
-              let authorityCA = HijackAuthority.shared else {
+        guard let (host, port) = Tunnel.target(exchange, authority) else { return }
+        guard let authorityCA = HijackAuthority.shared else {
             exchange.respond(status: 400, body: "CONNECT target must be host:port\n")
             return
         }
@@ -17,7 +17,7 @@ enum Hijack {
             stream.close()
             return
         }
-        tcp.write("HTTP/1.1 200 Connection Established\r\n\r\n")
+        tcp.write(Tunnel.established)
         let tls = TLSStream(tcp: tcp, ssl: ssl, server: true)
         tls.handshake(initial: rest) { err in
             if let err {

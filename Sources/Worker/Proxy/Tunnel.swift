@@ -9,12 +9,20 @@ final class Tunnel {
     private var upstreamDone = false
     private var closed = false
 
+    /// The `host:port` of a CONNECT; anything else is answered 400 and nil is returned.
+    static func target(_ exchange: Exchange, _ authority: String) -> (host: String, port: Int)? {
+        guard authority.contains(":"), let hp = UpstreamURL.splitHostPort(authority, defaultPort: 443) else {
+            exchange.respond(status: 400, body: "CONNECT target must be host:port\n")
+            return nil
+        }
+        return hp
+    }
+
+    static let established = "HTTP/1.1 200 Connection Established\r\n\r\n"
+
     /// Dials `authority` for the CONNECT in `exchange`; on success the client's socket becomes a tunnel.
     static func open(_ exchange: Exchange, authority: String) {
-        guard let (host, port) = UpstreamURL.splitHostPort(authority, defaultPort: 443), authority.contains(":") else {
-            exchange.respond(status: 400, body: "CONNECT target must be host:port\n")
-            return
-        }
+        guard let (host, port) = target(exchange, authority) else { return }
         exchange.logFields.append(("upstream", .string(authority)))
         exchange.logFields.append(("mode", .string("tunnel")))
         exchange.onAbort = {}
@@ -35,7 +43,7 @@ final class Tunnel {
                     return
                 }
                 let t = Tunnel(client: client, upstream: sock, exchange: exchange)
-                client.write("HTTP/1.1 200 Connection Established\r\n\r\n")
+                client.write(established)
                 if !rest.isEmpty {
                     t.up += UInt64(rest.count)
                     sock.write(rest)
