@@ -10,7 +10,7 @@ final class CacheDownload {
     private var filled = 0
     private var piece = 0
     private var finished = false
-    private let startNs = DispatchTime.now().uptimeNanoseconds
+    private let stopwatch = Stopwatch()
     private var redirects: [String] = []
     /// Downloads in progress in this worker, which keep them alive.
     nonisolated(unsafe) static var active: [String: CacheDownload] = [:]
@@ -107,7 +107,7 @@ final class CacheDownload {
 
     private func end(_ error: String?) {
         finished = true
-        let ms = Double(DispatchTime.now().uptimeNanoseconds - startNs) / 1e6
+        let ms = stopwatch.elapsedMs
         var fields: [(String, LogValue)] = [("taskId", .string(task.key.id)), ("source", .string("origin")),
                                             ("bytes", .int(Int(task.contentLength ?? 0))), ("costMs", .double(ms.rounded())),
                                             ("upstream", .string(fetch.url.authority))]

@@ -16,7 +16,7 @@ final class CacheReader {
     private var probe: LoopTimer?
     private var pumping = false
     private var done = false
-    private let startNs = DispatchTime.now().uptimeNanoseconds
+    private let stopwatch = Stopwatch()
     /// The task failed before anything was sent: serve the client some other way.
     var onFallback: (() -> Void)?
     /// The downloader is gone and this worker now holds the task: start downloading it.
@@ -131,7 +131,7 @@ final class CacheReader {
         guard !done else { return }
         done = true
         stop()
-        let ms = Double(DispatchTime.now().uptimeNanoseconds - startNs) / 1e6
+        let ms = stopwatch.elapsedMs
         var f: [(String, LogValue)] = [("taskId", .string(task.key.id)), ("source", .string(source)),
                                        ("bytes", .int(Int(max(0, pos - (range.resolve(length: task.contentLength ?? 0)?.lowerBound ?? 0))))),
                                        ("costMs", .double(ms.rounded())), ("peer", .string(exchange.peer))]

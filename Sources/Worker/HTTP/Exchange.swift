@@ -6,7 +6,7 @@ public final class Exchange {
     public let request: HTTPRequestHead
     public let hasRequestBody: Bool
     let connection: ServerConnection
-    let startNs = DispatchTime.now().uptimeNanoseconds
+    let stopwatch = Stopwatch()
 
     /// Request body bytes (valid during the call), then its end.
     public var onBody: ((UnsafeRawBufferPointer) -> Void)? { didSet { flushBufferedBody() } }
@@ -186,7 +186,7 @@ public final class Exchange {
     }
 
     func logAccess(bytes: UInt64) {
-        let ms = Double(DispatchTime.now().uptimeNanoseconds - startNs) / 1e6
+        let ms = stopwatch.elapsedMs
         var f: [(String, LogValue)] = [
             ("method", .string(request.method)), ("url", .string(request.target)), ("status", .int(status)),
             ("bytes", .int(Int(bytes))), ("durationMs", .double((ms * 1000).rounded() / 1000)),
