@@ -30,21 +30,27 @@ final class Supervisor {
         self.executable = executable
     }
 
-    /// Binds a port of `ports` in order and returns the listener and the port it got.
-    static func bind(listen: String, ports: ClosedRange<Int>) throws -> (TCP, Int) {
+    /// Listens on the first port of `ports` that is free and hands its connections to workers as
+    /// `kind`; returns the port it got.
+    func listen(on address: String, ports: ClosedRange<Int>, kind: Handoff) throws -> Int {
         var lastError: Error = UVError(0)
         for port in ports {
             let tcp = TCP()
             do {
-                try tcp.bind(SocketAddress(host: listen, port: port))
-                try tcp.listen(backlog: 1024) {}
-                return (tcp, tcp.localAddress?.port ?? port)
+                try tcp.bind(SocketAddress(host: address, port: port))
+                // libuv reports an address in use at listen(), so trying a port means listening on it.
+                try tcp.listen(backlog: 1024) { [weak self, unowned tcp] in
+                    guard let self, let client = tcp.accept() else { return }
+                    dispatch(client, kind)
+                }
+                listeners.append((tcp, kind))
+                return tcp.localAddress?.port ?? port
             } catch {
                 lastError = error
                 tcp.close()
             }
         }
-        throw BindError(listen: listen, ports: ports, underlying: "\(lastError)")
+        throw BindError(listen: address, ports: ports, underlying: "\(lastError)")
     }
 
     struct BindError: Error, CustomStringConvertible {
@@ -55,14 +61,6 @@ final class Supervisor {
             let p = ports.count == 1 ? "\(ports.lowerBound)" : "\(ports.lowerBound)-\(ports.upperBound)"
             return "cannot listen on \(listen):\(p): \(underlying)"
         }
-    }
-
-    func addListener(_ tcp: TCP, kind: Handoff) throws {
-        try tcp.listen(backlog: 1024) { [weak self, unowned tcp] in
-            guard let self, let client = tcp.accept() else { return }
-            dispatch(client, kind)
-        }
-        listeners.append((tcp, kind))
     }
 
     func start(workers: Int) {

@@ -73,16 +73,14 @@ struct Daemon: ParsableCommand {
         var endpoints: [String] = []
         do {
             if let p = cfg.proxy {
-                let (tcp, port) = try Supervisor.bind(listen: p.tcpListen.listen, ports: p.tcpListen.ports)
-                try supervisor.addListener(tcp, kind: .proxy)
+                let port = try supervisor.listen(on: p.tcpListen.listen, ports: p.tcpListen.ports, kind: .proxy)
                 endpoints.append("proxy \(p.tcpListen.listen):\(port)")
                 Log.shared.info("proxy listening", ["listen": p.tcpListen.listen, "port": port])
             } else {
                 Log.shared.warn("proxy disabled: proxy.tcpListen.port is not set")
             }
             let up = cfg.upload.tcpListen
-            let (tcp, port) = try Supervisor.bind(listen: up.listen, ports: up.ports)
-            try supervisor.addListener(tcp, kind: .peer)
+            let port = try supervisor.listen(on: up.listen, ports: up.ports, kind: .peer)
             endpoints.append("peer \(up.listen):\(port)")
             Log.shared.info("peer port listening", ["listen": up.listen, "port": port])
         } catch {
