@@ -23,7 +23,7 @@ struct GenCA: ParsableCommand {
         let certPath = dir.appendingPathComponent("ca.crt").path
         let keyPath = dir.appendingPathComponent("ca.key").path
         for p in [certPath, keyPath] where FileManager.default.fileExists(atPath: p) && !force {
-            FileHandle.standardError.write("dfget gen-ca: \(p) exists (use --force to replace it)\n".data(using: .utf8)!)
+            printError("dfget gen-ca: \(p) exists (use --force to replace it)\n")
             throw ExitCode(1)
         }
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

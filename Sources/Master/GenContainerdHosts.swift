@@ -27,7 +27,7 @@ struct GenContainerdHosts: ParsableCommand {
         var failed = false
         for r in registries {
             guard let e = ContainerdHosts.entry(r) else {
-                FileHandle.standardError.write("dfget gen-containerd-hosts: not a registry host or URL: \(r)\n".data(using: .utf8)!)
+                printError("dfget gen-containerd-hosts: not a registry host or URL: \(r)\n")
                 failed = true
                 continue
             }
@@ -40,7 +40,7 @@ struct GenContainerdHosts: ParsableCommand {
                     continue
                 }
                 if !existing.hasPrefix(ContainerdHosts.marker) && !force {
-                    FileHandle.standardError.write("dfget gen-containerd-hosts: \(file) was not written by dfget; kept (use --force to replace it)\n".data(using: .utf8)!)
+                    printError("dfget gen-containerd-hosts: \(file) was not written by dfget; kept (use --force to replace it)\n")
                     failed = true
                     continue
                 }

@@ -32,19 +32,19 @@ struct Daemon: ParsableCommand {
         do {
             loaded = try ConfigLoader.load(path: config)
         } catch let e as ConfigError {
-            FileHandle.standardError.write("dfget: \(e)\n".data(using: .utf8)!)
+            printError("dfget: \(e)\n")
             throw ExitCode(2)
         }
-        for w in loaded.warnings { FileHandle.standardError.write("dfget: warning: \(w)\n".data(using: .utf8)!) }
+        for w in loaded.warnings { printError("dfget: warning: \(w)\n") }
         // CA, certificates and trust files are checked before anything listens (and by --check).
         let tlsWarnings: [String]
         do {
             tlsWarnings = try TLSSetup.prepare(loaded.config)
         } catch {
-            FileHandle.standardError.write("dfget: \(config): \(error)\n".data(using: .utf8)!)
+            printError("dfget: \(config): \(error)\n")
             throw ExitCode(2)
         }
-        for w in tlsWarnings { FileHandle.standardError.write("dfget: warning: \(w)\n".data(using: .utf8)!) }
+        for w in tlsWarnings { printError("dfget: warning: \(w)\n") }
         if check {
             print("\(config): OK")
             return
@@ -53,7 +53,7 @@ struct Daemon: ParsableCommand {
         do {
             Log.shared = try Log.open(logDir: cfg.logDir, role: "master")
         } catch {
-            FileHandle.standardError.write("dfget: cannot open log under \(cfg.logDir)/daemon: \(error)\n".data(using: .utf8)!)
+            printError("dfget: cannot open log under \(cfg.logDir)/daemon: \(error)\n")
             throw ExitCode(1)
         }
         Log.shared.echoToStderr = false
@@ -63,7 +63,7 @@ struct Daemon: ParsableCommand {
 
         let count = workers ?? (cfg.workers > 0 ? cfg.workers : ProcessInfo.processInfo.activeProcessorCount)
         guard count >= 1 && count <= 256 else {
-            FileHandle.standardError.write("dfget: --workers must be 1...256\n".data(using: .utf8)!)
+            printError("dfget: --workers must be 1...256\n")
             throw ExitCode(2)
         }
         setenv(WorkerEnvironment.configText, loaded.text, 1)
@@ -85,7 +85,7 @@ struct Daemon: ParsableCommand {
             Log.shared.info("peer port listening", ["listen": up.listen, "port": port])
         } catch {
             Log.shared.error("startup failed", ["error": "\(error)"])
-            FileHandle.standardError.write("dfget: \(error)\n".data(using: .utf8)!)
+            printError("dfget: \(error)\n")
             throw ExitCode(1)
         }
         Log.shared.info("daemon started", ["version": DfgetVersion.string, "workers": count, "config": config])
@@ -104,7 +104,7 @@ struct WorkerRole: ParsableCommand {
     func run() throws {
         let env = ProcessInfo.processInfo.environment
         guard let text = env[WorkerEnvironment.configText] else {
-            FileHandle.standardError.write("dfget worker: must be started by `dfget daemon`\n".data(using: .utf8)!)
+            printError("dfget worker: must be started by `dfget daemon`\n")
             throw ExitCode(2)
         }
         let loaded = try ConfigLoader.load(text: text, file: env[WorkerEnvironment.configFile] ?? "dfget.yaml")
