@@ -10,7 +10,6 @@ import argparse, os, re, shutil, subprocess, sys, tempfile
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "Tests", "e2e"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib import registry as reglib  # noqa: E402
 from lib.daemon import Daemon  # noqa: E402
 from common import nginx_reverse_proxy, registry_with_image  # noqa: E402
 

@@ -9,7 +9,6 @@ import argparse, os, shutil, statistics, sys, tempfile
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "Tests", "e2e"))
-from lib import procs, registry as reglib  # noqa: E402
 from lib.daemon import Daemon  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import PeakRSS, curl_w, nginx_reverse_proxy, registry_with_image  # noqa: E402

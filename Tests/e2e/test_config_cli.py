@@ -1,7 +1,7 @@
 """`dfget daemon --check`, config errors naming file, line and key, and `dfget version`."""
 import json, os, socket, subprocess
 from lib import procs
-from lib.daemon import binary, Daemon
+from lib.daemon import binary
 
 
 def run(*args):

@@ -1,7 +1,6 @@
 """containerd pulls through the daemon: as its HTTP proxy, and as a registry mirror (hosts.toml)."""
 import os
 import pytest
-from lib import procs
 from lib.containerd import Containerd
 
 
@@ -28,10 +27,7 @@ def test_ctr_pull_through_http_proxy(containerd, daemon, registry, images, etc_h
 
 def test_ctr_pull_through_mirror_with_dead_origin(containerd, daemon, registry, images, etc_hosts):
     """The origin in hosts.toml is unreachable: the pull can only have been served by the mirror."""
-    dead = procs.free_port()
-    host = f"reg-origin.test:{dead}"
-    containerd.write_hosts_toml(host, server=f"http://{host}", mirror=daemon.url,
-                                header_registry=f"http://{registry.addr}")
+    host = containerd.mirror_with_dead_origin(daemon.url, f"http://{registry.addr}")
     ref = f"{host}/test/img:1"
     containerd.ctr("image", "pull", "--hosts-dir", containerd.hosts_dir, ref)
     assert ref in containerd.ctr("image", "ls", "-q").stdout
@@ -46,10 +42,7 @@ def test_ctr_pull_through_mirror_with_dead_origin(containerd, daemon, registry, 
 
 
 def test_ctr_pull_big_layer_through_mirror(containerd, daemon, registry, images, etc_hosts):
-    dead = procs.free_port()
-    host = f"reg-origin.test:{dead}"
-    containerd.write_hosts_toml(host, server=f"http://{host}", mirror=daemon.url,
-                                header_registry=f"http://{registry.addr}")
+    host = containerd.mirror_with_dead_origin(daemon.url, f"http://{registry.addr}")
     ref = f"{host}/test/big:1"
     containerd.ctr("image", "pull", "--hosts-dir", containerd.hosts_dir, ref)
     big_blob = images["big"][2][0]

@@ -1,7 +1,7 @@
 """Registry mirror: origin-form requests to the upstream from X-Dragonfly-Registry or registryMirror.url."""
-import hashlib, subprocess
+import hashlib
 from lib import procs
-from lib.client import curl, sha
+from lib.client import curl
 
 
 def test_blob_via_header_is_byte_exact_and_ns_not_forwarded(daemon, registry, images):

@@ -1,11 +1,11 @@
 """The mirror with every kind of registry a user has: htpasswd, token auth, TLS via containerd's ?ns=,
 redirects to storage; containerd (ctr and CRI), skopeo; hosts.toml generation with fallback."""
-import hashlib, http.server, os, subprocess, sys, threading
+import hashlib, http.server, os, subprocess, threading
 import pytest
 from lib import procs
 from lib.containerd import Containerd
 from lib.daemon import binary
-from lib.client import curl, sha
+from lib.client import curl
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -15,13 +15,6 @@ def containerd(workdir):
     c = Containerd(workdir)
     yield c
     c.stop()
-
-
-def dead_origin_hosts(c, daemon, registry_addr, scheme="http"):
-    """hosts.toml whose origin cannot answer: a pull that works was served by the mirror."""
-    host = f"reg-origin.test:{procs.free_port()}"
-    c.write_hosts_toml(host, server=f"http://{host}", mirror=daemon.url, header_registry=f"{scheme}://{registry_addr}")
-    return host
 
 
 def test_401_with_www_authenticate_reaches_the_client(daemon_factory, htpasswd_registry):
@@ -34,7 +27,7 @@ def test_401_with_www_authenticate_reaches_the_client(daemon_factory, htpasswd_r
 
 
 def test_ctr_pull_htpasswd_registry_through_mirror(containerd, daemon, htpasswd_registry, etc_hosts):
-    host = dead_origin_hosts(containerd, daemon, htpasswd_registry.addr)
+    host = containerd.mirror_with_dead_origin(daemon.url, f"http://{htpasswd_registry.addr}")
     containerd.ctr("image", "pull", "--hosts-dir", containerd.hosts_dir, "--user", "testuser:testpass", f"{host}/test/img:1")
     lines = daemon.access(mode="mirror", status=200, until=lambda ls: any("/blobs/" in l["url"] for l in ls))
     assert any("/blobs/" in l["url"] for l in lines)
@@ -42,7 +35,7 @@ def test_ctr_pull_htpasswd_registry_through_mirror(containerd, daemon, htpasswd_
 
 
 def test_ctr_pull_token_auth_registry_through_mirror(containerd, daemon, token_registry, etc_hosts):
-    host = dead_origin_hosts(containerd, daemon, token_registry.addr)
+    host = containerd.mirror_with_dead_origin(daemon.url, f"http://{token_registry.addr}")
     # With credentials containerd asks the token server by POST (OAuth2 password grant)...
     containerd.ctr("image", "pull", "--hosts-dir", containerd.hosts_dir, "--user", "testuser:testpass", f"{host}/test/img:1")
     # ...and anonymously by GET.
@@ -55,7 +48,7 @@ def test_ctr_pull_token_auth_registry_through_mirror(containerd, daemon, token_r
 
 def test_cri_pull_uses_config_path_hosts(containerd, daemon, registry, images, etc_hosts):
     """The kubelet's path: PullImage over CRI; the containerd daemon itself reads hosts.toml."""
-    host = dead_origin_hosts(containerd, daemon, registry.addr)
+    host = containerd.mirror_with_dead_origin(daemon.url, f"http://{registry.addr}")
     r = subprocess.run(["/usr/bin/python3", os.path.join(HERE, "lib", "cri_pull.py"), containerd.sock, "pull",
                         f"{host}/test/img:1"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -1,7 +1,7 @@
 """Forward proxy: absolute-URI requests through the daemon, byte-exact against the registry."""
 import hashlib, subprocess
 from lib import procs, registry as reglib
-from lib.client import curl, sha
+from lib.client import curl
 
 
 def test_blob_through_proxy_is_byte_exact(daemon, registry, images):

@@ -1,5 +1,5 @@
 """HTTPS: verified upstream TLS for the mirror, hijackHTTPS with the user's CA, the TLS listener."""
-import hashlib, os, signal, socket, subprocess
+import os, signal, socket, subprocess
 import pytest
 from lib import procs
 from lib.containerd import Containerd

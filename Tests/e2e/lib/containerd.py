@@ -47,5 +47,12 @@ state = "{self.dir}/state"
     X-Dragonfly-Registry = ["{header_registry}"]
 """)
 
+    def mirror_with_dead_origin(self, daemon_url, registry_url):
+        """hosts.toml for a new registry name whose origin cannot answer, with the daemon as mirror
+        for `registry_url`: a pull that works was served by the mirror. Returns the registry name."""
+        host = f"reg-origin.test:{procs.free_port()}"
+        self.write_hosts_toml(host, server=f"http://{host}", mirror=daemon_url, header_registry=registry_url)
+        return host
+
     def stop(self):
         self.proc.stop()
