@@ -1,6 +1,10 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// Layers, each a module; dependencies point one way (down this list):
+//   CUV → UV → TLS → HTTP → Config → Cache → Proxy, Peer → Worker → Master
+let mode: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+
 let package = Package(
     name: "dfget",
     platforms: [.macOS(.v13)],
@@ -17,21 +21,34 @@ let package = Package(
             name: "CUV",
             linkerSettings: [.linkedLibrary("uv"), .linkedLibrary("ssl"), .linkedLibrary("crypto")]
         ),
-        // The data plane, the config model and the libuv runtime shared with the master.
-        .target(
-            name: "Worker",
-            dependencies: ["CUV", .product(name: "Yams", package: "Yams")],
-            swiftSettings: [.swiftLanguageMode(.v5)]
-        ),
+        // The libuv runtime (loop, handles, streams, timers, processes, DNS), syscalls and the log.
+        .target(name: "UV", dependencies: ["CUV"], path: "Sources/Worker/UV", swiftSettings: mode),
+        // OpenSSL over memory BIOs: the engine, TLS streams, trust policies, the hijack CA.
+        .target(name: "TLS", dependencies: ["CUV", "UV"], path: "Sources/Worker/TLS", swiftSettings: mode),
+        // HTTP/1.1: parser, framing, server connections, upstream URLs, connections, pool, origin fetch.
+        .target(name: "HTTP", dependencies: ["UV", "TLS"], path: "Sources/Worker/HTTP", swiftSettings: mode),
+        // dfget.yaml: parse, fill defaults, validate, with file:line errors.
+        .target(name: "Config", dependencies: ["UV", "HTTP", .product(name: "Yams", package: "Yams")],
+                path: "Sources/Worker/Config", swiftSettings: mode),
+        // The piece cache shared by all workers.
+        .target(name: "Cache", dependencies: ["CUV", "UV", "TLS", "HTTP", "Config"], path: "Sources/Worker/Cache", swiftSettings: mode),
+        // Routing on the proxy port: forward proxy, tunnel, hijack, mirror.
+        .target(name: "Proxy", dependencies: ["UV", "TLS", "HTTP", "Config", "Cache"], path: "Sources/Worker/Proxy", swiftSettings: mode),
+        // The peer-exchange port.
+        .target(name: "Peer", dependencies: ["UV", "HTTP", "Config", "Cache"], path: "Sources/Worker/Peer", swiftSettings: mode),
+        // A worker process: composes the layers on one loop.
+        .target(name: "Worker", dependencies: ["UV", "TLS", "HTTP", "Config", "Cache", "Proxy", "Peer"],
+                path: "Sources/Worker/Runtime", swiftSettings: mode),
+        // The supervisor and the command line.
         .executableTarget(
             name: "Master",
-            dependencies: ["Worker", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            dependencies: ["UV", "TLS", "HTTP", "Config", "Worker", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: mode
         ),
         .testTarget(
             name: "WorkerTests",
-            dependencies: ["Worker"],
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            dependencies: ["UV", "TLS", "HTTP", "Config", "Cache", "Proxy", "Peer", "Worker"],
+            swiftSettings: mode
         ),
     ]
 )

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
-import Worker
+import UV
+import TLS
 
 /// `dfget gen-ca --out DIR`: a CA for `proxy.hijackHTTPS`, and how to make containerd trust it.
 struct GenCA: ParsableCommand {

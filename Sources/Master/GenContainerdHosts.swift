@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import UV
 import Worker
 
 /// `dfget gen-containerd-hosts REGISTRY...`: per-registry hosts.toml with the daemon as mirror and the

@@ -1,4 +1,6 @@
 import Foundation
+import UV
+import Config
 import Worker
 
 /// The master: owns the listening sockets, hands each accepted socket to a worker over its IPC pipe,

@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import UV
+import Config
 import Worker
 
 struct Dfget: ParsableCommand {
@@ -102,16 +104,12 @@ struct WorkerRole: ParsableCommand {
     @Option(name: .long) var index = 0
 
     func run() throws {
-        let env = ProcessInfo.processInfo.environment
-        guard let text = env[WorkerEnvironment.configText] else {
-            printError("dfget worker: must be started by `dfget daemon`\n")
+        do {
+            try WorkerMain.run(index: index)
+        } catch let e as WorkerMain.StartError {
+            printError("dfget worker: \(e)\n")
             throw ExitCode(2)
         }
-        let loaded = try ConfigLoader.load(text: text, file: env[WorkerEnvironment.configFile] ?? "dfget.yaml")
-        Log.shared = try Log.open(logDir: loaded.config.logDir, role: "worker")
-        Log.shared.echoToStderr = false
-        _ = try TLSSetup.prepare(loaded.config)
-        try WorkerProcess(config: loaded.config, index: index).run()
     }
 }
 

@@ -1,5 +1,7 @@
 import XCTest
-@testable import Worker
+@testable import UV
+@testable import Config
+@testable import Proxy
 
 final class ConfigTests: XCTestCase {
     func load(_ yaml: String) throws -> ConfigLoader.Loaded { try ConfigLoader.load(text: yaml, file: "dfget.yaml") }

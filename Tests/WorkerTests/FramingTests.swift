@@ -1,5 +1,7 @@
 import XCTest
-@testable import Worker
+@testable import UV
+@testable import HTTP
+@testable import Config
 
 final class FramingTests: XCTestCase {
     func req(_ headers: [(String, String)], minor: Int = 1) -> HTTPRequestHead {

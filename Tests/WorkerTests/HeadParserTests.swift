@@ -1,5 +1,7 @@
 import XCTest
-@testable import Worker
+@testable import UV
+@testable import HTTP
+@testable import Config
 
 final class HeadParserTests: XCTestCase {
     func parse(_ s: String) -> HeadParseResult<HTTPRequestHead> {

@@ -1,4 +1,8 @@
 import XCTest
+@testable import UV
+@testable import HTTP
+@testable import Config
+@testable import Proxy
 @testable import Worker
 
 final class MirrorUpstreamTests: XCTestCase {

@@ -1,5 +1,9 @@
 import XCTest
-@testable import Worker
+@testable import UV
+@testable import HTTP
+@testable import Config
+@testable import Cache
+@testable import Proxy
 
 final class PieceCacheTests: XCTestCase {
     var root = ""

@@ -1,5 +1,8 @@
 import XCTest
-@testable import Worker
+@testable import UV
+@testable import HTTP
+@testable import Config
+@testable import Proxy
 
 final class RulesTests: XCTestCase {
     func rules(_ r: [DaemonConfig.Rule]) -> ProxyRules { ProxyRules(r) }

@@ -1,5 +1,8 @@
 import XCTest
-@testable import Worker
+@testable import UV
+@testable import HTTP
+@testable import Config
+@testable import Proxy
 
 /// Drives a real `ServerConnection` over loopback on the libuv loop. `EventLoop.run()` returns only
 /// when every handle is closed, so each test also proves the connection leaves nothing behind.

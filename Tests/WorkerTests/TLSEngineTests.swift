@@ -1,5 +1,7 @@
 import XCTest
-@testable import Worker
+@testable import UV
+@testable import TLS
+@testable import Config
 
 /// Full TLS handshakes between two engines in memory: no sockets, no loop.
 final class TLSEngineTests: XCTestCase {

@@ -1,3 +1,6 @@
+import UV
+import HTTP
+
 /// Remembers, for a short time, that a registry answered a client's credentials for a repository
 /// with success: a cached blob of registry R goes to a client only if R would give it to them.
 final class AuthConfirmations {

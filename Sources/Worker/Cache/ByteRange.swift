@@ -1,3 +1,6 @@
+import UV
+import HTTP
+
 /// A client's `Range` header, as the cache answers it.
 public enum ByteRange: Equatable {
     /// No usable range: the whole content (200).

@@ -1,4 +1,6 @@
 import Foundation
+import UV
+import HTTP
 
 /// Fetches a task from the origin once, into pieces: the response head decides the pieces, each
 /// full piece is on disk before it is marked present, and the digest is checked at the end. It

@@ -1,4 +1,6 @@
 import Foundation
+import UV
+import HTTP
 
 /// Serves one client from a task: waits for the length, sends the head (200, or 206 for a range),
 /// then each byte as soon as its piece is present, with the client's backpressure. Wakes on the

@@ -1,15 +1,19 @@
 import Foundation
+import UV
+import TLS
+import HTTP
+import Config
 
 /// The worker's entry to the piece cache for requests the rules send there: one origin download per
 /// task across all workers, every client served from the pieces as they land.
-final class CacheService {
+package final class CacheService {
     let cache: PieceCache
     let pool: UpstreamPool
     let config: DaemonConfig.Proxy
     let confirmations = AuthConfirmations()
     let peerID: String
 
-    init(cache: PieceCache, pool: UpstreamPool, config: DaemonConfig.Proxy, peerID: String) {
+    package init(cache: PieceCache, pool: UpstreamPool, config: DaemonConfig.Proxy, peerID: String) {
         self.cache = cache
         self.pool = pool
         self.config = config
@@ -22,7 +26,7 @@ final class CacheService {
     }
 
     /// A GET through the cache. `passThrough` serves the request uncached when the cache cannot.
-    func get(_ ex: Exchange, url: UpstreamURL, policy: TLSContexts.ClientPolicy, passThrough: @escaping () -> Void) {
+    package func get(_ ex: Exchange, url: UpstreamURL, policy: TLSContexts.ClientPolicy, passThrough: @escaping () -> Void) {
         let range = ByteRange.parse(ex.request.headers["Range"])
         if range == .multiple {
             ex.respond(status: 416, body: "several ranges are not served\n")
@@ -57,7 +61,7 @@ final class CacheService {
     }
 
     /// A HEAD answered from the metadata of a complete task; false when the cache has nothing to say.
-    func head(_ ex: Exchange, url: UpstreamURL, policy: TLSContexts.ClientPolicy) -> Bool {
+    package func head(_ ex: Exchange, url: UpstreamURL, policy: TLSContexts.ClientPolicy) -> Bool {
         guard let task = cache.lookup(key(ex, url)), task.isComplete, let length = task.contentLength else { return false }
         confirm(ex, url: url, policy: policy) { [self] in
             var h = task.responseHead(peerID: peerID)
@@ -93,7 +97,7 @@ final class CacheService {
                 return
             }
         }
-        Forwarder.relayBody(fetch, to: ex)
+        ex.relayBody(from: fetch)
         fetch.onFail = { reason in ex.abort(reason: reason) }
         fetch.start()
     }
@@ -130,12 +134,12 @@ final class CacheService {
                 }
             }
         }
-        fetch.onFail = { reason in Forwarder.fail(ex, reason) }
+        fetch.onFail = { reason in ex.failUpstream(reason) }
         fetch.start()
     }
 
     /// Evicts by `storage.taskExpireTime`, `diskGCThreshold` and `diskGCThresholdPercent`.
-    func collectGarbage(_ storage: DaemonConfig.Storage) {
+    package func collectGarbage(_ storage: DaemonConfig.Storage) {
         var limit = storage.diskGCThreshold.map { Int64(clamping: $0) }
         var fs = statvfs()
         if statvfs(cache.root, &fs) == 0, fs.f_blocks > 0 {

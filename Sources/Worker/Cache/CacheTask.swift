@@ -1,4 +1,6 @@
 import Foundation
+import UV
+import HTTP
 
 /// One cached task as the daemon sees it: state, length, which pieces are present, and the two
 /// piece operations the peer exchange will use too: "here is piece k, store it" and "give me piece k".

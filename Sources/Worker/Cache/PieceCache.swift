@@ -1,4 +1,5 @@
 import Foundation
+import UV
 
 /// The piece cache's facade: tasks by key, their listing for garbage collection. Content lives in
 /// `<root>/<id>.data`, shared state in `<root>/<id>.meta`; no caller sees either.

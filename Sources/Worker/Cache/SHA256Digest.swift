@@ -1,4 +1,5 @@
 internal import CUV
+import UV
 
 /// Incremental SHA-256 (OpenSSL EVP).
 public final class SHA256Digest {

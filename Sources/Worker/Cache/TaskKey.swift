@@ -1,4 +1,6 @@
 import Foundation
+import UV
+import HTTP
 
 /// Identifies a cached task. A blob URL (`/blobs/sha256:<hex>`) is keyed by its digest, so the same
 /// layer from two registries or repositories is stored once; other URLs by the sha256 of the URL
@@ -18,7 +20,7 @@ public struct TaskKey: Hashable, CustomStringConvertible {
     }
 
     /// The lower-case hex digest of a `/blobs/sha256:<64 hex>` path, if that is what it is.
-    static func blobDigest(_ target: String) -> String? {
+    package static func blobDigest(_ target: String) -> String? {
         let path = target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? target
         guard let r = path.range(of: "/blobs/sha256:") else { return nil }
         let hex = path[r.upperBound...].lowercased()

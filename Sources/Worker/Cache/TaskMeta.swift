@@ -1,4 +1,5 @@
 import Foundation
+import UV
 
 /// The shared state of one task: a small file every worker maps (MAP_SHARED, read-only) and updates
 /// with `pwrite`, so all workers see progress through the page cache, and an inotify watch on the

@@ -1,3 +1,5 @@
+import UV
+
 /// A config problem located in its file: `dfget.yaml:4: proxy.proxiess: unknown key (did you mean proxy.proxies?)`.
 public struct ConfigError: Error, CustomStringConvertible {
     public let file: String

@@ -1,5 +1,7 @@
 import Foundation
 import Yams
+import UV
+import HTTP
 
 /// Loads a config in three steps: parse (YAML with positions), fill defaults, validate.
 public enum ConfigLoader {

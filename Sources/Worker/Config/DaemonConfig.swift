@@ -1,3 +1,5 @@
+import UV
+
 /// The daemon's configuration, as `/etc/dragonfly/dfget.yaml` gives it, with the reference daemon's defaults.
 public struct DaemonConfig {
     public var aliveTime: Double = 0

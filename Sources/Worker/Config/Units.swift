@@ -1,3 +1,6 @@
+import UV
+import HTTP
+
 /// Sizes (`1024Mi`, `20Gi`, `100M`, `4096`) and Go-style durations (`6h`, `1m30s`, `500ms`).
 public enum Units {
     public static func parseSize(_ s: String) -> UInt64? {

@@ -1,4 +1,5 @@
 import Yams
+import UV
 
 /// Reads one YAML mapping of the config with typed accessors that report errors by file, line and
 /// key path. `finish` rejects keys nobody asked for, with a suggestion, and warns about keys of the

@@ -1,3 +1,5 @@
+import UV
+
 /// How a message body is delimited on the wire.
 public enum BodyFraming: Equatable {
     case none

@@ -1,4 +1,5 @@
 import Foundation
+import UV
 
 /// One request and its response, as a handler sees it: request body in, response out, with
 /// backpressure both ways. Callbacks run on the worker's loop.
@@ -18,7 +19,7 @@ public final class Exchange {
 
     public private(set) var headSent = false
     public private(set) var isFinished = false
-    var status = 0
+    package var status = 0
     private var chunked = false
     private var closeDelimited = false
     private var bodyBytes: UInt64 = 0
@@ -185,7 +186,7 @@ public final class Exchange {
         return connection.detachForTunnel()
     }
 
-    func logAccess(bytes: UInt64) {
+    package func logAccess(bytes: UInt64) {
         let ms = stopwatch.elapsedMs
         var f: [(String, LogValue)] = [
             ("method", .string(request.method)), ("url", .string(request.target)), ("status", .int(status)),

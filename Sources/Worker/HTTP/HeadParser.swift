@@ -1,4 +1,5 @@
 import Foundation
+import UV
 
 /// Why a message head was refused; each maps to the status the client gets.
 public enum HTTPParseError: Error, Equatable {

@@ -1,3 +1,5 @@
+import UV
+
 /// Header fields in arrival order; names compare case-insensitively.
 public struct HTTPHeaders: Sequence, Equatable {
     public private(set) var fields: [(name: String, value: String)] = []
@@ -48,7 +50,7 @@ extension StringProtocol {
         return zip(a, b).allSatisfy { x, y in x == y || (x | 0x20 == y | 0x20 && (x | 0x20) >= 0x61 && (x | 0x20) <= 0x7a) }
     }
 
-    func trimmingSpaces() -> String {
+    package func trimmingSpaces() -> String {
         var s = Substring(self)
         while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
         while let l = s.last, l == " " || l == "\t" { s.removeLast() }

@@ -1,4 +1,5 @@
 import Foundation
+import UV
 
 /// One accepted client connection speaking HTTP/1.1: parses requests in order, hands each to the
 /// handler as an `Exchange`, and keeps the connection alive between them.

@@ -1,5 +1,7 @@
+import UV
+
 /// One HTTP/1.1 connection to an origin, used for one request at a time and then returned to the pool.
-final class UpstreamConnection {
+package final class UpstreamConnection {
     let key: String
     let socket: ByteStream
     let remote: String
@@ -41,8 +43,8 @@ final class UpstreamConnection {
 
     private func disarmIdle() { idleTimer?.stop() }
 
-    var isWriteBlocked: Bool { socket.isWriteBlocked }
-    var onDrain: (() -> Void)? {
+    package var isWriteBlocked: Bool { socket.isWriteBlocked }
+    package var onDrain: (() -> Void)? {
         get { socket.onDrain }
         set { socket.onDrain = newValue }
     }
@@ -61,7 +63,7 @@ final class UpstreamConnection {
         armIdle()
     }
 
-    func sendBody(_ b: UnsafeRawBufferPointer) {
+    package func sendBody(_ b: UnsafeRawBufferPointer) {
         guard b.count > 0 else { return }
         if requestChunked {
             ChunkedEncoder.write(b, to: socket)
@@ -70,7 +72,7 @@ final class UpstreamConnection {
         }
     }
 
-    func endBody() {
+    package func endBody() {
         if requestChunked { socket.write(ChunkedEncoder.last) }
     }
 

@@ -1,6 +1,10 @@
+import UV
+import TLS
+
 /// Dials origins (async DNS, each address in turn, bounded by a timeout) and keeps idle keep-alive
 /// connections per `host:port` for reuse.
-final class UpstreamPool {
+package final class UpstreamPool {
+    package init() {}
     private var idle: [String: [(conn: UpstreamConnection, timer: LoopTimer)]] = [:]
 
     /// Connections are shared only between requests with the same scheme, origin and trust policy.
@@ -72,7 +76,7 @@ final class UpstreamPool {
     }
 
     /// Closes every idle connection (worker drain).
-    func closeAll() {
+    package func closeAll() {
         for (_, list) in idle { for e in list { e.timer.close(); e.conn.close() } }
         idle = [:]
     }

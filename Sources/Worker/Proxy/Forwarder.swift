@@ -1,3 +1,7 @@
+import UV
+import TLS
+import HTTP
+
 /// Relays one exchange to an origin: request body up, response down, each direction paused while
 /// the other side's socket is backed up.
 final class Forwarder {
@@ -28,9 +32,9 @@ final class Forwarder {
             fetch.responseDelivered = true
             ex.sendHead(out, bodyLength: length)
         }
-        Forwarder.relayBody(fetch, to: ex)
+        ex.relayBody(from: fetch)
         fetch.canReuse = { ex.requestBodyComplete }
-        fetch.onFail = { reason in Forwarder.fail(ex, reason) }
+        fetch.onFail = { reason in ex.failUpstream(reason) }
         fetch.onRedirect = { status, next in ex.logFields.append(("redirect", .string("\(status) \(next.authority)"))) }
         fetch.onConnected = { c in
             guard ex.hasRequestBody else { return }
@@ -43,22 +47,5 @@ final class Forwarder {
             ex.resumeRequestBody()
         }
         fetch.start()
-    }
-
-    /// The response body from the origin to the client, paused while the client's socket is backed
-    /// up; the exchange finishes with the body.
-    static func relayBody(_ fetch: OriginFetch, to ex: Exchange) {
-        fetch.onBody = { b in
-            ex.sendBody(b)
-            if ex.isWriteBlocked { fetch.pauseResponse() }
-        }
-        ex.onWritable = { fetch.resumeResponse() }
-        fetch.onEnd = { ex.finish() }
-    }
-
-    /// 502 with the reason, or an abort when the client already has a head.
-    static func fail(_ ex: Exchange, _ reason: String) {
-        ex.logFields.append(("error", .string(reason)))
-        if ex.headSent { ex.abort(reason: reason) } else { ex.respond(status: 502, body: reason + "\n") }
     }
 }

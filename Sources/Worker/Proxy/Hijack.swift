@@ -1,3 +1,8 @@
+import UV
+import TLS
+import HTTP
+import Config
+
 /// A CONNECT to a `hijackHTTPS` host: answered 200, then the daemon is the TLS server, with a leaf for
 /// the host signed by the user's CA, and the requests inside are served like proxy requests.
 enum Hijack {

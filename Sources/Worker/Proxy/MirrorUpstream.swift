@@ -1,4 +1,5 @@
 import Foundation
+import HTTP
 
 /// Which registry a mirror request goes to, in order: the `X-Dragonfly-Registry` header (when
 /// `dynamic`), containerd's `?ns=` (when `dynamic`), then `registryMirror.url`.

@@ -1,13 +1,18 @@
 import Foundation
+import UV
+import TLS
+import HTTP
+import Config
+import Cache
 
 /// Routes each request on the proxy port: CONNECT → tunnel, absolute URI → forward proxy,
 /// origin-form → registry mirror. The rule decision is logged per request, ready for the cache.
 public final class ProxyHandler {
     let config: DaemonConfig.Proxy
     let rules: ProxyRules
-    let pool = UpstreamPool()
+    package let pool = UpstreamPool()
     /// Nil when the daemon runs without a cache (it could not be opened).
-    var cache: CacheService?
+    package var cache: CacheService?
     let mirrorURL: UpstreamURL?
     let mirrorPolicy: TLSContexts.ClientPolicy
     let hijackHosts: [(regex: NSRegularExpression, policy: TLSContexts.ClientPolicy)]

@@ -1,4 +1,7 @@
 import Foundation
+import UV
+import HTTP
+import Config
 
 /// What happens to one request: through the cache (once it exists) or straight to the origin.
 public enum RouteDecision: Equatable {

@@ -1,3 +1,6 @@
+import UV
+import HTTP
+
 /// A CONNECT tunnel: bytes both ways with backpressure and half-close, until both sides are done.
 final class Tunnel {
     let client: TCP

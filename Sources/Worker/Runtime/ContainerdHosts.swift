@@ -1,3 +1,9 @@
+import UV
+import HTTP
+import Config
+import Cache
+import Proxy
+
 /// containerd `hosts.toml` for a registry: the daemon first (pull, resolve, with the
 /// `X-Dragonfly-Registry` header), the origin as `server`, the fallback when the daemon is down.
 public enum ContainerdHosts {

@@ -1,3 +1,5 @@
+import Config
+
 /// What the master says about each socket it hands to a worker: the one byte sent along with it.
 public enum Handoff: UInt8 {
     /// A client of the proxy port.

@@ -1,3 +1,7 @@
+import UV
+import TLS
+import Config
+
 /// TLS material the config names, loaded and checked once per process: the master refuses to start on
 /// a bad CA or trust file, workers load the same before serving.
 public enum TLSSetup {

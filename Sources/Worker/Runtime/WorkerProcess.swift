@@ -1,4 +1,11 @@
 import Foundation
+import UV
+import TLS
+import HTTP
+import Config
+import Cache
+import Proxy
+import Peer
 
 /// A worker: one libuv loop serving the sockets the master hands over fd 3, until told to drain.
 public final class WorkerProcess {

@@ -1,5 +1,6 @@
 internal import CUV
 import Foundation
+import UV
 
 /// Makes a CA for `hijackHTTPS`, equivalent to the seed's openssl recipe (RSA 2048, CA:TRUE), plus
 /// keyCertSign so that strict verifiers accept the leaves it signs.

@@ -1,11 +1,12 @@
 internal import CUV
 import Foundation
+import UV
 
 /// The user's CA for `hijackHTTPS`: mints a leaf per host (fresh ECDSA P-256 key, never the CA's),
 /// short-lived and renewed before expiry, kept in memory only (LRU). A `cert` that is not a CA is
 /// served as it is for every hijacked host.
 public final class HijackAuthority {
-    nonisolated(unsafe) static var shared: HijackAuthority?
+    package nonisolated(unsafe) static var shared: HijackAuthority?
 
     let caCert: OpaquePointer
     let caKey: OpaquePointer
@@ -59,7 +60,7 @@ public final class HijackAuthority {
 
     /// A server SSL for a hijacked CONNECT to `host`, with that host's leaf; the client's SNI, when
     /// it sends one, picks the leaf instead during the handshake.
-    func newSSL(connectHost: String) -> OpaquePointer? {
+    package func newSSL(connectHost: String) -> OpaquePointer? {
         guard let ssl = SSL_new(serverContext) else { return nil }
         guard install(host: connectHost, on: ssl) else {
             SSL_free(ssl)

@@ -1,12 +1,13 @@
 internal import CUV
+import UV
 
 /// The proxy listener itself over TLS (`proxy.security.insecure: false`), optionally requiring client
 /// certificates signed by `caCert` (`tlsVerify: true`).
 public final class ListenerTLS {
-    nonisolated(unsafe) static var shared: ListenerTLS?
+    package nonisolated(unsafe) static var shared: ListenerTLS?
     let context: OpaquePointer
 
-    static func makeShared(cert: String, key: String, clientCA: String?) throws {
+    package static func makeShared(cert: String, key: String, clientCA: String?) throws {
         guard let ctx = cuv_tls_server_ctx() else { throw TLSError.current(nil, handshake: false) }
         let certPEM = try PEMSource.text(cert)
         let keyPEM = try PEMSource.text(key)
@@ -31,7 +32,7 @@ public final class ListenerTLS {
     private init(context: OpaquePointer) { self.context = context }
 
     /// Runs the server handshake on an accepted socket.
-    func accept(_ tcp: TCP, _ done: @escaping (TLSStream?) -> Void) {
+    package func accept(_ tcp: TCP, _ done: @escaping (TLSStream?) -> Void) {
         guard let ssl = SSL_new(context) else {
             tcp.close()
             done(nil)

@@ -1,4 +1,5 @@
 import Foundation
+import UV
 
 /// A certificate or key given as a file path or as inline PEM, as dfget.yaml allows.
 public enum PEMSource {

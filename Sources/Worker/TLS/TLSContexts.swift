@@ -1,4 +1,5 @@
 internal import CUV
+import UV
 
 /// The process's TLS contexts: one per distinct upstream trust setting, made once and kept.
 public enum TLSContexts {
@@ -51,7 +52,7 @@ public enum TLSContexts {
     }
 
     /// Starts a client handshake on a connected socket.
-    static func connect(_ tcp: TCP, host: String, policy: ClientPolicy, sessionKey: String,
+    package static func connect(_ tcp: TCP, host: String, policy: ClientPolicy, sessionKey: String,
                         _ done: @escaping (Result<TLSStream, TLSError>) -> Void) {
         let ssl: OpaquePointer
         do { ssl = try clientSSL(host: host, policy: policy, sessionKey: sessionKey) } catch {

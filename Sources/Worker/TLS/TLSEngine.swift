@@ -1,4 +1,5 @@
 internal import CUV
+import UV
 
 /// OpenSSL driven through memory BIOs: bytes from the network in, bytes for the network out,
 /// plaintext in and out. No I/O, no threads: the same engine runs on a socket or in a unit test.

@@ -1,4 +1,5 @@
 internal import CUV
+import UV
 
 /// A TLS failure with OpenSSL's own words for it.
 public enum TLSError: Error, CustomStringConvertible, Equatable {

@@ -1,4 +1,5 @@
 internal import CUV
+import UV
 
 /// TLS over a TCP socket, as a `ByteStream`: the engine does the crypto, this class moves bytes
 /// between it and the socket on the loop, with the socket's backpressure.
@@ -25,7 +26,7 @@ public final class TLSStream: ByteStream {
     /// Decrypted bytes are handed to the reader during the call only, like the socket's reads.
     nonisolated(unsafe) private static let plain = UnsafeMutableRawBufferPointer.allocate(byteCount: plainSize, alignment: 64)
 
-    init(tcp: TCP, ssl: OpaquePointer, server: Bool) {
+    package init(tcp: TCP, ssl: OpaquePointer, server: Bool) {
         self.tcp = tcp
         engine = TLSEngine(ssl: ssl, server: server)
         let prior = tcp.onClose
@@ -43,7 +44,7 @@ public final class TLSStream: ByteStream {
     }
 
     /// Runs the handshake; `initial` are bytes the peer already sent (after a CONNECT head).
-    func handshake(initial: [UInt8] = [], _ done: @escaping (TLSError?) -> Void) {
+    package func handshake(initial: [UInt8] = [], _ done: @escaping (TLSError?) -> Void) {
         handshakeDone = done
         let t = LoopTimer()
         handshakeTimer = t

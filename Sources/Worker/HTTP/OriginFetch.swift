@@ -1,14 +1,17 @@
+import UV
+import TLS
+
 /// One request to an origin: a pooled connection (TLS by the trust policy), redirects followed for
 /// GET/HEAD without a body (leaving the registry's host drops `Authorization` and its trust
 /// settings), one retry on a fresh connection when a reused one was dead before any response byte.
 /// The final response comes out of the callbacks; who consumes it (a client, the cache) is not its business.
-final class OriginFetch {
+package final class OriginFetch {
     let method: String
     let hasBody: Bool
     let framing: BodyFraming
     let pool: UpstreamPool
     private let clientHeaders: HTTPHeaders
-    private(set) var url: UpstreamURL
+    package private(set) var url: UpstreamURL
     private(set) var head: HTTPRequestHead
     private var policy: TLSContexts.ClientPolicy
     private let origin: (host: String, port: Int)
@@ -18,21 +21,21 @@ final class OriginFetch {
     static let maxRedirects = 5
     static let redirectStatuses: Set<Int> = [301, 302, 303, 307, 308]
 
-    var onHead: ((HTTPResponseHead, BodyFraming) -> Void)?
-    var onBody: ((UnsafeRawBufferPointer) -> Void)?
-    var onEnd: (() -> Void)?
-    var onFail: ((String) -> Void)?
-    var onRedirect: ((Int, UpstreamURL) -> Void)?
+    package var onHead: ((HTTPResponseHead, BodyFraming) -> Void)?
+    package var onBody: ((UnsafeRawBufferPointer) -> Void)?
+    package var onEnd: (() -> Void)?
+    package var onFail: ((String) -> Void)?
+    package var onRedirect: ((Int, UpstreamURL) -> Void)?
     /// The request head is on its way: the owner may stream a request body now.
-    var onConnected: ((UpstreamConnection) -> Void)?
+    package var onConnected: ((UpstreamConnection) -> Void)?
     /// Whether the connection may go back to the pool after the response (the request body was all sent).
-    var canReuse: () -> Bool = { true }
+    package var canReuse: () -> Bool = { true }
     /// Whether the owner has already passed a response on (no retry then).
-    var responseDelivered = false
+    package var responseDelivered = false
     /// Off for authorization checks: a redirect already says the registry would serve the client.
-    var followRedirects = true
+    package var followRedirects = true
 
-    init(method: String, headers: HTTPHeaders, url: UpstreamURL, pool: UpstreamPool, policy: TLSContexts.ClientPolicy,
+    package init(method: String, headers: HTTPHeaders, url: UpstreamURL, pool: UpstreamPool, policy: TLSContexts.ClientPolicy,
          framing: BodyFraming = .none) {
         self.method = method
         self.hasBody = framing != .none
@@ -58,7 +61,7 @@ final class OriginFetch {
         return HTTPRequestHead(method: method, target: url.target, minorVersion: 1, headers: h)
     }
 
-    func start() {
+    package func start() {
         pool.acquire(url, policy: policy) { [self] r in
             switch r {
             case .failure(let e): fail("upstream \(e)")
@@ -67,7 +70,7 @@ final class OriginFetch {
         }
     }
 
-    func cancel() {
+    package func cancel() {
         cancelled = true
         conn?.close()
         conn = nil

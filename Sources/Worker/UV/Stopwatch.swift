@@ -1,7 +1,8 @@
 import Foundation
 
 /// Milliseconds since creation, for the durations the logs report.
-struct Stopwatch {
+package struct Stopwatch {
     private let start = DispatchTime.now().uptimeNanoseconds
-    var elapsedMs: Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 }
+    package init() {}
+    package var elapsedMs: Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 }
 }

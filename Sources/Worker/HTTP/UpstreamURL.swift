@@ -1,3 +1,5 @@
+import UV
+
 /// An absolute `http://` or `https://` URL split the way a proxy needs it.
 public struct UpstreamURL: Equatable, CustomStringConvertible {
     public var scheme: String

@@ -5,6 +5,11 @@ public struct SystemError: Error, CustomStringConvertible {
     public let op: String
     public let path: String?
     public let errno: Int32
+    public init(op: String, path: String?, errno: Int32) {
+        self.op = op
+        self.path = path
+        self.errno = errno
+    }
     public var description: String {
         "\(op)\(path.map { " \($0)" } ?? ""): \(String(cString: strerror(errno)))"
     }
@@ -13,7 +18,7 @@ public struct SystemError: Error, CustomStringConvertible {
 
 /// Runs a system call, retrying EINTR, turning -1 into a typed error.
 @discardableResult
-func syscall<T: BinaryInteger>(_ op: String, path: String? = nil, _ body: () -> T) throws -> T {
+package func syscall<T: BinaryInteger>(_ op: String, path: String? = nil, _ body: () -> T) throws -> T {
     while true {
         let r = body()
         if r != -1 { return r }
@@ -23,7 +28,7 @@ func syscall<T: BinaryInteger>(_ op: String, path: String? = nil, _ body: () -> 
 }
 
 /// Writes all of `b` at `offset`.
-func pwriteAll(_ fd: Int32, _ b: UnsafeRawBufferPointer, at offset: Int64, path: String) throws {
+package func pwriteAll(_ fd: Int32, _ b: UnsafeRawBufferPointer, at offset: Int64, path: String) throws {
     var done = 0
     while done < b.count {
         let n = try syscall("pwrite", path: path) { pwrite(fd, b.baseAddress! + done, b.count - done, off_t(offset) + off_t(done)) }
@@ -32,7 +37,7 @@ func pwriteAll(_ fd: Int32, _ b: UnsafeRawBufferPointer, at offset: Int64, path:
 }
 
 /// Reads up to `count` bytes at `offset` (fewer only at end of file).
-func preadFull(_ fd: Int32, into p: UnsafeMutableRawPointer, count: Int, at offset: Int64, path: String) throws -> Int {
+package func preadFull(_ fd: Int32, into p: UnsafeMutableRawPointer, count: Int, at offset: Int64, path: String) throws -> Int {
     var done = 0
     while done < count {
         let n = try syscall("pread", path: path) { pread(fd, p + done, count - done, off_t(offset) + off_t(done)) }

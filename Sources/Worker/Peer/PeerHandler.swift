@@ -1,3 +1,5 @@
+import HTTP
+
 /// The peer-exchange port. For now it answers health checks; piece exchange between hosts comes here.
 public final class PeerHandler {
     public init() {}
