@@ -3,7 +3,7 @@ import PackageDescription
 
 // Layers, each a module; dependencies point one way (down this list):
 //   CUV → UV → TLS → HTTP → Config → Cache → Proxy, Peer → Worker → Master
-let mode: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+let mode: [SwiftSetting] = [.swiftLanguageMode(.v6)]
 
 let package = Package(
     name: "dfget",

@@ -4,3 +4,8 @@ import Foundation
 func printError(_ message: String) {
     FileHandle.standardError.write(Data(message.utf8))
 }
+
+/// A line on standard output, written at once (tests and scripts wait for the startup line).
+func printOut(_ message: String) {
+    FileHandle.standardOutput.write(Data(message.utf8))
+}

@@ -91,8 +91,7 @@ struct Daemon: ParsableCommand {
             throw ExitCode(1)
         }
         Log.shared.info("daemon started", ["version": DfgetVersion.string, "workers": count, "config": config])
-        print("dfget \(DfgetVersion.string): \(endpoints.joined(separator: ", ")), \(count) workers, log \(Log.shared.path ?? "-")")
-        fflush(stdout)
+        printOut("dfget \(DfgetVersion.string): \(endpoints.joined(separator: ", ")), \(count) workers, log \(Log.shared.path ?? "-")\n")
         supervisor.start(workers: count)
         EventLoop.run()
     }

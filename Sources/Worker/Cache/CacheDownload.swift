@@ -15,7 +15,9 @@ final class CacheDownload {
     private let stopwatch = Stopwatch()
     private var redirects: [String] = []
     /// Downloads in progress in this worker, which keep them alive.
+    /// Touched on the loop thread only (the process has one loop), so no lock.
     nonisolated(unsafe) static var active: [String: CacheDownload] = [:]
+    /// Loop thread only, like `active`.
     nonisolated(unsafe) static var diskFullLogged = false
 
     init(task: CacheTask, fetch: OriginFetch) {

@@ -27,7 +27,8 @@ final class CacheReader {
     var onContinue: ((_ from: Int64, _ to: Int64) -> Void)?
 
     static let chunk = 1 << 20
-    nonisolated(unsafe) private static let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 64)
+    /// Bytes go from the file to the client's socket through this during one call.
+    private let buffer = EventLoop.context.scratch(for: CacheReader.self, bytes: CacheReader.chunk)
     static let probeMs: UInt64 = 1000
 
     init(exchange: Exchange, task: CacheTask, range: ByteRange, source: String, peerID: String) {
@@ -117,9 +118,9 @@ final class CacheReader {
             // measured here too: libuv cannot report writability of its own sockets, and probing it
             // with a one-byte queued write halved hit throughput (1.1 vs 2.0 GB/s on loopback).
             do {
-                let got = try task.read(offset: pos, into: UnsafeMutableRawBufferPointer(rebasing: CacheReader.buffer[0..<n]))
+                let got = try task.read(offset: pos, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n]))
                 guard got == n else { throw SystemError(op: "short read", path: nil, errno: EIO) }
-                exchange.sendBody(UnsafeRawBufferPointer(rebasing: CacheReader.buffer[0..<n]))
+                exchange.sendBody(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
                 pos += Int64(n)
             } catch {
                 finish(error: "\(error)")

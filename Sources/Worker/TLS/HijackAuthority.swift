@@ -6,6 +6,7 @@ import UV
 /// short-lived and renewed before expiry, kept in memory only (LRU). A `cert` that is not a CA is
 /// served as it is for every hijacked host.
 public final class HijackAuthority {
+    /// Made once at startup, before the loop runs; used on the loop thread only.
     package nonisolated(unsafe) static var shared: HijackAuthority?
 
     let caCert: OpaquePointer

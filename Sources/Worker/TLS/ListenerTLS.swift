@@ -4,6 +4,7 @@ import UV
 /// The proxy listener itself over TLS (`proxy.security.insecure: false`), optionally requiring client
 /// certificates signed by `caCert` (`tlsVerify: true`).
 public final class ListenerTLS {
+    /// Made once at startup, before the loop runs; used on the loop thread only.
     package nonisolated(unsafe) static var shared: ListenerTLS?
     let context: OpaquePointer
 

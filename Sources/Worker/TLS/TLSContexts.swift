@@ -5,7 +5,7 @@ import UV
 public enum TLSContexts {
     /// How to verify an upstream: system CAs (plus `certs`, each a CA or the server's own
     /// certificate), or not at all when `insecure`.
-    public struct ClientPolicy: Hashable {
+    public struct ClientPolicy: Hashable, Sendable {
         public var insecure = false
         public var certs: [String] = []
         public init(insecure: Bool = false, certs: [String] = []) {
@@ -15,6 +15,7 @@ public enum TLSContexts {
         public static let standard = ClientPolicy()
     }
 
+    /// Filled on the loop thread only (the process has one loop), so no lock.
     nonisolated(unsafe) private static var clients: [ClientPolicy: OpaquePointer] = [:]
 
     static func client(_ policy: ClientPolicy) throws -> OpaquePointer {
@@ -43,6 +44,7 @@ public enum TLSContexts {
     }
 
     /// Last resumable session per upstream (key: the pool's key, which includes the trust policy).
+    /// Loop thread only, like `clients`.
     nonisolated(unsafe) private static var sessions: [String: OpaquePointer] = [:]
 
     static func saveSession(_ engine: TLSEngine, key: String) {

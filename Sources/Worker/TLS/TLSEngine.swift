@@ -9,6 +9,8 @@ final class TLSEngine {
     private let wbio: OpaquePointer
     private(set) var handshakeDone = false
     private(set) var receivedCloseNotify = false
+    /// Network output is copied out of OpenSSL through this, then handed on before the next use.
+    private let scratch: UnsafeMutableRawBufferPointer
 
     enum Step: Equatable {
         case done
@@ -17,8 +19,10 @@ final class TLSEngine {
     }
 
     /// `ssl` is owned by the engine from here on.
-    init(ssl: OpaquePointer, server: Bool) {
+    init(ssl: OpaquePointer, server: Bool,
+         scratch: UnsafeMutableRawBufferPointer = EventLoop.context.scratch(for: TLSEngine.self, bytes: TLSEngine.scratchSize)) {
         self.ssl = ssl
+        self.scratch = scratch
         var r: OpaquePointer?
         var w: OpaquePointer?
         cuv_ssl_use_memory_bios(ssl, &r, &w)
@@ -94,10 +98,10 @@ final class TLSEngine {
         while true {
             let pending = cuv_bio_pending(wbio)
             if pending <= 0 { return }
-            let chunk = min(pending, TLSEngine.scratchSize)
-            let n = BIO_read(wbio, TLSEngine.scratch, Int32(chunk))
+            let chunk = min(pending, scratch.count)
+            let n = BIO_read(wbio, scratch.baseAddress, Int32(chunk))
             if n <= 0 { return }
-            body(UnsafeRawBufferPointer(start: TLSEngine.scratch, count: Int(n)))
+            body(UnsafeRawBufferPointer(rebasing: scratch[0..<Int(n)]))
         }
     }
 
@@ -120,8 +124,5 @@ final class TLSEngine {
         return String(decoding: UnsafeBufferPointer(start: p, count: Int(len)), as: UTF8.self)
     }
 
-    /// One scratch buffer for the loop thread: output is handed to the socket (which copies what it
-    /// cannot send at once) before the next use.
     static let scratchSize = 256 * 1024
-    nonisolated(unsafe) static let scratch = UnsafeMutableRawPointer.allocate(byteCount: scratchSize, alignment: 64)
 }

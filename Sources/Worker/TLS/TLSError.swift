@@ -26,7 +26,7 @@ public enum TLSError: Error, CustomStringConvertible, Equatable {
     static func current(_ ssl: OpaquePointer?, handshake: Bool) -> TLSError {
         var buf = [CChar](repeating: 0, count: 256)
         cuv_tls_error_text(ssl, &buf, buf.count)
-        let text = String(cString: buf)
+        let text = String(nulTerminated: buf)
         if text.hasPrefix("certificate verify failed") { return .verifyFailed(text) }
         let t = text.isEmpty ? "unknown error" : text
         return handshake ? .handshake(t) : .protocolError(t)

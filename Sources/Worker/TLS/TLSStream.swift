@@ -24,7 +24,7 @@ public final class TLSStream: ByteStream {
     static let handshakeTimeoutMs: UInt64 = 10_000
     private static let plainSize = 256 * 1024
     /// Decrypted bytes are handed to the reader during the call only, like the socket's reads.
-    nonisolated(unsafe) private static let plain = UnsafeMutableRawBufferPointer.allocate(byteCount: plainSize, alignment: 64)
+    private let plain = EventLoop.context.scratch(for: TLSStream.self, bytes: TLSStream.plainSize)
 
     package init(tcp: TCP, ssl: OpaquePointer, server: Bool) {
         self.tcp = tcp
@@ -100,13 +100,13 @@ public final class TLSStream: ByteStream {
         pumping = true
         defer { pumping = false }
         while reading && !tcp.isClosing {
-            switch engine.read(into: TLSStream.plain) {
+            switch engine.read(into: plain) {
             case .data(let n):
                 if !sessionSaved, let key = sessionKey {
                     sessionSaved = true
                     TLSContexts.saveSession(engine, key: key)
                 }
-                onRead?(.data(UnsafeRawBufferPointer(rebasing: TLSStream.plain[0..<n])))
+                onRead?(.data(UnsafeRawBufferPointer(rebasing: plain[0..<n])))
             case .needMore:
                 flush()
                 if eofSeen {

@@ -47,6 +47,34 @@ let closeThunk: uv_close_cb = { h in
     done?()
 }
 
+/// What the loop owns besides its handles: scratch memory, one buffer per user type. Each user
+/// hands the bytes on before it returns (no callback keeps a pointer past its return) and no two
+/// users share a buffer, so they need no locks on the loop's one thread. Reached through the loop's
+/// `data`, it lives as long as the loop.
+public final class LoopContext {
+    private var buffers: [ObjectIdentifier: UnsafeMutableRawBufferPointer] = [:]
+
+    /// The buffer of `user`, allocated on first use; a user asks for the same size every time.
+    public func scratch(for user: Any.Type, bytes: Int) -> UnsafeMutableRawBufferPointer {
+        let key = ObjectIdentifier(user)
+        if let b = buffers[key] {
+            precondition(b.count == bytes, "one scratch size per user")
+            return b
+        }
+        let b = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes, alignment: 64)
+        buffers[key] = b
+        return b
+    }
+
+    static func of(_ loop: UnsafeMutablePointer<uv_loop_t>) -> LoopContext {
+        if let d = loop.pointee.data { return Unmanaged<LoopContext>.fromOpaque(d).takeUnretainedValue() }
+        let c = LoopContext()
+        // Never released: the loop lives as long as the process.
+        loop.pointee.data = Unmanaged.passRetained(c).toOpaque()
+        return c
+    }
+}
+
 /// A libuv request (`uv_write_t`, `uv_connect_t`, ...) with the Swift state its callback needs.
 /// Retained while libuv holds it; `take` releases it in the callback.
 final class UVRequest<State> {

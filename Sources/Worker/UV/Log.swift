@@ -31,6 +31,7 @@ extension LogValue: LogConvertible { public var logValue: LogValue { self } }
 /// JSON-lines logger: one `write(2)` per line on an O_APPEND file shared by the master and its workers,
 /// so lines from different processes never interleave.
 public final class Log {
+    /// Set once at startup, before the loop runs; used on the loop thread only.
     public nonisolated(unsafe) static var shared = Log(path: nil, role: "main")
 
     private var fd: Int32 = -1
@@ -64,7 +65,7 @@ public final class Log {
     public func access(_ fields: [(String, LogValue)]) { write("info", "access", fields) }
 
     public func write(_ level: String, _ msg: String, _ fields: [(String, LogValue)]) {
-        var line = "{\"level\":\"\(level)\",\"ts\":\"\(Log.timestamp())\",\"role\":\"\(role)\",\"pid\":\(pid),\"msg\":\(Log.quote(msg))"
+        var line = "{\"level\":\"\(level)\",\"ts\":\"\(timestamp())\",\"role\":\"\(role)\",\"pid\":\(pid),\"msg\":\(Log.quote(msg))"
         for (k, v) in fields { line += ",\(Log.quote(k)):\(v.json)" }
         line += "}\n"
         let bytes = Array(line.utf8)
@@ -77,22 +78,22 @@ public final class Log {
 
     /// `2026-11-29 04:37:10.329`, local time. The part up to the seconds is formatted once a second:
     /// every access line needs one.
-    static func timestamp() -> String {
+    func timestamp() -> String {
         var tv = timeval()
         gettimeofday(&tv, nil)
         if tv.tv_sec != cachedSecond {
             var t = time_t(tv.tv_sec)
             var tmv = tm()
             localtime_r(&t, &tmv)
-            cachedPrefix = "\(tmv.tm_year + 1900)-\(pad2(tmv.tm_mon + 1))-\(pad2(tmv.tm_mday)) \(pad2(tmv.tm_hour)):\(pad2(tmv.tm_min)):\(pad2(tmv.tm_sec))"
+            cachedPrefix = "\(tmv.tm_year + 1900)-\(Log.pad2(tmv.tm_mon + 1))-\(Log.pad2(tmv.tm_mday)) \(Log.pad2(tmv.tm_hour)):\(Log.pad2(tmv.tm_min)):\(Log.pad2(tmv.tm_sec))"
             cachedSecond = tv.tv_sec
         }
         let ms = Int(tv.tv_usec / 1000)
         return cachedPrefix + (ms < 10 ? ".00" : ms < 100 ? ".0" : ".") + String(ms)
     }
 
-    nonisolated(unsafe) private static var cachedSecond = -1
-    nonisolated(unsafe) private static var cachedPrefix = ""
+    private var cachedSecond = -1
+    private var cachedPrefix = ""
 
     private static func pad2(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
 

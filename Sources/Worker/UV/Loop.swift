@@ -8,6 +8,9 @@ public enum EventLoop {
     /// Runs until no active handle is left.
     public static func run() { uv_run(raw, UV_RUN_DEFAULT) }
 
+    /// What the loop owns besides its handles (scratch memory).
+    public static var context: LoopContext { LoopContext.of(raw) }
+
     /// Milliseconds of the loop's cached clock.
     public static var nowMs: UInt64 { uv_now(raw) }
 
@@ -18,7 +21,7 @@ public enum EventLoop {
         var buf = [CChar](repeating: 0, count: 4096)
         var size = buf.count
         guard uv_exepath(&buf, &size) == 0 else { return CommandLine.arguments[0] }
-        return String(cString: buf)
+        return String(nulTerminated: buf)
     }
 }
 
@@ -35,4 +38,11 @@ public struct UVError: Error, CustomStringConvertible {
 func check(_ rc: Int32) throws -> Int32 {
     if rc < 0 { throw UVError(rc) }
     return rc
+}
+
+extension String {
+    /// The text of a NUL-terminated C buffer.
+    package init(nulTerminated buf: [CChar]) {
+        self = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
 }

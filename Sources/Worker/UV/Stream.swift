@@ -7,16 +7,15 @@ public enum ReadEvent {
     case error(any Error)
 }
 
-/// One read buffer for every stream of the process. libuv runs alloc → read → read callback in
-/// sequence on the loop thread, and no read callback keeps the pointer past its return (data is
-/// copied into a parser buffer or a write request), so sharing it is safe and makes its size free
-/// per connection. Large reads mean fewer wake-ups per MiB relayed.
-private let sharedReadBufferSize = 1024 * 1024
-private nonisolated(unsafe) let sharedReadBuffer = UnsafeMutableRawPointer.allocate(byteCount: sharedReadBufferSize, alignment: 64)
 
 /// A libuv stream (TCP socket or pipe) with queued writes.
 public class UVStream: UVHandle {
     var stream: UnsafeMutablePointer<uv_stream_t> { raw.assumingMemoryBound(to: uv_stream_t.self) }
+    /// One read buffer for every stream of the loop. libuv runs alloc → read → read callback in
+    /// sequence on the loop thread, and no read callback keeps the pointer past its return (data is
+    /// copied into a parser buffer or a write request), so sharing it is safe and makes its size free
+    /// per connection. Large reads mean fewer wake-ups per MiB relayed.
+    private let readBuffer = EventLoop.context.scratch(for: UVStream.self, bytes: 1024 * 1024)
     private var onRead: ((ReadEvent) -> Void)?
     public private(set) var isReading = false
     /// Called after a queued write completes and the queue has drained below `lowWater`.
@@ -44,8 +43,9 @@ public class UVStream: UVHandle {
     public func resumeReading() {
         guard !isReading, !isClosing, onRead != nil else { return }
         isReading = true
-        uv_read_start(stream, { _, _, buf in
-            buf!.pointee = uv_buf_init(sharedReadBuffer.assumingMemoryBound(to: CChar.self), UInt32(sharedReadBufferSize))
+        uv_read_start(stream, { h, _, buf in
+            let b = unsafeDowncast(UVHandle.owner(h!), to: UVStream.self).readBuffer
+            buf!.pointee = uv_buf_init(b.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(b.count))
         }, { h, nread, _ in
             let s = UVHandle.owner(h!) as! UVStream
             s.deliver(nread)
@@ -54,7 +54,7 @@ public class UVStream: UVHandle {
 
     func deliver(_ nread: Int) {
         if nread > 0 {
-            onRead?(.data(UnsafeRawBufferPointer(start: sharedReadBuffer, count: nread)))
+            onRead?(.data(UnsafeRawBufferPointer(rebasing: readBuffer[0..<nread])))
         } else if nread == Int(UVError.eof) {
             stopReading()
             onRead?(.eof)

@@ -33,7 +33,7 @@ public struct SocketAddress: CustomStringConvertible {
     private var hostPort: (String, Int) {
         var buf = [CChar](repeating: 0, count: 64)
         let port = withSockaddr { cuv_sockaddr_host_port($0, &buf, buf.count) }
-        return (String(cString: buf), Int(port))
+        return (String(nulTerminated: buf), Int(port))
     }
 
     public var description: String {
