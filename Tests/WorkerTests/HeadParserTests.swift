@@ -9,7 +9,8 @@ final class HeadParserTests: XCTestCase {
     }
 
     func head(_ s: String) throws -> (HTTPRequestHead, Int) {
-        guard case .complete(let h, let n) = parse(s) else { throw XCTSkip("not complete: \(parse(s))") }
+        // A thrown error fails the test (a skip would hide a parser that stopped completing).
+        guard case .complete(let h, let n) = parse(s) else { throw Incomplete(result: "\(parse(s))") }
         return (h, n)
     }
 
@@ -88,4 +89,9 @@ final class HeadParserTests: XCTestCase {
         HopByHop.strip(&h)
         XCTAssertEqual(h.fields.map(\.name), ["Accept", "Authorization"])
     }
+}
+
+struct Incomplete: Error, CustomStringConvertible {
+    let result: String
+    var description: String { "the head did not parse completely: \(result)" }
 }

@@ -203,7 +203,8 @@ def test_gc_by_expiry_and_by_threshold(daemon_factory, registry, images):
     curl("-o", "/dev/null", f"{t.url}/v2/test/big/blobs/{blob}")
     # Over 100 MiB: least recently used first (the small blob), then the big one, until under.
     procs.wait_until(lambda: not os.path.exists(os.path.join(t.cache_dir, blob[7:] + ".meta")), timeout=15, what="threshold")
-    assert any(l["msg"] == "cache gc" for l in t.log_lines())
+    # The worker logs the eviction after it removed the files: poll for the line too.
+    procs.wait_until(lambda: any(l["msg"] == "cache gc" for l in t.log_lines()), timeout=15, what="cache gc log line")
 
 
 def test_ctr_pulls_served_from_cache(daemon_factory, registry, images, workdir, etc_hosts):
