@@ -91,6 +91,36 @@ final class TLSEngineTests: XCTestCase {
         XCTAssertNotEqual(a.1, c.1, "a fresh key per host")
     }
 
+    func testLeafSANIsOneLiteralNameEvenForHostileSNI() throws {
+        let (leaf, _) = HijackAuthority.shared!.leaf(for: "a.example,DNS:*.bank.com")!
+        XCTAssertEqual(Certificates.subjectAltNames(leaf), [.dns("a.example,dns:*.bank.com")])
+        let (ipLeaf, _) = HijackAuthority.shared!.leaf(for: "127.0.0.9")!
+        XCTAssertEqual(Certificates.subjectAltNames(ipLeaf), [.ip("127.0.0.9")])
+    }
+
+    func testLeafAndCAProfiles() throws {
+        let ca = try PEM.certificate(Self.ca.cert, field: "ca")
+        XCTAssertTrue(Certificates.isCA(ca))
+        XCTAssertEqual(Certificates.subjectAltNames(ca), [])
+        let (leaf, _) = HijackAuthority.shared!.leaf(for: "profile.test")!
+        XCTAssertFalse(Certificates.isCA(leaf))
+        let left = Certificates.secondsLeft(leaf)
+        XCTAssertGreaterThan(left, HijackAuthority.validitySeconds - 60)
+        XCTAssertLessThanOrEqual(left, HijackAuthority.validitySeconds)
+        XCTAssertTrue(PEM.encode(certificate: leaf).hasPrefix("-----BEGIN CERTIFICATE-----"))
+    }
+
+    func testErrorClassification() {
+        XCTAssertEqual(TLSError.classify(verifyResult: 20, queuedReason: 134, reasonText: "certificate verify failed", handshake: true),
+                       .verifyFailed("certificate verify failed: unable to get local issuer certificate"))
+        XCTAssertEqual(TLSError.classify(verifyResult: 0, queuedReason: 1, reasonText: "wrong version number", handshake: true),
+                       .handshake("wrong version number"))
+        XCTAssertEqual(TLSError.classify(verifyResult: 0, queuedReason: nil, reasonText: nil, handshake: false),
+                       .protocolError("unknown error"))
+        XCTAssertEqual(TLSError.classify(verifyResult: 62, queuedReason: nil, reasonText: nil, handshake: true),
+                       .verifyFailed("certificate verify failed: hostname mismatch"))
+    }
+
     func testBadCARefused() {
         XCTAssertThrowsError(try HijackAuthority.load(cert: "/nonexistent/ca.crt", key: Self.ca.key))
         let other = try! CAGenerator.generate(commonName: "other", days: 1)

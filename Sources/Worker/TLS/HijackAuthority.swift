@@ -22,14 +22,11 @@ public final class HijackAuthority {
 
     /// Loads and checks the CA: readable, PEM, key matching the certificate.
     public static func load(cert: String, key: String) throws -> HijackAuthority {
-        let certPEM = try PEMSource.text(cert)
-        let keyPEM = try PEMSource.text(key)
-        guard let x = certPEM.withCString({ cuv_pem_read_cert($0, strlen($0)) }) else {
-            throw TLSError.config("hijackHTTPS.cert: no PEM certificate in \(PEMSource.isInline(cert) ? "inline value" : cert)")
-        }
-        guard let k = keyPEM.withCString({ cuv_pem_read_key($0, strlen($0)) }) else {
+        let x = try PEM.certificate(cert, field: "hijackHTTPS.cert")
+        let k: OpaquePointer
+        do { k = try PEM.privateKey(key, field: "hijackHTTPS.key") } catch {
             X509_free(x)
-            throw TLSError.config("hijackHTTPS.key: no PEM private key in \(PEMSource.isInline(key) ? "inline value" : key)")
+            throw error
         }
         guard X509_check_private_key(x, k) == 1 else {
             ERR_clear_error()
@@ -37,17 +34,21 @@ public final class HijackAuthority {
             EVP_PKEY_free(k)
             throw TLSError.config("hijackHTTPS.key does not match hijackHTTPS.cert")
         }
-        guard let ctx = cuv_tls_server_ctx() else { throw TLSError.current(nil, handshake: false) }
-        cuv_tls_ctx_set_servername_cb(ctx, { ssl, _ in
-            guard let ssl, let name = cuv_ssl_servername(ssl) else { return 0 }
-            return HijackAuthority.shared?.install(host: String(cString: name), on: ssl) == true ? 0 : 1
-        }, nil)
-        return HijackAuthority(cert: x, key: k, context: ctx)
+        let ctx = try TLSPolicy.serverContext()
+        let authority = HijackAuthority(cert: x, key: k, context: ctx)
+        // The context, and so this callback, lives as long as the authority: both last the process.
+        cuv_ssl_ctx_set_servername_callback(ctx, { ssl, _, arg in
+            guard let ssl, let arg else { return SSL_TLSEXT_ERR_ALERT_FATAL }
+            let me = ContextPointer.object(arg, as: HijackAuthority.self)
+            guard let name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) else { return SSL_TLSEXT_ERR_OK }
+            return me.install(host: String(cString: name), on: ssl) ? SSL_TLSEXT_ERR_OK : SSL_TLSEXT_ERR_ALERT_FATAL
+        }, ContextPointer.to(authority))
+        return authority
     }
 
     /// A warning when the key file can be read by group or others.
     public static func keyPermissionWarning(_ key: String) -> String? {
-        guard !PEMSource.isInline(key), let attrs = try? FileManager.default.attributesOfItem(atPath: key),
+        guard !PEM.isInline(key), let attrs = try? FileManager.default.attributesOfItem(atPath: key),
               let mode = attrs[.posixPermissions] as? Int, mode & 0o077 != 0 else { return nil }
         return "hijackHTTPS.key \(key) is readable by group or others (mode \(String(mode, radix: 8))): chmod 600 it"
     }
@@ -56,7 +57,7 @@ public final class HijackAuthority {
         caCert = cert
         caKey = key
         serverContext = context
-        isCA = cuv_cert_is_ca(cert) == 1
+        isCA = Certificates.isCA(cert)
     }
 
     /// A server SSL for a hijacked CONNECT to `host`, with that host's leaf; the client's SNI, when
@@ -79,16 +80,17 @@ public final class HijackAuthority {
     func leaf(for rawHost: String) -> (OpaquePointer, OpaquePointer)? {
         guard isCA else { return (caCert, caKey) }
         let host = rawHost.lowercased()
-        if let l = leaves[host], cuv_cert_seconds_left(l.cert) > HijackAuthority.renewBeforeSeconds {
+        if let l = leaves[host], Certificates.secondsLeft(l.cert) > HijackAuthority.renewBeforeSeconds {
             touch(host)
             return (l.cert, l.key)
         }
-        var cert: OpaquePointer?
-        var key: OpaquePointer?
-        let isIP = (try? SocketAddress(host: host, port: 0)) != nil
-        guard cuv_mint_leaf(caCert, caKey, host, isIP ? 1 : 0, HijackAuthority.validitySeconds, &cert, &key) == 0,
-              let cert, let key else {
-            Log.shared.error("cannot mint a leaf certificate", ["host": host, "error": "\(TLSError.current(nil, handshake: false))"])
+        let cert: OpaquePointer
+        let key: OpaquePointer
+        do {
+            (cert, key) = try Certificates.make(Certificates.leaf(validitySeconds: HijackAuthority.validitySeconds), commonName: host,
+                                                san: Certificates.SubjectAltName(host: host), issuer: (caCert, caKey))
+        } catch {
+            Log.shared.error("cannot mint a leaf certificate", ["host": host, "error": "\(error)"])
             return nil
         }
         if let old = leaves[host] { free(old) }
@@ -113,12 +115,7 @@ public final class HijackAuthority {
     }
 
     /// PEM text of a certificate (tests and diagnostics).
-    static func pem(_ cert: OpaquePointer) -> String {
-        var len = 0
-        guard let p = cuv_pem_write_cert(cert, &len) else { return "" }
-        defer { Foundation.free(p) }
-        return String(cString: p)
-    }
+    static func pem(_ cert: OpaquePointer) -> String { PEM.encode(certificate: cert) }
 
     public static func makeShared(cert: String, key: String) throws {
         shared = try load(cert: cert, key: key)

@@ -9,22 +9,16 @@ public final class ListenerTLS {
     let context: OpaquePointer
 
     package static func makeShared(cert: String, key: String, clientCA: String?) throws {
-        guard let ctx = cuv_tls_server_ctx() else { throw TLSError.current(nil, handshake: false) }
-        let certPEM = try PEMSource.text(cert)
-        let keyPEM = try PEMSource.text(key)
-        guard let x = certPEM.withCString({ cuv_pem_read_cert($0, strlen($0)) }) else {
-            throw TLSError.config("proxy.security.cert: no PEM certificate")
-        }
+        let ctx = try TLSPolicy.serverContext()
+        let x = try PEM.certificate(cert, field: "proxy.security.cert")
         defer { X509_free(x) }
-        guard let k = keyPEM.withCString({ cuv_pem_read_key($0, strlen($0)) }) else {
-            throw TLSError.config("proxy.security.key: no PEM private key")
-        }
+        let k = try PEM.privateKey(key, field: "proxy.security.key")
         defer { EVP_PKEY_free(k) }
         guard SSL_CTX_use_certificate(ctx, x) == 1, SSL_CTX_use_PrivateKey(ctx, k) == 1, SSL_CTX_check_private_key(ctx) == 1 else {
             ERR_clear_error()
             throw TLSError.config("proxy.security.key does not match proxy.security.cert")
         }
-        if let ca = clientCA, cuv_tls_ctx_require_client_certs(ctx, ca, PEMSource.isInline(ca) ? 1 : 0) != 0 {
+        if let ca = clientCA, try !TLSPolicy.requireClientCertificates(ctx, signedBy: ca) {
             throw TLSError.config("proxy.security.caCert: no PEM certificate")
         }
         shared = ListenerTLS(context: ctx)

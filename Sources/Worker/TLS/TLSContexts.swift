@@ -20,11 +20,11 @@ public enum TLSContexts {
 
     static func client(_ policy: ClientPolicy) throws -> OpaquePointer {
         if let c = clients[policy] { return c }
-        guard let ctx = cuv_tls_client_ctx(policy.insecure ? 1 : 0) else { throw TLSError.current(nil, handshake: false) }
+        let ctx = try TLSPolicy.clientContext(insecure: policy.insecure)
         if !policy.insecure {
-            for c in policy.certs where cuv_tls_ctx_trust_pem(ctx, c, PEMSource.isInline(c) ? 1 : 0) < 0 {
+            for c in policy.certs where (try? TLSPolicy.trust(ctx, c)) != true {
                 SSL_CTX_free(ctx)
-                throw TLSError.config("no certificate could be read from \(PEMSource.isInline(c) ? "inline PEM" : c)")
+                throw TLSError.config("no certificate could be read from \(PEM.describe(c))")
             }
         }
         clients[policy] = ctx
@@ -38,7 +38,10 @@ public enum TLSContexts {
     /// resuming the last session saved under `sessionKey`.
     static func clientSSL(host: String, policy: ClientPolicy, sessionKey: String? = nil) throws -> OpaquePointer {
         guard let ssl = SSL_new(try client(policy)) else { throw TLSError.current(nil, handshake: true) }
-        _ = cuv_ssl_set_peer_host(ssl, host)
+        do { try TLSPolicy.setPeerHost(ssl, host) } catch {
+            SSL_free(ssl)
+            throw error
+        }
         if let sessionKey, let s = sessions[sessionKey] { SSL_set_session(ssl, s) }
         return ssl
     }

@@ -23,11 +23,12 @@ final class TLSEngine {
          scratch: UnsafeMutableRawBufferPointer = EventLoop.context.scratch(for: TLSEngine.self, bytes: TLSEngine.scratchSize)) {
         self.ssl = ssl
         self.scratch = scratch
-        var r: OpaquePointer?
-        var w: OpaquePointer?
-        cuv_ssl_use_memory_bios(ssl, &r, &w)
-        rbio = r!
-        wbio = w!
+        // Memory BIOs: `rbio` holds what the network gave, `wbio` what it must be sent. An empty
+        // `rbio` reads as "retry", not end of file.
+        rbio = BIO_new(BIO_s_mem())
+        wbio = BIO_new(BIO_s_mem())
+        cuv_bio_set_mem_eof_return(rbio, -1)
+        SSL_set_bio(ssl, rbio, wbio)
         if server { SSL_set_accept_state(ssl) } else { SSL_set_connect_state(ssl) }
     }
 

@@ -22,13 +22,24 @@ public enum TLSError: Error, CustomStringConvertible, Equatable {
         }
     }
 
-    /// The queued OpenSSL error for `ssl`, classified.
+    /// The queued OpenSSL error for `ssl` (the queue is emptied), classified.
     static func current(_ ssl: OpaquePointer?, handshake: Bool) -> TLSError {
-        var buf = [CChar](repeating: 0, count: 256)
-        cuv_tls_error_text(ssl, &buf, buf.count)
-        let text = String(nulTerminated: buf)
-        if text.hasPrefix("certificate verify failed") { return .verifyFailed(text) }
-        let t = text.isEmpty ? "unknown error" : text
+        let verify = ssl.map { SSL_get_verify_result($0) } ?? Int(X509_V_OK)
+        let queued = ERR_peek_error()
+        let reason = queued == 0 ? nil : ERR_reason_error_string(queued).map { String(cString: $0) }
+        ERR_clear_error()
+        return classify(verifyResult: verify, queuedReason: queued == 0 ? nil : cuv_err_get_reason(queued),
+                        reasonText: reason, handshake: handshake)
+    }
+
+    /// A failed verification wins over the generic handshake error it causes; otherwise OpenSSL's reason.
+    static func classify(verifyResult: Int, queuedReason: Int32?, reasonText: String?, handshake: Bool) -> TLSError {
+        let verifyFailed = verifyResult != Int(X509_V_OK)
+        if verifyFailed && (queuedReason == SSL_R_CERTIFICATE_VERIFY_FAILED || queuedReason == nil) {
+            let text = X509_verify_cert_error_string(verifyResult).map { String(cString: $0) } ?? "error \(verifyResult)"
+            return .verifyFailed("certificate verify failed: \(text)")
+        }
+        let t = queuedReason == nil ? "unknown error" : (reasonText ?? "TLS error")
         return handshake ? .handshake(t) : .protocolError(t)
     }
 }

@@ -75,6 +75,15 @@ public final class LoopContext {
     }
 }
 
+/// An object's address as a C callback's context pointer, not retained: whoever installs the
+/// callback keeps the object alive for as long as the callback can run.
+package enum ContextPointer {
+    package static func to(_ object: AnyObject) -> UnsafeMutableRawPointer { Unmanaged.passUnretained(object).toOpaque() }
+    package static func object<T: AnyObject>(_ p: UnsafeMutableRawPointer, as _: T.Type) -> T {
+        Unmanaged<T>.fromOpaque(p).takeUnretainedValue()
+    }
+}
+
 /// A libuv request (`uv_write_t`, `uv_connect_t`, ...) with the Swift state its callback needs.
 /// Retained while libuv holds it; `take` releases it in the callback.
 final class UVRequest<State> {

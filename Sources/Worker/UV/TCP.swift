@@ -27,6 +27,9 @@ public struct SocketAddress: CustomStringConvertible {
         withUnsafePointer(to: storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1, body) }
     }
 
+    /// Whether `s` is an IPv4 or IPv6 literal rather than a name.
+    public static func isIPLiteral(_ s: String) -> Bool { (try? SocketAddress(host: s, port: 0)) != nil }
+
     public var host: String { hostPort.0 }
     public var port: Int { hostPort.1 }
 
@@ -38,7 +41,7 @@ public struct SocketAddress: CustomStringConvertible {
 
     public var description: String {
         let (h, p) = hostPort
-        return h.contains(":") ? "[\(h)]:\(p)" : "\(h):\(p)"
+        return HostPort.format(h, p)
     }
 }
 
@@ -116,4 +119,10 @@ public final class TCP: UVStream {
             UVRequest<(UVError?) -> Void>.take(req.pointer(uv_connect_t.self)).state(UVError(rc))
         }
     }
+}
+
+/// The one `host:port` formatter: IPv6 literals go in brackets.
+public enum HostPort {
+    public static func bracketed(_ host: String) -> String { host.contains(":") ? "[\(host)]" : host }
+    public static func format(_ host: String, _ port: Int) -> String { "\(bracketed(host)):\(port)" }
 }

@@ -1,0 +1,78 @@
+internal import CUV
+import UV
+
+/// What every TLS context of the daemon speaks, in one place: TLS 1.2 or newer, ALPN `http/1.1`
+/// only, released buffers on idle connections; clients verify against the system CAs plus the
+/// configured certificates (partial chains, so a server's own certificate can be its trust anchor)
+/// and check the host name, failing closed when it cannot be set.
+enum TLSPolicy {
+    static let minimumVersion = Int32(TLS1_2_VERSION)
+    /// ALPN wire format: length-prefixed protocol names.
+    static let alpn: [UInt8] = [8] + Array("http/1.1".utf8)
+
+    static func clientContext(insecure: Bool) throws -> OpaquePointer {
+        guard let ctx = SSL_CTX_new(TLS_client_method()) else { throw TLSError.current(nil, handshake: false) }
+        common(ctx)
+        _ = alpn.withUnsafeBufferPointer { SSL_CTX_set_alpn_protos(ctx, $0.baseAddress, UInt32($0.count)) }
+        if insecure {
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nil)
+        } else {
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
+            SSL_CTX_set_default_verify_paths(ctx)
+            X509_STORE_set_flags(SSL_CTX_get_cert_store(ctx), UInt(X509_V_FLAG_PARTIAL_CHAIN))
+        }
+        return ctx
+    }
+
+    static func serverContext() throws -> OpaquePointer {
+        guard let ctx = SSL_CTX_new(TLS_server_method()) else { throw TLSError.current(nil, handshake: false) }
+        common(ctx)
+        SSL_CTX_set_alpn_select_cb(ctx, { _, out, outlen, inp, inlen, _ in
+            var selected: UnsafeMutablePointer<UInt8>?
+            let rc = TLSPolicy.alpn.withUnsafeBufferPointer {
+                SSL_select_next_proto(&selected, outlen, $0.baseAddress, UInt32($0.count), inp, inlen)
+            }
+            // `selected` points into `inp` when the client offered http/1.1, which is all we accept.
+            guard rc == OPENSSL_NPN_NEGOTIATED, let selected else { return SSL_TLSEXT_ERR_NOACK }
+            out?.pointee = UnsafePointer(selected)
+            return SSL_TLSEXT_ERR_OK
+        }, nil)
+        return ctx
+    }
+
+    private static func common(_ ctx: OpaquePointer) {
+        _ = cuv_ssl_ctx_set_min_proto_version(ctx, minimumVersion)
+        _ = cuv_ssl_ctx_set_mode(ctx, Int(SSL_MODE_RELEASE_BUFFERS))
+    }
+
+    /// Adds every certificate of `source` to the context's trust store; false when none could be read.
+    static func trust(_ ctx: OpaquePointer, _ source: String) throws -> Bool {
+        let certs = try PEM.certificates(source)
+        defer { certs.forEach { X509_free($0) } }
+        let store = SSL_CTX_get_cert_store(ctx)
+        let added = certs.filter { X509_STORE_add_cert(store, $0) == 1 }.count
+        ERR_clear_error()
+        return added > 0
+    }
+
+    /// Requires client certificates signed by the CAs in `source`.
+    static func requireClientCertificates(_ ctx: OpaquePointer, signedBy source: String) throws -> Bool {
+        guard try trust(ctx, source) else { return false }
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nil)
+        return true
+    }
+
+    /// SNI (not for IP literals) and the name or address the peer's certificate must carry.
+    static func setPeerHost(_ ssl: OpaquePointer, _ host: String) throws {
+        let ok: Bool
+        if SocketAddress.isIPLiteral(host) {
+            ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) == 1
+        } else {
+            ok = cuv_ssl_set_tlsext_host_name(ssl, host) == 1 && SSL_set1_host(ssl, host) == 1
+        }
+        guard ok else {
+            ERR_clear_error()
+            throw TLSError.config("cannot set the expected TLS peer name \(host)")
+        }
+    }
+}
