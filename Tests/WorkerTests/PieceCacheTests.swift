@@ -47,7 +47,7 @@ final class PieceCacheTests: XCTestCase {
         XCTAssertNotEqual(u1, u3)
         XCTAssertNil(u1.expectedDigest)
         XCTAssertNotEqual(TaskKey.forURL(UpstreamURL("http://s3.test/obj")!, tag: "a"), TaskKey.forURL(UpstreamURL("http://s3.test/obj")!, tag: "b"))
-        XCTAssertNil(TaskKey.blobDigest("/v2/a/blobs/sha256:short"))
+        XCTAssertNil(RequestTarget("/v2/a/blobs/sha256:short").blobDigest)
         XCTAssertEqual(TaskKey.filterNames("Expires&Signature& ns"), ["Expires", "Signature", "ns"])
     }
 

@@ -39,16 +39,20 @@ final class RulesTests: XCTestCase {
     }
 
     func testMirrorDefaultRule() {
-        XCTAssertEqual(ProxyRules.mirrorDefault(method: "GET", path: "/v2/a/blobs/sha256:00"), .cache)
-        XCTAssertEqual(ProxyRules.mirrorDefault(method: "HEAD", path: "/v2/a/blobs/sha256:00"), .direct)
+        let digest = String(repeating: "ab", count: 32)
+        XCTAssertEqual(ProxyRules.mirrorDefault(method: "GET", path: "/v2/a/blobs/sha256:\(digest)"), .cache)
+        XCTAssertEqual(ProxyRules.mirrorDefault(method: "GET", path: "/v2/a/blobs/sha256:\(digest)?ns=x"), .cache)
+        XCTAssertEqual(ProxyRules.mirrorDefault(method: "HEAD", path: "/v2/a/blobs/sha256:\(digest)"), .direct)
+        // Not a digest: nothing to key or verify a cached copy by, so straight through.
+        XCTAssertEqual(ProxyRules.mirrorDefault(method: "GET", path: "/v2/a/blobs/sha256:00"), .direct)
         XCTAssertEqual(ProxyRules.mirrorDefault(method: "GET", path: "/v2/a/manifests/latest"), .direct)
     }
 
     func testNamespaceParameterStripped() {
-        XCTAssertEqual(MirrorTarget.stripNamespace("/v2/a/blobs/x?ns=docker.io"), "/v2/a/blobs/x")
-        XCTAssertEqual(MirrorTarget.stripNamespace("/v2/a?x=1&ns=reg%3A5000&y=2"), "/v2/a?x=1&y=2")
-        XCTAssertEqual(MirrorTarget.stripNamespace("/v2/a?nsx=1"), "/v2/a?nsx=1")
-        XCTAssertEqual(MirrorTarget.stripNamespace("/v2/"), "/v2/")
+        XCTAssertEqual(MirrorUpstream.stripNamespace("/v2/a/blobs/x?ns=docker.io"), "/v2/a/blobs/x")
+        XCTAssertEqual(MirrorUpstream.stripNamespace("/v2/a?x=1&ns=reg%3A5000&y=2"), "/v2/a?x=1&y=2")
+        XCTAssertEqual(MirrorUpstream.stripNamespace("/v2/a?nsx=1"), "/v2/a?nsx=1")
+        XCTAssertEqual(MirrorUpstream.stripNamespace("/v2/"), "/v2/")
     }
 
     func testUpstreamURL() {

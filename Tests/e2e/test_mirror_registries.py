@@ -119,7 +119,8 @@ def test_redirects_followed_and_authorization_dropped_off_host(daemon_factory, e
     t.start()
     try:
         d = daemon_factory(proxy_yaml=f"registryMirror:\n  url: http://127.0.0.1:{port}\n")
-        r = curl("-i", "-H", "Authorization: Bearer registry-token", f"{d.url}/v2/test/img/blobs/sha256:00")
+        digest = "sha256:" + hashlib.sha256(b"layer bytes from storage").hexdigest()
+        r = curl("-i", "-H", "Authorization: Bearer registry-token", f"{d.url}/v2/test/img/blobs/{digest}")
         assert r.stdout.startswith(b"HTTP/1.1 200 ") and r.stdout.endswith(b"layer bytes from storage")
         first, second = Recorder.seen[0], Recorder.seen[1]
         assert first[2] == "Bearer registry-token", "the registry gets the client's credentials"

@@ -11,17 +11,13 @@ final class AuthConfirmations {
 
     /// registry + repository + a digest of the credential (never the credential itself).
     static func key(url: UpstreamURL, authorization: String?) -> String {
-        "\(url.scheme)://\(url.authority)|\(repository(url.target))|\(SHA256Digest.hex(Array((authorization ?? "").utf8)))"
+        "\(url.scheme)://\(url.authority)|\(AuthConfirmations.repository(url.target))|\(SHA256Digest.hex(Array((authorization ?? "").utf8)))"
     }
 
     /// `/v2/<name>/blobs/...` → `<name>`; other paths stand for themselves.
     static func repository(_ target: String) -> String {
-        let path = target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? target
-        guard path.hasPrefix("/v2/") else { return path }
-        for marker in ["/blobs/", "/manifests/"] {
-            if let r = path.range(of: marker) { return String(path[path.index(path.startIndex, offsetBy: 4)..<r.lowerBound]) }
-        }
-        return path
+        let t = RequestTarget(target)
+        return t.repository ?? t.path
     }
 
     func isGranted(_ key: String, now: UInt64) -> Bool {

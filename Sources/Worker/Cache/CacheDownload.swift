@@ -48,7 +48,7 @@ final class CacheDownload {
         fetch.onEnd = { [self] in
             if !finished { complete() }
         }
-        fetch.onFail = { [self] reason in giveUp(reason) }
+        fetch.onFail = { [self] error in giveUp(error.description) }
         fetch.onRedirect = { [self] status, next in redirects.append("\(status) \(next.authority)") }
         fetch.start()
     }

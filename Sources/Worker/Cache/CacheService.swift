@@ -98,7 +98,7 @@ package final class CacheService {
             }
         }
         ex.relayBody(from: fetch)
-        fetch.onFail = { reason in ex.abort(reason: reason) }
+        fetch.onFail = { error in ex.abort(reason: error.description) }
         fetch.start()
     }
 

@@ -13,19 +13,10 @@ public struct TaskKey: Hashable, CustomStringConvertible {
     public var description: String { id }
 
     public static func forURL(_ url: UpstreamURL, filter: [String] = [], tag: String? = nil) -> TaskKey {
-        if let hex = blobDigest(url.target) { return TaskKey(id: hex, expectedDigest: "sha256:" + hex) }
+        if let hex = RequestTarget(url.target).blobDigest { return TaskKey(id: hex, expectedDigest: "sha256:" + hex) }
         let filtered = UpstreamURL(scheme: url.scheme, host: url.host, port: url.port,
-                                   target: removeQuery(url.target, names: Set(filter))).description
+                                   target: RequestTarget(url.target).removing(Set(filter)).description).description
         return TaskKey(id: SHA256Digest.hex(Array((filtered + (tag.map { "#" + $0 } ?? "")).utf8)), expectedDigest: nil)
-    }
-
-    /// The lower-case hex digest of a `/blobs/sha256:<64 hex>` path, if that is what it is.
-    package static func blobDigest(_ target: String) -> String? {
-        let path = target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? target
-        guard let r = path.range(of: "/blobs/sha256:") else { return nil }
-        let hex = path[r.upperBound...].lowercased()
-        guard hex.count == 64, hex.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }) else { return nil }
-        return hex
     }
 
     /// `defaultFilter` / `X-Dragonfly-Filter` syntax: names separated by `&`.
@@ -33,12 +24,4 @@ public struct TaskKey: Hashable, CustomStringConvertible {
         (s ?? "").split(separator: "&").map { String($0).trimmingSpaces() }.filter { !$0.isEmpty }
     }
 
-    static func removeQuery(_ target: String, names: Set<String>) -> String {
-        guard !names.isEmpty, let q = target.firstIndex(of: "?") else { return target }
-        let kept = target[target.index(after: q)...].split(separator: "&").filter { item in
-            let name = item.split(separator: "=", maxSplits: 1).first.map(String.init) ?? String(item)
-            return !names.contains(name)
-        }
-        return kept.isEmpty ? String(target[..<q]) : target[..<q] + "?" + kept.joined(separator: "&")
-    }
 }

@@ -24,7 +24,7 @@ package final class OriginFetch {
     package var onHead: ((HTTPResponseHead, BodyFraming) -> Void)?
     package var onBody: ((UnsafeRawBufferPointer) -> Void)?
     package var onEnd: (() -> Void)?
-    package var onFail: ((String) -> Void)?
+    package var onFail: ((UpstreamError) -> Void)?
     package var onRedirect: ((Int, UpstreamURL) -> Void)?
     /// The request head is on its way: the owner may stream a request body now.
     package var onConnected: ((UpstreamConnection) -> Void)?
@@ -64,7 +64,7 @@ package final class OriginFetch {
     package func start() {
         pool.acquire(url, policy: policy) { [self] r in
             switch r {
-            case .failure(let e): fail("upstream \(e)")
+            case .failure(let e): fail(e)
             case .success(let c): run(c)
             }
         }
@@ -80,7 +80,7 @@ package final class OriginFetch {
     func pauseResponse() { conn?.pauseReading() }
     func resumeResponse() { conn?.resumeReading() }
 
-    private func fail(_ reason: String) {
+    private func fail(_ reason: UpstreamError) {
         let cb = onFail
         clear()
         cb?(reason)
@@ -121,10 +121,11 @@ package final class OriginFetch {
         }
         c.onError = { [self] reason in
             conn = nil
-            if c.reused && !c.responseStarted && !hasBody && !responseDelivered && !cancelled {
+            if RetryPolicy.shouldRetry(connectionWasReused: c.reused, responseStarted: c.responseStarted, requestHasBody: hasBody,
+                                       responseDelivered: responseDelivered, cancelled: cancelled) {
                 pool.connect(url, policy: policy) { [self] r in
                     switch r {
-                    case .failure(let e): fail("upstream \(e)")
+                    case .failure(let e): fail(e)
                     case .success(let fresh): run(fresh)
                     }
                 }
@@ -151,7 +152,7 @@ package final class OriginFetch {
         if location.hasPrefix("/") {
             u.target = location
         } else {
-            let path = base.target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? "/"
+            let path = RequestTarget(base.target).path
             let dir = path.hasSuffix("/") ? path : String(path[...(path.lastIndex(of: "/") ?? path.startIndex)])
             u.target = dir + location
         }

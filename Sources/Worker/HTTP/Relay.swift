@@ -15,7 +15,8 @@ extension Exchange {
     }
 
     /// 502 with the reason, or an abort when the client already has a head.
-    package func failUpstream(_ reason: String) {
+    package func failUpstream(_ error: UpstreamError) {
+        let reason = error.description
         logFields.append(("error", .string(reason)))
         if headSent { abort(reason: reason) } else { respond(status: 502, body: reason + "\n") }
     }

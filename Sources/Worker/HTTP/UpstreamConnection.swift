@@ -19,7 +19,7 @@ package final class UpstreamConnection {
     var onBody: ((UnsafeRawBufferPointer) -> Void)?
     var onEnd: (() -> Void)?
     /// The connection failed; `afterResponseStarted` tells whether the client already has a head.
-    var onError: ((String) -> Void)?
+    var onError: ((UpstreamError) -> Void)?
     /// Closed or misbehaving while idle in the pool.
     var onIdleClose: (() -> Void)?
 
@@ -37,7 +37,7 @@ package final class UpstreamConnection {
         if idleTimer == nil { idleTimer = LoopTimer() }
         idleTimer?.start(ms: Limits.upstreamIdleMs) { [weak self] in
             guard let self else { return }
-            fail("upstream \(remote): no data for \(Limits.upstreamIdleMs / 1000) s")
+            fail(.silent(remote, seconds: Limits.upstreamIdleMs / 1000))
         }
     }
 
@@ -57,7 +57,8 @@ package final class UpstreamConnection {
         responseStarted = false
         keepAlive = true
         requestChunked = bodyFraming == .chunked
-        socket.onWriteError = { [weak self] e in self?.fail("upstream \(self?.remote ?? ""): write failed: \(e)") }
+        socket.onWriteError = { [weak self] e in guard let self else { return }
+            fail(.writeFailed(remote, reason: "\(e)")) }
         socket.write(request.serialized())
         socket.startReading { [weak self] ev in self?.onRead(ev) }
         armIdle()
@@ -101,10 +102,10 @@ package final class UpstreamConnection {
                 keepAlive = false
                 complete()
             } else {
-                fail(head == nil ? "upstream \(remote): connection closed before a response" : "upstream \(remote): connection closed mid-body")
+                fail(head == nil ? .closedBeforeResponse(remote) : .closedMidBody(remote))
             }
         case .error(let e):
-            fail("upstream \(remote): \(e)")
+            fail(.readFailed(remote, reason: "\(e)"))
         }
     }
 
@@ -113,17 +114,17 @@ package final class UpstreamConnection {
             let r = inbuf.withUnsafeBytes { HeadParser.parseResponse($0) }
             switch r {
             case .needMore:
-                if inbuf.count > HeadParser.maxHeadSize { fail("upstream \(remote): response head too large") }
+                if inbuf.count > HeadParser.maxHeadSize { fail(.headTooLarge(remote)) }
                 return
             case .failed(let e):
-                fail("upstream \(remote): \(e.reason)")
+                fail(.malformedHead(remote, reason: e.reason))
                 return
             case .complete(let h, let consumed):
                 inbuf.removeFirst(consumed)
                 if h.status >= 100 && h.status < 200 && h.status != 101 { continue }  // interim responses
                 let framing: BodyFraming
                 do { framing = try Framing.response(h, requestMethod: method) } catch {
-                    fail("upstream \(remote): malformed response framing")
+                    fail(.malformedFraming(remote))
                     return
                 }
                 head = h
@@ -147,7 +148,7 @@ package final class UpstreamConnection {
             let used = try decoder.decode(b) { onBody?($0) }
             if used < b.count { keepAlive = false }  // bytes beyond the response: do not reuse
         } catch {
-            fail("upstream \(remote): malformed response body")
+            fail(.malformedBody(remote))
             return
         }
         if decoder.isDone { complete() }
@@ -163,7 +164,7 @@ package final class UpstreamConnection {
     /// Whether the connection can serve another request.
     var isReusable: Bool { keepAlive && !broken && !socket.isClosing && decoder.isDone }
 
-    private func fail(_ reason: String) {
+    private func fail(_ reason: UpstreamError) {
         guard !broken else { return }
         broken = true
         idleTimer?.close()
@@ -179,7 +180,8 @@ package final class UpstreamConnection {
     /// Parks the connection: any byte or EOF while idle means it can't be reused.
     func park(onClose: @escaping () -> Void) {
         onIdleClose = onClose
-        socket.startReading { [weak self] _ in self?.fail("idle connection closed") }
+        socket.startReading { [weak self] _ in guard let self else { return }
+            fail(.idleClosed(remote)) }
         socket.resumeReading()
     }
 

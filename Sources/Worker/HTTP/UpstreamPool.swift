@@ -15,7 +15,7 @@ package final class UpstreamPool {
     }
 
     /// A pooled connection if one is idle, else a new one.
-    func acquire(_ url: UpstreamURL, policy: TLSContexts.ClientPolicy, _ cb: @escaping (Result<UpstreamConnection, DialError>) -> Void) {
+    func acquire(_ url: UpstreamURL, policy: TLSContexts.ClientPolicy, _ cb: @escaping (Result<UpstreamConnection, UpstreamError>) -> Void) {
         let key = UpstreamPool.key(url, policy)
         while var list = idle[key], let entry = list.popLast() {
             idle[key] = list.isEmpty ? nil : list
@@ -30,7 +30,7 @@ package final class UpstreamPool {
     }
 
     /// A new connection: TCP, then TLS for https (verified unless the policy says insecure).
-    func connect(_ url: UpstreamURL, policy: TLSContexts.ClientPolicy, _ cb: @escaping (Result<UpstreamConnection, DialError>) -> Void) {
+    func connect(_ url: UpstreamURL, policy: TLSContexts.ClientPolicy, _ cb: @escaping (Result<UpstreamConnection, UpstreamError>) -> Void) {
         let key = UpstreamPool.key(url, policy)
         Dialer.dial(host: url.host, port: url.port) { r in
             switch r {
@@ -43,7 +43,7 @@ package final class UpstreamPool {
                 }
                 TLSContexts.connect(tcp, host: url.host, policy: policy, sessionKey: key) { t in
                     switch t {
-                    case .failure(let e): cb(.failure(DialError(description: "\(name): \(e)")))
+                    case .failure(let e): cb(.failure(.tls(name, e)))
                     case .success(let tls):
                         Log.shared.info("upstream TLS connected", ["upstream": name, "resumed": tls.sessionReused, "alpn": tls.alpn ?? "-"])
                         cb(.success(UpstreamConnection(key: key, socket: tls, remote: name)))
@@ -82,18 +82,15 @@ package final class UpstreamPool {
     }
 }
 
-public struct DialError: Error, CustomStringConvertible {
-    public let description: String
-}
 
 /// Connects a TCP socket to `host:port`.
 public enum Dialer {
-    public static func dial(host: String, port: Int, _ cb: @escaping (Result<(TCP, String), DialError>) -> Void) {
-        let name = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    public static func dial(host: String, port: Int, _ cb: @escaping (Result<(TCP, String), UpstreamError>) -> Void) {
+        let name = HostPort.format(host, port)
         DNS.resolve(host: host, port: port) { r in
             switch r {
             case .failure(let e):
-                cb(.failure(DialError(description: "\(name): cannot resolve host: \(e)")))
+                cb(.failure(.unresolvable(name, reason: "\(e)")))
             case .success(let addrs):
                 tryNext(addrs[...], name: name, lastError: "no address", cb)
             }
@@ -101,9 +98,9 @@ public enum Dialer {
     }
 
     private static func tryNext(_ addrs: ArraySlice<SocketAddress>, name: String, lastError: String,
-                                _ cb: @escaping (Result<(TCP, String), DialError>) -> Void) {
+                                _ cb: @escaping (Result<(TCP, String), UpstreamError>) -> Void) {
         guard let addr = addrs.first else {
-            cb(.failure(DialError(description: "\(name): \(lastError)")))
+            cb(.failure(.unreachable(name, reason: lastError)))
             return
         }
         let sock = TCP()

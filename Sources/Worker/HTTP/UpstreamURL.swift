@@ -56,8 +56,7 @@ public struct UpstreamURL: Equatable, CustomStringConvertible {
 
     /// The `Host` header value.
     public var authority: String {
-        let h = host.contains(":") ? "[\(host)]" : host
-        return isDefaultPort ? h : "\(h):\(port)"
+        isDefaultPort ? HostPort.bracketed(host) : HostPort.format(host, port)
     }
 
     public var description: String { "\(scheme)://\(authority)\(target)" }

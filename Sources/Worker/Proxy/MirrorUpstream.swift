@@ -23,14 +23,10 @@ public enum MirrorUpstream {
     }
 
     /// The `ns` query parameter, percent-decoded.
-    static func namespace(_ target: String) -> String? {
-        guard let q = target.firstIndex(of: "?") else { return nil }
-        for item in target[target.index(after: q)...].split(separator: "&") where item.hasPrefix("ns=") {
-            let v = String(item.dropFirst(3)).removingPercentEncoding ?? String(item.dropFirst(3))
-            return v.isEmpty ? nil : v
-        }
-        return nil
-    }
+    static func namespace(_ target: String) -> String? { RequestTarget(target).value(of: "ns") }
+
+    /// containerd appends `?ns=<registry>` to mirror requests; origins must not see it.
+    public static func stripNamespace(_ target: String) -> String { RequestTarget(target).removing(["ns"]).description }
 
     /// The registry endpoint of a containerd namespace (`docker.io` is Docker Hub's registry host).
     public static func registryURL(namespace ns: String) -> UpstreamURL? {

@@ -9,36 +9,23 @@ import Cache
 /// origin-form → registry mirror. The rule decision is logged per request, ready for the cache.
 public final class ProxyHandler {
     let config: DaemonConfig.Proxy
-    let rules: ProxyRules
+    let router: Router
     package let pool = UpstreamPool()
     /// Nil when the daemon runs without a cache (it could not be opened).
     package var cache: CacheService?
     let mirrorURL: UpstreamURL?
-    let mirrorPolicy: TLSContexts.ClientPolicy
-    let hijackHosts: [(regex: NSRegularExpression, policy: TLSContexts.ClientPolicy)]
 
     public init(config: DaemonConfig.Proxy) {
         self.config = config
-        rules = ProxyRules(config.proxies)
+        router = Router(config)
         mirrorURL = config.registryMirror.url.flatMap(UpstreamURL.init)
-        mirrorPolicy = TLSContexts.ClientPolicy(insecure: config.registryMirror.insecure, certs: config.registryMirror.certs)
-        hijackHosts = (config.hijackHTTPS?.hosts ?? []).compactMap { h in
-            (try? NSRegularExpression(pattern: h.regx)).map { ($0, TLSContexts.ClientPolicy(insecure: h.insecure, certs: h.certs)) }
-        }
-    }
-
-    /// The trust policy of the first `hijackHTTPS.hosts` rule matching `host:port`, if any.
-    func hijackPolicy(_ authority: String) -> TLSContexts.ClientPolicy? {
-        guard HijackAuthority.shared != nil else { return nil }
-        let range = NSRange(authority.startIndex..., in: authority)
-        return hijackHosts.first { $0.regex.firstMatch(in: authority, range: range) != nil }?.policy
     }
 
     public func handle(_ ex: Exchange) {
         let target = ex.request.target
         if ex.request.method == "CONNECT" {
             guard authorized(ex) else { return }
-            if let policy = hijackPolicy(target) {
+            if HijackAuthority.shared != nil, let policy = router.hijackPolicy(for: target) {
                 Hijack.open(ex, authority: target) { [weak self] inner, host, port in
                     self?.hijacked(inner, host: host, port: port, policy: policy)
                 }
@@ -67,7 +54,7 @@ public final class ProxyHandler {
     }
 
     private func forwardProxy(_ ex: Exchange, url: UpstreamURL, mode: String = "proxy", policy: TLSContexts.ClientPolicy = .standard) {
-        let outcome = rules.route(method: ex.request.method, url: url)
+        let outcome = router.forward(method: ex.request.method, url: url)
         ex.logFields.append(("mode", .string(mode)))
         log(ex, outcome.decision, rule: outcome.rule)
         dispatch(ex, url: outcome.url, decision: outcome.decision, policy: policy)
@@ -78,7 +65,7 @@ public final class ProxyHandler {
         let passThrough = { [pool] in Forwarder(exchange: ex, url: url, headers: ex.request.headers, pool: pool, policy: policy).start() }
         if let cache, ex.request.method == "GET", decision == .cache {
             cache.get(ex, url: url, policy: policy, passThrough: passThrough)
-        } else if let cache, ex.request.method == "HEAD", TaskKey.blobDigest(url.target) != nil,
+        } else if let cache, ex.request.method == "HEAD", RequestTarget(url.target).blobDigest != nil,
                   cache.head(ex, url: url, policy: policy) {
             return
         } else {
@@ -113,25 +100,9 @@ public final class ProxyHandler {
             ex.respond(status: 404, body: "registry mirror feature is disabled\n")
             return
         }
-        var url = base
-        let prefix = base.target.hasSuffix("/") ? String(base.target.dropLast()) : base.target
-        url.target = prefix + MirrorTarget.stripNamespace(ex.request.target)
-        let decision: RouteDecision
-        var rule: String?
-        if config.registryMirror.direct {
-            decision = .direct
-        } else if config.registryMirror.useProxies {
-            let outcome = rules.route(method: ex.request.method, url: url)
-            url = outcome.url
-            decision = outcome.decision
-            rule = outcome.rule
-        } else {
-            decision = ProxyRules.mirrorDefault(method: ex.request.method, path: url.target)
-            rule = decision == .cache ? "blobs/sha256:" : nil
-        }
-        log(ex, decision, rule: rule)
-        dispatch(ex, url: url, decision: decision,
-                 policy: url.host == base.host && url.port == base.port ? mirrorPolicy : .standard)
+        let route = router.mirror(method: ex.request.method, target: ex.request.target, base: base)
+        log(ex, route.outcome.decision, rule: route.outcome.rule)
+        dispatch(ex, url: route.outcome.url, decision: route.outcome.decision, policy: route.policy)
     }
 
     private func log(_ ex: Exchange, _ decision: RouteDecision, rule: String?) {
@@ -140,15 +111,4 @@ public final class ProxyHandler {
     }
 
     public func drain() { pool.closeAll() }
-}
-
-/// containerd appends `?ns=<registry>` to mirror requests; origins must not see it.
-public enum MirrorTarget {
-    public static func stripNamespace(_ target: String) -> String {
-        guard let q = target.firstIndex(of: "?") else { return target }
-        let path = target[..<q]
-        let kept = target[target.index(after: q)...].split(separator: "&", omittingEmptySubsequences: true)
-            .filter { !($0 == "ns" || $0.hasPrefix("ns=")) }
-        return kept.isEmpty ? String(path) : path + "?" + kept.joined(separator: "&")
-    }
 }

@@ -14,8 +14,8 @@ public enum RouteDecision: Equatable {
 /// The `proxies` rules, compiled. A pure function from request to decision, tested alone.
 public struct ProxyRules {
     public struct Rule {
-        public let pattern: String
-        let regex: NSRegularExpression
+        let regex: Pattern
+        public var pattern: String { regex.source }
         public let useHTTPS: Bool
         public let direct: Bool
         public let redirect: String?
@@ -25,15 +25,14 @@ public struct ProxyRules {
 
     public init(_ config: [DaemonConfig.Rule]) {
         rules = config.compactMap { r in
-            guard let re = try? NSRegularExpression(pattern: r.regx) else { return nil }
-            return Rule(pattern: r.regx, regex: re, useHTTPS: r.useHTTPS, direct: r.direct, redirect: r.redirect)
+            guard let re = Pattern(r.regx) else { return nil }
+            return Rule(regex: re, useHTTPS: r.useHTTPS, direct: r.direct, redirect: r.redirect)
         }
     }
 
     /// The first rule whose `regx` matches anywhere in the full URL.
     public func match(_ url: String) -> Rule? {
-        let range = NSRange(url.startIndex..., in: url)
-        return rules.first { $0.regex.firstMatch(in: url, range: range) != nil }
+        rules.first { $0.regex.matches(url) }
     }
 
     public struct Outcome: Equatable {
@@ -51,8 +50,7 @@ public struct ProxyRules {
         var out = url
         if let redirect = rule.redirect, !redirect.isEmpty {
             if redirect.contains("/") {
-                let range = NSRange(full.startIndex..., in: full)
-                let rewritten = rule.regex.stringByReplacingMatches(in: full, range: range, withTemplate: redirect)
+                let rewritten = rule.regex.replacing(in: full, with: redirect)
                 if let u = UpstreamURL(rewritten) { out = u }
             } else if let (h, p) = UpstreamURL.splitHostPort(redirect, defaultPort: url.port) {
                 out.host = h
@@ -67,22 +65,8 @@ public struct ProxyRules {
         return Outcome(url: out, decision: decision, rule: rule.pattern)
     }
 
-    private static let blobMarker = Array("/blobs/sha256:".utf8)
-
     /// The mirror's default rule: blob GETs go to the cache, everything else (`/v2/`, manifests, tokens) through.
     public static func mirrorDefault(method: String, path: String) -> RouteDecision {
-        method == "GET" && path.utf8.containsSubsequence(blobMarker) ? .cache : .direct
-    }
-}
-
-extension String.UTF8View {
-    func containsSubsequence(_ needle: [UInt8]) -> Bool {
-        guard let first = needle.first, count >= needle.count else { return false }
-        var i = startIndex
-        while let hit = self[i...].firstIndex(of: first) {
-            if self[hit...].starts(with: needle) { return true }
-            i = index(after: hit)
-        }
-        return false
+        method == "GET" && RequestTarget(path).blobDigest != nil ? .cache : .direct
     }
 }

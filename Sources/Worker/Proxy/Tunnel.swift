@@ -33,7 +33,7 @@ final class Tunnel {
             switch r {
             case .failure(let e):
                 exchange.logFields.append(("error", .string("\(e)")))
-                exchange.respond(status: 502, body: "CONNECT \(e)\n")
+                exchange.respond(status: 502, body: "CONNECT \(e.upstream): \(e.detail)\n")
             case .success(let (sock, _)):
                 guard !exchange.isFinished else {
                     sock.close()

@@ -32,7 +32,7 @@ public enum ContainerdHosts {
     }
 
     public static func render(_ e: Entry, daemonHost: String, daemonPort: Int) -> String {
-        let mirror = "http://\(daemonHost.contains(":") ? "[\(daemonHost)]" : daemonHost):\(daemonPort)"
+        let mirror = "http://\(HostPort.format(daemonHost, daemonPort))"
         return """
         \(marker) (re-running it rewrites this file).
         server = "\(e.server)"

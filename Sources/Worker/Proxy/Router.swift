@@ -1,0 +1,72 @@
+import UV
+import TLS
+import HTTP
+import Config
+
+/// Every routing decision of the proxy port in one pure value, built from the config: which
+/// CONNECTs are hijacked and with which upstream trust, what the `proxies` rules do to a proxied
+/// request, and how a mirror request is routed (`direct`, `useProxies`, or blobs to the cache)
+/// and verified.
+public struct Router {
+    public let proxies: ProxyRules
+    let hijackHosts: [(pattern: Pattern, policy: TLSContexts.ClientPolicy)]
+    let mirrorMode: MirrorMode
+    let mirrorPolicy: TLSContexts.ClientPolicy
+
+    public enum MirrorMode: Equatable {
+        /// `registryMirror.direct`: nothing is cached.
+        case direct
+        /// `registryMirror.useProxies`: the `proxies` rules decide.
+        case useProxies
+        /// The default: blob GETs go to the cache, everything else straight through.
+        case blobsToCache
+    }
+
+    public init(_ config: DaemonConfig.Proxy) {
+        proxies = ProxyRules(config.proxies)
+        hijackHosts = (config.hijackHTTPS?.hosts ?? []).compactMap { h in
+            Pattern(h.regx).map { ($0, TLSContexts.ClientPolicy(insecure: h.insecure, certs: h.certs)) }
+        }
+        let m = config.registryMirror
+        mirrorMode = m.direct ? .direct : m.useProxies ? .useProxies : .blobsToCache
+        mirrorPolicy = TLSContexts.ClientPolicy(insecure: m.insecure, certs: m.certs)
+    }
+
+    /// The upstream trust policy of the first `hijackHTTPS.hosts` rule matching `host:port`; nil
+    /// means the CONNECT is tunnelled untouched.
+    public func hijackPolicy(for authority: String) -> TLSContexts.ClientPolicy? {
+        hijackHosts.first { $0.pattern.matches(authority) }?.policy
+    }
+
+    /// A proxied request (absolute URI, or inside a hijacked connection) through the `proxies` rules.
+    public func forward(method: String, url: UpstreamURL) -> ProxyRules.Outcome {
+        proxies.route(method: method, url: url)
+    }
+
+    public struct MirrorRoute: Equatable {
+        public var outcome: ProxyRules.Outcome
+        /// The registry's own trust settings while the request stays on it; a rule that sends it
+        /// elsewhere gets the standard verification.
+        public var policy: TLSContexts.ClientPolicy
+    }
+
+    /// A mirror request for origin-form `target` to the registry `base`: `ns` dropped, the base's
+    /// path prefix kept.
+    public func mirror(method: String, target: String, base: UpstreamURL) -> MirrorRoute {
+        var url = base
+        let prefix = base.target.hasSuffix("/") ? String(base.target.dropLast()) : base.target
+        url.target = prefix + MirrorUpstream.stripNamespace(target)
+        let outcome: ProxyRules.Outcome
+        switch mirrorMode {
+        case .direct:
+            outcome = .init(url: url, decision: .direct, rule: nil)
+        case .useProxies:
+            outcome = proxies.route(method: method, url: url)
+        case .blobsToCache:
+            let d = ProxyRules.mirrorDefault(method: method, path: url.target)
+            outcome = .init(url: url, decision: d, rule: d == .cache ? "blobs/sha256:" : nil)
+        }
+        let sameRegistry = outcome.url.host == base.host && outcome.url.port == base.port
+        return MirrorRoute(outcome: outcome, policy: sameRegistry ? mirrorPolicy : .standard)
+    }
+}
