@@ -10,7 +10,7 @@ final class Supervisor {
         let index: Int
         var process: ChildProcess?
         var startedMs: UInt64 = 0
-        var backoffMs: UInt64 = 0
+        var backoff = RestartBackoff()
         var restartTimer: LoopTimer?
         init(index: Int) { self.index = index }
     }
@@ -103,19 +103,18 @@ final class Supervisor {
         }
         Log.shared.warn("worker died: restarting", ["worker": slot.index, "workerPid": pid, "status": status, "signal": signal])
         // A worker that dies within a second of starting is crash-looping: back off up to 5 s.
-        let lived = EventLoop.nowMs - slot.startedMs
-        slot.backoffMs = lived < 1000 ? min(max(slot.backoffMs * 2, 100), 5000) : 0
+        _ = slot.backoff.exited(afterLivingMs: EventLoop.nowMs - slot.startedMs)
         scheduleRestart(slot)
     }
 
     private func scheduleRestart(_ slot: Slot) {
-        guard slot.backoffMs > 0 else {
+        guard slot.backoff.delayMs > 0 else {
             spawn(slot)
             return
         }
         let t = LoopTimer()
         slot.restartTimer = t
-        t.start(ms: slot.backoffMs) { [weak self] in self?.spawn(slot) }
+        t.start(ms: slot.backoff.delayMs) { [weak self] in self?.spawn(slot) }
     }
 
     /// Round robin over live workers; the master's copy of the socket is closed once it is sent.

@@ -67,65 +67,57 @@ final class CacheReader {
         pumping = true
         defer { pumping = false }
         while !done {
-            let state = task.state
-            if state == .failed || state == .uncached {
-                // Before the head: serve the client another way. After it: finish from the origin
-                // when caching merely stopped, abort when the content itself failed.
-                let (from, to, fallback, cont) = (pos, end, onFallback, onContinue)
-                let stopped = state == .uncached ? "caching stopped" : "task failed"
-                if !exchange.headSent {
-                    finish(error: "\(stopped) before the response")
-                    fallback?()
-                } else if state == .uncached {
-                    finish(error: "caching stopped: the rest comes from the origin")
-                    cont?(from, to)
-                } else {
-                    finish(error: "task failed")
-                    exchange.abort(reason: "cached task failed mid-stream")
-                }
+            let view = ReaderStep.Task(state: task.state, contentLength: task.contentLength,
+                                       readable: { [task] in task.readableBytes(from: $0, max: $1) })
+            let progress = ReaderStep.Progress(headSent: exchange.headSent, pos: pos, end: end, clientBlocked: exchange.isWriteBlocked)
+            switch ReaderStep.next(view, progress, range: range, chunk: CacheReader.chunk) {
+            case .fallback(let reason):
+                let fallback = onFallback
+                finish(error: "\(reason) before the response")
+                fallback?()
                 return
-            }
-            guard let length = task.contentLength else { return }
-            if !exchange.headSent {
-                guard let r = range.resolve(length: length) else {
-                    var h = HTTPHeaders()
-                    h.add("Content-Range", "bytes */\(length)")
-                    finish(error: nil)
-                    exchange.respond(status: 416, headers: h)
-                    return
-                }
+            case .continueFromOrigin:
+                let (from, to, cont) = (pos, end, onContinue)
+                finish(error: "caching stopped: the rest comes from the origin")
+                cont?(from, to)
+                return
+            case .abortFailed:
+                finish(error: "task failed")
+                exchange.abort(reason: "cached task failed mid-stream")
+                return
+            case .waitForLength, .waitForClient, .waitForTask:
+                return
+            case .unsatisfiable(let length):
+                var h = HTTPHeaders()
+                h.add("Content-Range", "bytes */\(length)")
+                finish(error: nil)
+                exchange.respond(status: 416, headers: h)
+                return
+            case .sendHead(let r):
                 (pos, end) = (r.lowerBound, r.upperBound)
                 exchange.sendHead(task.responseHead(partial: range == .whole ? nil : r, peerID: peerID), bodyLength: UInt64(end - pos))
-            }
-            if pos >= end {
+            case .finish:
                 finish(error: nil)
                 exchange.finish()
                 return
-            }
-            if exchange.isWriteBlocked { return }
-            // The last byte of a response waits for the task to be complete (its digest verified):
-            // a client never holds a whole body of unverified content.
-            let sendable = task.isComplete ? end : end - 1
-            let n = pos < sendable ? task.readableBytes(from: pos, max: Int(min(Int64(CacheReader.chunk), sendable - pos))) : 0
-            if n == 0 {
-                if task.isComplete {
-                    finish(error: "complete task missing bytes")
-                    exchange.abort(reason: "cache inconsistency")
+            case .inconsistent:
+                finish(error: "complete task missing bytes")
+                exchange.abort(reason: "cache inconsistency")
+                return
+            case .send(let n):
+                // Copied through the stream (pread, then libuv's write queue), TLS or not. sendfile(2) was
+                // measured here too: libuv cannot report writability of its own sockets, and probing it
+                // with a one-byte queued write halved hit throughput (1.1 vs 2.0 GB/s on loopback).
+                do {
+                    let got = try task.read(offset: pos, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n]))
+                    guard got == n else { throw SystemError(op: "short read", path: nil, errno: EIO) }
+                    exchange.sendBody(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+                    pos += Int64(n)
+                } catch {
+                    finish(error: "\(error)")
+                    exchange.abort(reason: "cache read failed: \(error)")
+                    return
                 }
-                return
-            }
-            // Copied through the stream (pread, then libuv's write queue), TLS or not. sendfile(2) was
-            // measured here too: libuv cannot report writability of its own sockets, and probing it
-            // with a one-byte queued write halved hit throughput (1.1 vs 2.0 GB/s on loopback).
-            do {
-                let got = try task.read(offset: pos, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n]))
-                guard got == n else { throw SystemError(op: "short read", path: nil, errno: EIO) }
-                exchange.sendBody(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
-                pos += Int64(n)
-            } catch {
-                finish(error: "\(error)")
-                exchange.abort(reason: "cache read failed: \(error)")
-                return
             }
         }
     }
