@@ -35,14 +35,14 @@ let package = Package(
         // Routing on the proxy port: forward proxy, tunnel, hijack, mirror.
         .target(name: "Proxy", dependencies: ["UV", "TLS", "HTTP", "Config", "Cache"], path: "Sources/Worker/Proxy", swiftSettings: mode),
         // The peer-exchange port.
-        .target(name: "Peer", dependencies: ["UV", "HTTP", "Config", "Cache"], path: "Sources/Worker/Peer", swiftSettings: mode),
+        .target(name: "Peer", dependencies: ["UV", "HTTP"], path: "Sources/Worker/Peer", swiftSettings: mode),
         // A worker process: composes the layers on one loop.
         .target(name: "Worker", dependencies: ["UV", "TLS", "HTTP", "Config", "Cache", "Proxy", "Peer"],
                 path: "Sources/Worker/Runtime", swiftSettings: mode),
         // The supervisor and the command line.
         .executableTarget(
             name: "Master",
-            dependencies: ["UV", "TLS", "HTTP", "Config", "Worker", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["UV", "TLS", "Config", "Worker", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: mode
         ),
         .testTarget(

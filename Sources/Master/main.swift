@@ -1,3 +1,7 @@
+// Module Master (the `dfget` executable): the command line and the supervisor that binds the
+// ports, spawns and restarts workers, and drains.
+// May import: UV, Config, Worker (and TLS for gen-ca), ArgumentParser.
+
 import ArgumentParser
 import Foundation
 import UV

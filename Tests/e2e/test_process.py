@@ -96,10 +96,11 @@ def test_sigterm_idle_exits_promptly(daemon_factory):
         assert chunk, got
         got += chunk
     assert got.startswith(b"HTTP/1.1 404")
-    t = time.monotonic()
     d.terminate()
+    # Held up by the idle connection, the exit would take the whole drainTimeout (20 s): half of it
+    # is a deadline that a loaded machine does not break and a held-up drain cannot meet.
     procs.wait_until(lambda: not d.proc.alive(), timeout=10, what="master exit")
-    assert d.proc.p.returncode == 0 and time.monotonic() - t < 5
+    assert d.proc.p.returncode == 0
     assert s.recv(1000) == b""
     s.close()
 

@@ -1,3 +1,7 @@
+// Module Cache: the piece cache every worker shares (storage facade, task keys, downloads into
+// pieces, readers, authorization confirmations, garbage collection).
+// May import: CUV (internally), UV, TLS, HTTP, Config.
+
 import Foundation
 import UV
 

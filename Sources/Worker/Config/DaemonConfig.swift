@@ -1,3 +1,6 @@
+// Module Config: dfget.yaml in three steps (parse, fill defaults, validate), errors with file:line: key.
+// May import: UV, HTTP (URL syntax), Yams.
+
 import UV
 
 /// The daemon's configuration, as `/etc/dragonfly/dfget.yaml` gives it, with the reference daemon's defaults.

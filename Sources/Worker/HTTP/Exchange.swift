@@ -1,3 +1,7 @@
+// Module HTTP: HTTP/1.1 on both sides: the parser, framing, server connections and exchanges,
+// request targets and upstream URLs, upstream connections, the pool, origin fetches, typed upstream errors.
+// May import: UV, TLS.
+
 import Foundation
 import UV
 
@@ -17,11 +21,10 @@ public final class Exchange {
     /// The client's socket drained after `isWriteBlocked` was true.
     public var onWritable: (() -> Void)?
 
-    public private(set) var headSent = false
-    public private(set) var isFinished = false
+    private var state = ResponseState.awaitingHead
+    public var headSent: Bool { state.headSent }
+    public var isFinished: Bool { state.isFinished }
     package var status = 0
-    private var chunked = false
-    private var closeDelimited = false
     private var bodyBytes: UInt64 = 0
     private(set) var bodyPaused = false
     private var bufferedBody: [UInt8] = []
@@ -87,27 +90,22 @@ public final class Exchange {
     /// Sends the status line and headers. `bodyLength` nil means unknown: chunked for HTTP/1.1
     /// clients, close-delimited for HTTP/1.0. Hop-by-hop framing headers are set here.
     public func sendHead(_ head: HTTPResponseHead, bodyLength: UInt64?) {
-        guard !headSent, !isFinished else { return }
-        headSent = true
+        let noBody = request.method == "HEAD" || head.status == 204 || head.status == 304 || head.status < 200
+        let writer = ResponseState.writer(bodyLength: bodyLength, hasBody: !noBody, clientMinor: request.minorVersion)
+        guard state.sendHead(writer) else { return }
         status = head.status
         var h = head
         h.minorVersion = 1
         h.headers.remove("Transfer-Encoding")
-        let noBody = request.method == "HEAD" || head.status == 204 || head.status == 304 || head.status < 200
         if let n = bodyLength {
             if !(request.method == "HEAD" && h.headers.contains("Content-Length")) && head.status != 204 && head.status != 304 {
                 h.headers.replace("Content-Length", String(n))
             }
         } else if !noBody {
             h.headers.remove("Content-Length")
-            if request.minorVersion >= 1 {
-                chunked = true
-                h.headers.add("Transfer-Encoding", "chunked")
-            } else {
-                closeDelimited = true
-            }
+            if writer == .chunked { h.headers.add("Transfer-Encoding", "chunked") }
         }
-        if !request.wantsKeepAlive || closeDelimited || connection.closeAfterResponse {
+        if !request.wantsKeepAlive || writer == .untilClose || connection.closeAfterResponse {
             h.headers.replace("Connection", "close")
         } else if request.minorVersion == 0 {
             h.headers.replace("Connection", "keep-alive")
@@ -116,9 +114,9 @@ public final class Exchange {
     }
 
     public func sendBody(_ b: UnsafeRawBufferPointer) {
-        guard headSent, !isFinished, b.count > 0, request.method != "HEAD" else { return }
+        guard case .body(let writer) = state, b.count > 0, request.method != "HEAD" else { return }
         bodyBytes += UInt64(b.count)
-        if chunked {
+        if writer == .chunked {
             ChunkedEncoder.write(b, to: connection.socket)
         } else {
             connection.write(b)
@@ -131,12 +129,11 @@ public final class Exchange {
 
     /// The response is complete. The connection is reused when both sides allow it.
     public func finish() {
-        guard headSent, !isFinished else { return }
-        isFinished = true
-        if chunked { connection.write(ChunkedEncoder.last) }
+        guard let writer = state.finish() else { return }
+        if writer == .chunked { connection.write(ChunkedEncoder.last) }
         logAccess(bytes: bodyBytes)
         clearCallbacks()
-        connection.finished(self, reusable: !closeDelimited && requestBodyComplete)
+        connection.finished(self, reusable: writer != .untilClose && requestBodyComplete)
     }
 
     /// A complete small response.
@@ -154,8 +151,7 @@ public final class Exchange {
     /// Ends the exchange without a clean end (the upstream failed mid-body): the client must not
     /// mistake a truncated body for a complete one, so the connection is dropped.
     public func abort(reason: String) {
-        guard !isFinished else { return }
-        isFinished = true
+        guard state.end() else { return }
         logFields.append(("error", .string(reason)))
         logAccess(bytes: bodyBytes)
         clearCallbacks()
@@ -163,8 +159,7 @@ public final class Exchange {
     }
 
     func connectionAborted() {
-        guard !isFinished else { return }
-        isFinished = true
+        guard state.end() else { return }
         logFields.append(("error", .string("client connection closed")))
         logAccess(bytes: bodyBytes)
         let cb = onAbort
@@ -181,7 +176,7 @@ public final class Exchange {
 
     /// Takes the client's socket for a CONNECT tunnel, with any bytes it already sent.
     public func detachForTunnel() -> (ByteStream, [UInt8]) {
-        isFinished = true
+        _ = state.end()
         clearCallbacks()
         return connection.detachForTunnel()
     }
@@ -195,6 +190,6 @@ public final class Exchange {
         ]
         f.append(contentsOf: logFields)
         Log.shared.access(f)
-        if !isFinished { isFinished = true }
+        _ = state.end()
     }
 }

@@ -11,9 +11,9 @@ package final class UpstreamConnection {
     private var head: HTTPResponseHead?
     private var decoder = BodyDecoder(.none)
     private var requestChunked = false
-    private(set) var responseStarted = false
-    private(set) var broken = false
+    private var state = UpstreamState.idle
     private var keepAlive = true
+    var responseStarted: Bool { state.responseStarted }
 
     var onHead: ((HTTPResponseHead, BodyFraming) -> Void)?
     var onBody: ((UnsafeRawBufferPointer) -> Void)?
@@ -54,7 +54,7 @@ package final class UpstreamConnection {
         method = request.method
         head = nil
         inbuf.removeAll(keepingCapacity: true)
-        responseStarted = false
+        state = .awaitingHead
         keepAlive = true
         requestChunked = bodyFraming == .chunked
         socket.onWriteError = { [weak self] e in guard let self else { return }
@@ -84,7 +84,7 @@ package final class UpstreamConnection {
 
     func resumeReading() {
         socket.resumeReading()
-        if !broken && (head == nil || !decoder.isDone) { armIdle() }
+        if state.expectsData { armIdle() }
     }
 
     private func onRead(_ ev: ReadEvent) {
@@ -128,13 +128,11 @@ package final class UpstreamConnection {
                     return
                 }
                 head = h
-                responseStarted = true
+                state = .body
                 decoder = BodyDecoder(framing)
-                keepAlive = h.minorVersion >= 1 ? !h.headers.tokens("Connection").contains("close")
-                                                : h.headers.tokens("Connection").contains("keep-alive")
-                if framing == .untilClose { keepAlive = false }
+                keepAlive = UpstreamState.keepAlive(h, framing: framing)
                 onHead?(h, framing)
-                guard !broken else { return }
+                guard !state.isBroken else { return }
                 let rest = inbuf
                 inbuf = []
                 if decoder.isDone { complete() } else if !rest.isEmpty { rest.withUnsafeBytes { feed($0) } }
@@ -156,17 +154,17 @@ package final class UpstreamConnection {
 
     private func complete() {
         disarmIdle()
+        if !state.isBroken { state = .idle }
         let end = onEnd
         clearCallbacks()
         end?()
     }
 
     /// Whether the connection can serve another request.
-    var isReusable: Bool { keepAlive && !broken && !socket.isClosing && decoder.isDone }
+    var isReusable: Bool { keepAlive && state == .idle && !socket.isClosing }
 
     private func fail(_ reason: UpstreamError) {
-        guard !broken else { return }
-        broken = true
+        guard state.fail() else { return }
         idleTimer?.close()
         idleTimer = nil
         let cb = onError
@@ -192,7 +190,7 @@ package final class UpstreamConnection {
     }
 
     func close() {
-        broken = true
+        _ = state.fail()
         idleTimer?.close()
         idleTimer = nil
         clearCallbacks()

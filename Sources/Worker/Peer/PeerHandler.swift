@@ -1,3 +1,6 @@
+// Module Peer: the peer-exchange port.
+// May import: UV, HTTP (and Config, Cache as the exchange grows).
+
 import HTTP
 
 /// The peer-exchange port. For now it answers health checks; piece exchange between hosts comes here.

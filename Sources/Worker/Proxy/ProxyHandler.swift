@@ -1,3 +1,7 @@
+// Module Proxy: routing on the proxy port (forward proxy, CONNECT tunnels, hijack, registry mirror)
+// and the pure routing decisions behind it.
+// May import: UV, TLS, HTTP, Config, Cache.
+
 import Foundation
 import UV
 import TLS

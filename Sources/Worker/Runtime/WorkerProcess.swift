@@ -1,3 +1,7 @@
+// Module Worker: one worker process, composing the layers on one loop; its entry point; what the
+// master and workers agree on (socket handoff tags, the config in the environment).
+// May import: every module above it (UV, TLS, HTTP, Config, Cache, Proxy, Peer).
+
 import Foundation
 import UV
 import TLS

@@ -1,3 +1,7 @@
+// Module TLS: OpenSSL without I/O (the engine), TLS streams over UV sockets, trust policies and
+// contexts, PEM loading, the certificates the daemon makes, the hijack CA and the TLS listener.
+// May import: CUV (internally), UV.
+
 internal import CUV
 import UV
 

@@ -9,7 +9,7 @@ public final class TLSStream: ByteStream {
     private var onRead: ((ReadEvent) -> Void)?
     private var reading = false
     private var pumping = false
-    private var eofSeen = false
+    private var state = TLSStreamState.idle
     private var handshakeDone: ((TLSError?) -> Void)?
     private var handshakeTimer: LoopTimer?
     public var onClose: (() -> Void)?
@@ -45,6 +45,7 @@ public final class TLSStream: ByteStream {
 
     /// Runs the handshake; `initial` are bytes the peer already sent (after a CONNECT head).
     package func handshake(initial: [UInt8] = [], _ done: @escaping (TLSError?) -> Void) {
+        state = .handshaking
         handshakeDone = done
         let t = LoopTimer()
         handshakeTimer = t
@@ -68,7 +69,8 @@ public final class TLSStream: ByteStream {
     }
 
     private func finishHandshake(_ error: TLSError?) {
-        guard let done = handshakeDone else { return }
+        guard state.isHandshaking, let done = handshakeDone else { return }
+        state = error == nil ? .open(peerClosed: false) : .failed
         handshakeDone = nil
         handshakeTimer?.close()
         handshakeTimer = nil
@@ -80,12 +82,16 @@ public final class TLSStream: ByteStream {
         switch ev {
         case .data(let b):
             engine.feed(b)
-            if handshakeDone != nil { stepHandshake() } else { pump() }
+            if state.isHandshaking { stepHandshake() } else { pump() }
         case .eof:
-            eofSeen = true
-            if handshakeDone != nil { finishHandshake(.closed) } else { pump() }
+            if state.isHandshaking {
+                finishHandshake(.closed)
+            } else {
+                state = .open(peerClosed: true)
+                pump()
+            }
         case .error(let e):
-            if handshakeDone != nil {
+            if state.isHandshaking {
                 finishHandshake(.handshake("\(e)"))
             } else {
                 reading = false
@@ -100,25 +106,22 @@ public final class TLSStream: ByteStream {
         pumping = true
         defer { pumping = false }
         while reading && !tcp.isClosing {
-            switch engine.read(into: plain) {
-            case .data(let n):
+            switch TLSStreamState.readAction(engine.read(into: plain), peerClosed: state == .open(peerClosed: true)) {
+            case .deliver(let n):
                 if !sessionSaved, let key = sessionKey {
                     sessionSaved = true
                     TLSContexts.saveSession(engine, key: key)
                 }
                 onRead?(.data(UnsafeRawBufferPointer(rebasing: plain[0..<n])))
-            case .needMore:
+            case .waitForCiphertext:
                 flush()
-                if eofSeen {
-                    reading = false
-                    onRead?(.eof)
-                }
                 return
-            case .closed:
+            case .endOfStream:
+                flush()
                 reading = false
                 onRead?(.eof)
                 return
-            case .failed(let e):
+            case .fail(let e):
                 reading = false
                 onRead?(.error(e))
                 return
@@ -133,10 +136,10 @@ public final class TLSStream: ByteStream {
     }
 
     public func resumeReading() {
-        guard !reading, !tcp.isClosing, onRead != nil, handshakeDone == nil else { return }
+        guard !reading, !tcp.isClosing, onRead != nil, case .open(let peerClosed) = state else { return }
         reading = true
         pump()
-        if reading && !eofSeen { tcp.resumeReading() }
+        if reading && !peerClosed { tcp.resumeReading() }
     }
 
     public func stopReading() {

@@ -1,3 +1,7 @@
+// Module UV: the libuv runtime (the loop and what it owns, handles, streams, TCP, pipes, timers,
+// signals, child processes, DNS, file watches), the syscall helper and the JSON-lines log.
+// May import: CUV (internally), Foundation. Nothing of this package.
+
 internal import CUV
 import Foundation
 
