@@ -45,9 +45,14 @@ let package = Package(
             dependencies: ["UV", "TLS", "Config", "Worker", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: mode
         ),
+        // Fuzz targets over every parser that meets the network or the config (scripts/fuzz.sh), and
+        // the driver: libFuzzer's in a fuzz build, a corpus replayer in a plain one.
+        .target(name: "FuzzTargets", dependencies: ["UV", "HTTP", "Config", "Cache", "Proxy"], path: "Tests/Fuzz/Targets",
+                swiftSettings: mode),
+        .executableTarget(name: "dfget-fuzz", dependencies: ["FuzzTargets"], path: "Tests/Fuzz/Main"),
         .testTarget(
             name: "WorkerTests",
-            dependencies: ["UV", "TLS", "HTTP", "Config", "Cache", "Proxy", "Peer", "Worker"],
+            dependencies: ["UV", "TLS", "HTTP", "Config", "Cache", "Proxy", "Peer", "Worker", "FuzzTargets"],
             swiftSettings: mode
         ),
     ]

@@ -16,11 +16,17 @@ public enum ByteRange: Equatable {
         if spec.contains(",") { return .multiple }
         let parts = spec.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false).map { $0.trimmingSpaces() }
         guard parts.count == 2 else { return .whole }
-        let a = parts[0].isEmpty ? nil : Int64(parts[0])
-        let b = parts[1].isEmpty ? nil : Int64(parts[1])
+        let a = parts[0].isEmpty ? nil : ByteRange.position(parts[0])
+        let b = parts[1].isEmpty ? nil : ByteRange.position(parts[1])
         if (!parts[0].isEmpty && a == nil) || (!parts[1].isEmpty && b == nil) || (a == nil && b == nil) { return .whole }
         if let a, let b, b < a { return .whole }
         return .single(first: a, last: b)
+    }
+
+    /// A byte position: digits only (no sign, no spaces inside); one too large for Int64 is not a position.
+    static func position(_ s: String) -> Int64? {
+        guard !s.isEmpty, s.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+        return Int64(s)
     }
 
     /// The bytes `[start, end)` to send for content of `length`, or nil when unsatisfiable (416).
@@ -30,7 +36,8 @@ public enum ByteRange: Equatable {
         case .multiple: return nil
         case .single(let a?, let b):
             guard a < length else { return nil }
-            return a..<min((b ?? length - 1) + 1, length)
+            // `last` may be anything up to Int64.max: clamp before adding one.
+            return a..<(min(b ?? length - 1, length - 1) + 1)
         case .single(nil, let n?):
             guard n > 0, length > 0 else { return nil }
             return max(0, length - n)..<length

@@ -31,13 +31,18 @@ final class CacheDownload {
     func start() {
         CacheDownload.active[task.key.id] = self
         fetch.onHead = { [self] h, framing in
-            guard h.status == 200, case .length(let n) = framing else {
+            guard h.status == 200, case .length(let declared) = framing else {
                 giveUp("origin answered \(h.status)\(h.status == 200 ? " without a length" : "")")
+                return
+            }
+            // A length the cache cannot hold (beyond Int64, or more pieces than a task has) is an origin error.
+            guard let n = Int64(exactly: declared), n <= task.maxContentLength else {
+                giveUp("origin announced \(declared) bytes, more than a task can hold")
                 return
             }
             let digest = h.headers["Docker-Content-Digest"] ?? task.key.expectedDigest ?? ""
             do {
-                try task.describe(contentLength: Int64(n), contentType: h.headers["Content-Type"] ?? "application/octet-stream",
+                try task.describe(contentLength: n, contentType: h.headers["Content-Type"] ?? "application/octet-stream",
                                   digestHeader: digest)
                 if n == 0 { complete() }
             } catch {

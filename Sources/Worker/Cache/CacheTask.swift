@@ -81,10 +81,13 @@ public final class CacheTask {
         return true
     }
 
+    /// The most a task can hold: as many full pieces as its bitmap has bits.
+    public var maxContentLength: Int64 { Int64(TaskMeta.maxPieces) * Int64(max(1, meta.pieceSize)) }
+
     /// The origin's response head: the length decides the pieces.
     public func describe(contentLength: Int64, contentType: String, digestHeader: String) throws {
         precondition(isDownloader)
-        guard (contentLength + Int64(meta.pieceSize) - 1) / Int64(meta.pieceSize) <= Int64(TaskMeta.maxPieces) else {
+        guard contentLength >= 0, contentLength <= maxContentLength else {
             throw SystemError(op: "describe", path: dataPath, errno: EFBIG)
         }
         try syscall("ftruncate", path: dataPath) { ftruncate(dataFD, off_t(contentLength)) }

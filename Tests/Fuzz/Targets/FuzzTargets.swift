@@ -1,0 +1,115 @@
+import Foundation
+import UV
+import HTTP
+import Config
+import Cache
+import Proxy
+
+/// libFuzzer targets over every parser that meets the network or the user's config. Each target
+/// takes arbitrary bytes and must neither trap nor hang; `scripts/fuzz.sh TARGET SECONDS` runs one
+/// under libFuzzer, and the unit tests replay the committed corpus and every crash found so far.
+public enum FuzzTarget: String, CaseIterable, Sendable {
+    case head, response, chunked, range, url, mirror, config
+
+    public func run(_ data: UnsafeRawBufferPointer) {
+        switch self {
+        case .head: FuzzTarget.head(data)
+        case .response: FuzzTarget.response(data)
+        case .chunked: FuzzTarget.chunked(data)
+        case .range: FuzzTarget.range(String(decoding: data, as: UTF8.self))
+        case .url: FuzzTarget.url(String(decoding: data, as: UTF8.self))
+        case .mirror: FuzzTarget.mirror(data)
+        case .config: FuzzTarget.config(String(decoding: data, as: UTF8.self))
+        }
+    }
+
+    /// A request head, then everything the daemon derives from one: framing, target, URL, range, upstream choice.
+    static func head(_ data: UnsafeRawBufferPointer) {
+        guard case .complete(let h, let consumed) = HeadParser.parseRequest(data) else { return }
+        precondition(consumed <= data.count)
+        _ = try? Framing.request(h)
+        let t = RequestTarget(h.target)
+        _ = (t.blobDigest, t.repository, t.value(of: "ns"), t.removing(["ns"]).description)
+        _ = UpstreamURL(h.target)
+        range(h.headers["Range"] ?? "")
+        _ = MirrorUpstream.choose(dynamic: true, header: h.headers["X-Dragonfly-Registry"], target: h.target,
+                                  configured: UpstreamURL("http://127.0.0.1:5000"))
+        _ = h.serialized()
+    }
+
+    static func response(_ data: UnsafeRawBufferPointer) {
+        guard case .complete(let h, let consumed) = HeadParser.parseResponse(data) else { return }
+        precondition(consumed <= data.count)
+        for method in ["GET", "HEAD", "CONNECT"] { _ = try? Framing.response(h, requestMethod: method) }
+        _ = h.serialized()
+    }
+
+    /// A chunked body fed in two parts, split where the first byte says.
+    static func chunked(_ data: UnsafeRawBufferPointer) {
+        guard let first = data.first else { return }
+        let body = UnsafeRawBufferPointer(rebasing: data[1...])
+        let split = body.isEmpty ? 0 : Int(first) % (body.count + 1)
+        var d = BodyDecoder(.chunked)
+        var emitted = 0
+        do {
+            var used = try d.decode(UnsafeRawBufferPointer(rebasing: body[..<split])) { emitted += $0.count }
+            if used == split && !d.isDone {
+                used += try d.decode(UnsafeRawBufferPointer(rebasing: body[split...])) { emitted += $0.count }
+            }
+            precondition(used <= body.count && emitted <= body.count)
+        } catch {}
+        _ = d.finishAtEOF()
+    }
+
+    static func range(_ s: String) {
+        let r = ByteRange.parse(s)
+        for length: Int64 in [0, 1, 4096, 1 << 40, Int64.max] {
+            guard let got = r.resolve(length: length) else { continue }
+            precondition(got.lowerBound >= 0 && got.upperBound <= length)
+        }
+    }
+
+    static func url(_ s: String) {
+        if let u = UpstreamURL(s) {
+            _ = (u.authority, u.description, RequestTarget(u.target).blobDigest)
+            precondition(u.target.hasPrefix("/"))
+        }
+        _ = UpstreamURL.splitHostPort(s, defaultPort: 443)
+        _ = MirrorUpstream.registryURL(namespace: s)
+        let t = RequestTarget(s)
+        _ = (t.blobDigest, t.repository, t.value(of: "ns"), t.removing(["ns", "x"]).description)
+    }
+
+    /// The mirror's upstream choice: header value and target split where the first byte says.
+    static func mirror(_ data: UnsafeRawBufferPointer) {
+        guard let first = data.first else { return }
+        let rest = Array(data.dropFirst())
+        let split = Int(first) % (rest.count + 1)
+        let header = String(decoding: rest[..<split], as: UTF8.self)
+        let target = "/" + String(decoding: rest[split...], as: UTF8.self)
+        for dynamic in [true, false] {
+            _ = MirrorUpstream.choose(dynamic: dynamic, header: header, target: target, configured: UpstreamURL("http://127.0.0.1:5000"))
+            _ = MirrorUpstream.choose(dynamic: dynamic, header: nil, target: target, configured: nil)
+        }
+    }
+
+    static func config(_ text: String) {
+        _ = try? ConfigLoader.load(text: text, file: "fuzz.yaml")
+    }
+
+    /// The target libFuzzer runs: `DFGET_FUZZ_TARGET` names it.
+    static let selected: FuzzTarget = {
+        let name = ProcessInfo.processInfo.environment["DFGET_FUZZ_TARGET"] ?? ""
+        guard let t = FuzzTarget(rawValue: name) else {
+            FileHandle.standardError.write(Data("DFGET_FUZZ_TARGET must be one of: \(allCases.map(\.rawValue).joined(separator: ", "))\n".utf8))
+            exit(2)
+        }
+        return t
+    }()
+}
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    FuzzTarget.selected.run(UnsafeRawBufferPointer(start: data, count: size))
+    return 0
+}
