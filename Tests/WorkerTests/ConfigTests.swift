@@ -210,4 +210,17 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(l.config.proxy?.tcpListen.ports, 65001...65001)
         XCTAssertEqual(l.warnings, [])
     }
+
+    func testWhiteListIsCheckedAndAnOpenListenerIsWarned() throws {
+        let open = try load(Self.seedProxy).warnings
+        XCTAssertTrue(open.contains { $0.keyPath == "proxy.tcpListen" && $0.message.contains("open to anyone") }, "\(open)")
+        let listed = try load(Self.seedProxy + "\n  whiteList:\n    - host: registry.test\n      ports: ['443']\n")
+        XCTAssertFalse(listed.warnings.contains { $0.keyPath == "proxy.tcpListen" }, "\(listed.warnings)")
+        XCTAssertEqual(listed.config.proxy?.whiteList.first?.ports, ["443"])
+        XCTAssertEqual(error("proxy:\n  tcpListen:\n    port: 1\n  whiteList:\n    - ports: ['443']\n")?.message, "needs host or regx")
+        let badPort = error("proxy:\n  tcpListen:\n    port: 1\n  whiteList:\n    - host: a\n      ports: ['https']\n")
+        XCTAssertEqual(badPort?.keyPath, "proxy.whiteList[0].ports")
+        XCTAssertEqual(badPort?.line, 6)
+        XCTAssertEqual(error("proxy:\n  tcpListen:\n    port: 1\n  whiteList:\n    - regx: '('\n")?.keyPath, "proxy.whiteList[0].regx")
+    }
 }

@@ -164,7 +164,19 @@ public enum ConfigLoader {
             x.hijackHTTPS = hj
         }
         x.whiteList = try p.list("whiteList") { r in
-            DaemonConfig.WhiteListEntry(host: try r.string("host"), regx: try r.string("regx"), ports: try r.strings("ports") ?? [])
+            let host = try r.string("host")
+            let regx = try r.string("regx")
+            guard host != nil || regx != nil else { throw r.ctx.error(r.node, r.path, "needs host or regx") }
+            if let regx {
+                do { _ = try NSRegularExpression(pattern: regx) } catch {
+                    throw r.ctx.error(r.value("regx"), r.sub("regx"), "invalid regular expression \"\(regx)\"")
+                }
+            }
+            let ports = try r.strings("ports") ?? []
+            for port in ports where Int(port).map({ !(1...65535).contains($0) }) ?? true {
+                throw r.ctx.error(r.value("ports"), r.sub("ports"), "\"\(port)\" is not a port (1-65535)")
+            }
+            return DaemonConfig.WhiteListEntry(host: host, regx: regx, ports: ports)
         } ?? []
         if let b = try p.mapping("basicAuth") {
             let u = try b.string("username") ?? ""
@@ -224,13 +236,18 @@ public enum ConfigLoader {
             (["download"], "rate limits are not built yet"),
             (["upload", "rateLimit"], "rate limits are not built yet"),
             (["health"], "the health listener is not built yet"),
-            (["proxy", "whiteList"], "the white list is not built yet: all targets are allowed"),
             (["proxy", "maxConcurrency"], "maxConcurrency is not built yet"),
         ]
         for (path, msg) in notYet {
             if let n = at(path) { ctx.warn(n, path.joined(separator: "."), msg) }
         }
         if let p = c.proxy {
+            let listen = p.tcpListen.listen
+            let loopback = listen.hasPrefix("127.") || listen == "::1" || listen == "localhost"
+            if !loopback && p.whiteList.isEmpty && p.basicAuth == nil {
+                ctx.warn(at(["proxy", "tcpListen"]), "proxy.tcpListen",
+                         "listening on \(listen) with neither whiteList nor basicAuth: the proxy is open to anyone who can reach it")
+            }
             if !p.confirmAuthorization {
                 ctx.warn(at(["proxy", "confirmAuthorization"]), "proxy.confirmAuthorization",
                          "cached blobs are served without asking their registry: only for fully trusted setups")

@@ -160,6 +160,11 @@ package final class OriginFetch {
     }
 
     private func follow(_ next: UpstreamURL, status: Int) {
+        // TLS does not end at a redirect: what came over https never continues in the clear.
+        if url.scheme == "https" && next.scheme == "http" {
+            fail(.forbidden(next.authority, reason: "redirect from https to http"))
+            return
+        }
         redirectsLeft -= 1
         var headers = clientHeaders
         if next.host.lowercased() != origin.host || next.port != origin.port {

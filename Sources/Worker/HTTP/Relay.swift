@@ -18,6 +18,6 @@ extension Exchange {
     package func failUpstream(_ error: UpstreamError) {
         let reason = error.description
         logFields.append(("error", .string(reason)))
-        if headSent { abort(reason: reason) } else { respond(status: 502, body: reason + "\n") }
+        if headSent { abort(reason: reason) } else { respond(status: error.status, body: reason + "\n") }
     }
 }

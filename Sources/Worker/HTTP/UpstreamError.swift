@@ -19,13 +19,15 @@ public enum UpstreamError: Error, Equatable, CustomStringConvertible {
     case malformedBody(String)
     /// A pooled connection closed or spoke while idle (never reaches a client).
     case idleClosed(String)
+    /// The destination policy refuses this target (403, and no connection is made).
+    case forbidden(String, reason: String)
 
     /// The upstream's `host:port`.
     public var upstream: String {
         switch self {
         case .unresolvable(let u, _), .unreachable(let u, _), .tls(let u, _), .silent(let u, _), .closedBeforeResponse(let u),
              .closedMidBody(let u), .readFailed(let u, _), .writeFailed(let u, _), .malformedHead(let u, _), .headTooLarge(let u),
-             .malformedFraming(let u), .malformedBody(let u), .idleClosed(let u):
+             .malformedFraming(let u), .malformedBody(let u), .idleClosed(let u), .forbidden(let u, _):
             return u
         }
     }
@@ -46,8 +48,13 @@ public enum UpstreamError: Error, Equatable, CustomStringConvertible {
         case .malformedFraming: return "malformed response framing"
         case .malformedBody: return "malformed response body"
         case .idleClosed: return "idle connection closed"
+        case .forbidden(_, let r): return "refused: \(r)"
         }
     }
 
     public var description: String { "upstream \(upstream): \(detail)" }
+
+    /// The status a client gets for it before any byte of a response: 403 for a refused
+    /// destination, 502 for everything the upstream did.
+    public var status: Int { if case .forbidden = self { return 403 } else { return 502 } }
 }

@@ -4,7 +4,10 @@ import TLS
 /// Dials origins (async DNS, each address in turn, bounded by a timeout) and keeps idle keep-alive
 /// connections per `host:port` for reuse.
 package final class UpstreamPool {
-    package init() {}
+    /// Checked on every address before connecting.
+    package let destinations: DestinationGuard
+
+    package init(destinations: DestinationGuard = .open) { self.destinations = destinations }
     private var idle: [String: [(conn: UpstreamConnection, timer: LoopTimer)]] = [:]
 
     /// Connections are shared only between requests with the same scheme, origin and trust policy.
@@ -32,7 +35,7 @@ package final class UpstreamPool {
     /// A new connection: TCP, then TLS for https (verified unless the policy says insecure).
     func connect(_ url: UpstreamURL, policy: TLSContexts.ClientPolicy, _ cb: @escaping (Result<UpstreamConnection, UpstreamError>) -> Void) {
         let key = UpstreamPool.key(url, policy)
-        Dialer.dial(host: url.host, port: url.port) { r in
+        Dialer.dial(host: url.host, port: url.port, guard: destinations) { r in
             switch r {
             case .failure(let e):
                 cb(.failure(e))
@@ -85,14 +88,22 @@ package final class UpstreamPool {
 
 /// Connects a TCP socket to `host:port`.
 public enum Dialer {
-    public static func dial(host: String, port: Int, _ cb: @escaping (Result<(TCP, String), UpstreamError>) -> Void) {
+    /// Only addresses the guard allows are tried; when it allows none, nothing is connected.
+    public static func dial(host: String, port: Int, guard destinations: DestinationGuard,
+                            _ cb: @escaping (Result<(TCP, String), UpstreamError>) -> Void) {
         let name = HostPort.format(host, port)
         DNS.resolve(host: host, port: port) { r in
             switch r {
             case .failure(let e):
                 cb(.failure(.unresolvable(name, reason: "\(e)")))
             case .success(let addrs):
-                tryNext(addrs[...], name: name, lastError: "no address", cb)
+                let refusals = addrs.compactMap { destinations.refusal($0) }
+                let allowed = addrs.filter { destinations.refusal($0) == nil }
+                if allowed.isEmpty, let why = refusals.first {
+                    cb(.failure(.forbidden(name, reason: why)))
+                    return
+                }
+                tryNext(allowed[...], name: name, lastError: "no address", cb)
             }
         }
     }

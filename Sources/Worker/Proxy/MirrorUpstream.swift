@@ -12,10 +12,10 @@ public enum MirrorUpstream {
 
     public static func choose(dynamic: Bool, header: String?, target: String, configured: UpstreamURL?) -> Choice {
         if dynamic, let header {
-            guard let u = UpstreamURL(header.trimmingSpaces()), u.target == "/" else { return .badHeader(header) }
+            guard let u = registryOrigin(header.trimmingSpaces()) else { return .badHeader(header) }
             return .upstream(u, source: "header")
         }
-        if dynamic, let ns = namespace(target), let u = registryURL(namespace: ns) {
+        if dynamic, let ns = namespace(target), let u = registryURL(namespace: ns, configured: configured) {
             return .upstream(u, source: "ns")
         }
         if let configured { return .upstream(configured, source: "config") }
@@ -29,9 +29,41 @@ public enum MirrorUpstream {
     public static func stripNamespace(_ target: String) -> String { RequestTarget(target).removing(["ns"]).description }
 
     /// The registry endpoint of a containerd namespace (`docker.io` is Docker Hub's registry host).
-    public static func registryURL(namespace ns: String) -> UpstreamURL? {
+    /// The namespace of the configured registry itself keeps that URL's scheme: containerd names a
+    /// local plain-HTTP registry `127.0.0.1:5000` just like an HTTPS one.
+    public static func registryURL(namespace ns: String, configured: UpstreamURL? = nil) -> UpstreamURL? {
         if ns == "docker.io" { return UpstreamURL("https://registry-1.docker.io") }
-        guard !ns.contains("/"), UpstreamURL.splitHostPort(ns, defaultPort: 443) != nil else { return nil }
+        guard !ns.contains("/"), !ns.contains("@"), let (host, port) = UpstreamURL.splitHostPort(ns, defaultPort: 443) else { return nil }
+        if let c = configured, c.host.lowercased() == host.lowercased(),
+           c.port == port || (!ns.hasSuffix(":\(port)") && c.isDefaultPort) {
+            return UpstreamURL(scheme: c.scheme, host: c.host, port: c.port, target: "/")
+        }
         return UpstreamURL("https://\(ns)")
+    }
+
+    /// An `X-Dragonfly-Registry` value: `http://` or `https://`, then `host[:port]`, then at most
+    /// `/`. No user info, path, query or fragment: the header names a registry, nothing more.
+    public static func registryOrigin(_ value: String) -> UpstreamURL? {
+        guard let u = UpstreamURL(value), u.target == "/" else { return nil }
+        let rest = value.dropFirst(u.scheme.count + 3)
+        let authority = rest.hasSuffix("/") ? rest.dropLast() : rest
+        guard !authority.isEmpty, !authority.contains(where: { "/?#@\\".contains($0) }) else { return nil }
+        return u
+    }
+
+    public enum Admission: Equatable {
+        case pull
+        case methodNotAllowed
+        case notRegistryAPI
+    }
+
+    /// A pull-only mirror: `GET` and `HEAD` of the registry API (`/v2/...`), nothing else.
+    public static func admit(method: String, target: String) -> Admission {
+        guard method == "GET" || method == "HEAD" else { return .methodNotAllowed }
+        let path = RequestTarget(target).path
+        guard path == "/v2" || path.hasPrefix("/v2/") else { return .notRegistryAPI }
+        // `..` segments could climb out of /v2/ at the origin.
+        guard !path.split(separator: "/").contains(where: { $0 == ".." || $0 == "." }) else { return .notRegistryAPI }
+        return .pull
     }
 }

@@ -14,39 +14,52 @@ import Cache
 public final class ProxyHandler {
     let config: DaemonConfig.Proxy
     let router: Router
-    package let pool = UpstreamPool()
+    let whiteList: WhiteList
+    package let pool: UpstreamPool
     /// Nil when the daemon runs without a cache (it could not be opened).
     package var cache: CacheService?
     let mirrorURL: UpstreamURL?
 
-    public init(config: DaemonConfig.Proxy) {
+    public init(config: DaemonConfig.Proxy, destinations: DestinationGuard) {
         self.config = config
         router = Router(config)
+        whiteList = WhiteList(config.whiteList)
+        pool = UpstreamPool(destinations: destinations)
         mirrorURL = config.registryMirror.url.flatMap(UpstreamURL.init)
     }
 
     public func handle(_ ex: Exchange) {
         let target = ex.request.target
+        // basicAuth guards every request form, the mirror's included.
+        guard authorized(ex) else { return }
         if ex.request.method == "CONNECT" {
-            guard authorized(ex) else { return }
+            guard let (host, port) = Tunnel.target(ex, target), allowed(ex, host: host, port: port) else { return }
             if HijackAuthority.shared != nil, let policy = router.hijackPolicy(for: target) {
                 Hijack.open(ex, authority: target) { [weak self] inner, host, port in
                     self?.hijacked(inner, host: host, port: port, policy: policy)
                 }
             } else {
-                Tunnel.open(ex, authority: target)
+                Tunnel.open(ex, authority: target, guard: pool.destinations)
             }
         } else if target.hasPrefix("/") {
             mirror(ex)
         } else if let url = UpstreamURL(target) {
-            guard authorized(ex) else { return }
+            guard allowed(ex, host: url.host, port: url.port) else { return }
             forwardProxy(ex, url: url)
         } else {
             ex.respond(status: 400, body: "unsupported request target\n")
         }
     }
 
-    /// `proxy.basicAuth`: proxy requests need matching `Proxy-Authorization`, else 407.
+    /// `proxy.whiteList`: a target it does not list gets 403, before any connection.
+    private func allowed(_ ex: Exchange, host: String, port: Int) -> Bool {
+        if whiteList.allows(host: host, port: port) { return true }
+        ex.logFields.append(("error", .string("not in whiteList")))
+        ex.respond(status: 403, body: "\(HostPort.format(host, port)) is not in proxy.whiteList\n")
+        return false
+    }
+
+    /// `proxy.basicAuth`: every request needs matching `Proxy-Authorization`, else 407.
     private func authorized(_ ex: Exchange) -> Bool {
         guard let (user, pass) = config.basicAuth else { return true }
         let expected = "Basic " + Data("\(user):\(pass)".utf8).base64EncodedString()
@@ -104,6 +117,19 @@ public final class ProxyHandler {
             ex.respond(status: 404, body: "registry mirror feature is disabled\n")
             return
         }
+        // A pull-only registry mirror: nothing else is ever sent upstream.
+        switch MirrorUpstream.admit(method: ex.request.method, target: ex.request.target) {
+        case .pull: break
+        case .methodNotAllowed:
+            var h = HTTPHeaders()
+            h.add("Allow", "GET, HEAD")
+            ex.respond(status: 405, headers: h, body: "the registry mirror is pull-only: GET and HEAD\n")
+            return
+        case .notRegistryAPI:
+            ex.respond(status: 404, body: "the registry mirror serves /v2/ only\n")
+            return
+        }
+        if base != mirrorURL, !allowed(ex, host: base.host, port: base.port) { return }
         let route = router.mirror(method: ex.request.method, target: ex.request.target, base: base)
         log(ex, route.outcome.decision, rule: route.outcome.rule)
         dispatch(ex, url: route.outcome.url, decision: route.outcome.decision, policy: route.policy)

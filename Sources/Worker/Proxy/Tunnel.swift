@@ -24,16 +24,16 @@ final class Tunnel {
     static let established = "HTTP/1.1 200 Connection Established\r\n\r\n"
 
     /// Dials `authority` for the CONNECT in `exchange`; on success the client's socket becomes a tunnel.
-    static func open(_ exchange: Exchange, authority: String) {
+    static func open(_ exchange: Exchange, authority: String, guard destinations: DestinationGuard) {
         guard let (host, port) = target(exchange, authority) else { return }
         exchange.logFields.append(("upstream", .string(authority)))
         exchange.logFields.append(("mode", .string("tunnel")))
         exchange.onAbort = {}
-        Dialer.dial(host: host, port: port) { r in
+        Dialer.dial(host: host, port: port, guard: destinations) { r in
             switch r {
             case .failure(let e):
                 exchange.logFields.append(("error", .string("\(e)")))
-                exchange.respond(status: 502, body: "CONNECT \(e.upstream): \(e.detail)\n")
+                exchange.respond(status: e.status, body: "CONNECT \(e.upstream): \(e.detail)\n")
             case .success(let (sock, _)):
                 guard !exchange.isFinished else {
                     sock.close()

@@ -25,7 +25,14 @@ public final class WorkerProcess {
     public init(config: DaemonConfig, index: Int) {
         self.config = config
         self.index = index
-        proxy = config.proxy.map(ProxyHandler.init)
+        proxy = config.proxy.map { ProxyHandler(config: $0, destinations: WorkerProcess.destinations(config)) }
+    }
+
+    /// The daemon's own ports (proxy and peer) on any of this host's addresses are never a destination.
+    static func destinations(_ config: DaemonConfig) -> DestinationGuard {
+        var ports = [config.upload.tcpListen.ports]
+        if let p = config.proxy { ports.append(p.tcpListen.ports) }
+        return DestinationGuard(ownPorts: ports, localHosts: SocketAddress.localInterfaceHosts())
     }
 
     public func run() throws {

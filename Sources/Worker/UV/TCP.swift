@@ -126,3 +126,34 @@ public enum HostPort {
     public static func bracketed(_ host: String) -> String { host.contains(":") ? "[\(host)]" : host }
     public static func format(_ host: String, _ port: Int) -> String { "\(bracketed(host)):\(port)" }
 }
+
+extension SocketAddress {
+    /// The address's bytes: 4 for IPv4, 16 for IPv6 (an IPv4-mapped IPv6 address gives its 4).
+    public var ipBytes: [UInt8] {
+        withUnsafeBytes(of: storage) { raw -> [UInt8] in
+            let family = raw.load(as: sa_family_t.self)
+            if family == sa_family_t(AF_INET) {
+                let off = MemoryLayout<sockaddr_in>.offset(of: \sockaddr_in.sin_addr)!
+                return Array(raw[off..<off + 4])
+            }
+            let off = MemoryLayout<sockaddr_in6>.offset(of: \sockaddr_in6.sin6_addr)!
+            let b = Array(raw[off..<off + 16])
+            if b[0..<10].allSatisfy({ $0 == 0 }) && b[10] == 0xff && b[11] == 0xff { return Array(b[12..<16]) }
+            return b
+        }
+    }
+
+    /// The numeric addresses of this host's interfaces (for "is this connection to myself?").
+    public static func localInterfaceHosts() -> Set<String> {
+        var list: UnsafeMutablePointer<uv_interface_address_t>?
+        var count: Int32 = 0
+        guard uv_interface_addresses(&list, &count) == 0, let list else { return [] }
+        defer { uv_free_interface_addresses(list, count) }
+        var out: Set<String> = []
+        for i in 0..<Int(count) {
+            let a = withUnsafePointer(to: list[i].address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { SocketAddress($0) } }
+            out.insert(a.host)
+        }
+        return out
+    }
+}
