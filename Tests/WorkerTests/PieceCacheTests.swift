@@ -1,5 +1,6 @@
 import XCTest
 @testable import UV
+@testable import TLS
 @testable import HTTP
 @testable import Config
 @testable import Cache
@@ -83,7 +84,7 @@ final class PieceCacheTests: XCTestCase {
         let reader = try cache.open(k)
         let t = try download(cache, k, corrupt)
         XCTAssertFalse(try t.finish())
-        XCTAssertEqual(reader.state, .failed, "readers streaming it see the failure")
+        XCTAssertEqual(reader.state, .corrupt, "readers streaming it see the failure")
         XCTAssertNil(cache.lookup(k), "nothing is kept")
     }
 

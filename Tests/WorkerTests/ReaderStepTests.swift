@@ -45,4 +45,9 @@ final class ReaderStepTests: XCTestCase {
     func testCompleteButMissingBytesIsAnInconsistency() {
         XCTAssertEqual(ReaderStep.next(task(.complete, present: 50), after(pos: 50), range: .whole, chunk: 10), .inconsistent)
     }
+
+    func testCorruptContentIsRefusedOrCut() {
+        XCTAssertEqual(ReaderStep.next(task(.corrupt), before(), range: .whole, chunk: 10), .refuseCorrupt)
+        XCTAssertEqual(ReaderStep.next(task(.corrupt), after(pos: 10), range: .whole, chunk: 10), .abortFailed)
+    }
 }

@@ -92,16 +92,30 @@ def test_corrupt_blob_never_served_as_good_and_never_cached(daemon_factory, scra
         f.write(bytes([b[0] ^ 0xFF]))
     d = daemon_factory(proxy_yaml=f"registryMirror:\n  url: http://{scratch_registry.addr}\n")
     url = f"{d.url}/v2/test/img/blobs/{blob}"
-    for attempt in range(2):
+    for attempt in range(3):
         r = curl("-i", url, check=False)
-        assert r.returncode != 0, "the client sees a broken transfer, not a clean end"
-        head, _, body = r.stdout.partition(b"\r\n\r\n")
-        length = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0].split(b":")[1])
-        assert len(body) < length
+        assert_never_served_whole(r, blob)
         assert not [f for f in os.listdir(d.cache_dir) if f.startswith(blob[7:])], "nothing kept"
         assert reglib.origin_bytes(scratch_registry.log(), blob) == (attempt + 1) * os.path.getsize(path), \
             "the next request goes to the origin again"
     assert any(l["msg"] == "digest mismatch: not cached" for l in d.log_lines())
+    # Pass-through is verified too (registryMirror.direct: nothing cached, every byte relayed).
+    direct = daemon_factory(proxy_yaml=f"registryMirror:\n  url: http://{scratch_registry.addr}\n  direct: true\n")
+    for _ in range(2):
+        r = curl("-i", f"{direct.url}/v2/test/img/blobs/{blob}", check=False)
+        assert_never_served_whole(r, blob)
+    assert any(l["msg"] == "blob does not match its digest: response aborted" for l in direct.log_lines())
+
+
+def assert_never_served_whole(r, blob):
+    """Either a 502 naming the digest (found before the head) or a cut transfer: never a clean 200."""
+    head, _, body = r.stdout.partition(b"\r\n\r\n")
+    if head.startswith(b"HTTP/1.1 502 "):
+        assert blob.encode() in body, body
+        return
+    assert r.returncode != 0, "the client sees a broken transfer, not a clean end"
+    length = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0].split(b":")[1])
+    assert len(body) < length
 
 
 def test_cached_blob_needs_the_registrys_yes(daemon_factory, htpasswd_registry, images):

@@ -1,4 +1,5 @@
 import UV
+import TLS
 import HTTP
 
 /// Remembers, for a short time, that a registry answered a client's credentials for a repository

@@ -76,6 +76,11 @@ final class CacheReader {
                 finish(error: "\(reason) before the response")
                 fallback?()
                 return
+            case .refuseCorrupt:
+                let digest = task.key.expectedDigest ?? task.key.id
+                finish(error: "blob does not match its digest")
+                exchange.respond(status: 502, body: "upstream sent bytes that do not match \(digest)\n")
+                return
             case .continueFromOrigin:
                 let (from, to, cont) = (pos, end, onContinue)
                 finish(error: "caching stopped: the rest comes from the origin")

@@ -80,12 +80,26 @@ package final class CacheService {
         let reader = CacheReader(exchange: ex, task: task, range: range, source: source, peerID: peerID)
         reader.onFallback = passThrough
         reader.onTakeover = { [self] in download(task, url: url, headers: ex.request.headers, policy: policy) }
-        reader.onContinue = { [self] from, to in continueFromOrigin(ex, url: url, policy: policy, from: from, to: to) }
+        reader.onContinue = { [self] from, to in
+            continueFromOrigin(ex, url: url, policy: policy, task: task, whole: range == .whole, from: from, to: to)
+        }
         reader.start()
     }
 
     /// The rest of a response whose task stopped being cached: bytes `[from, to)` by a range request.
-    private func continueFromOrigin(_ ex: Exchange, url: UpstreamURL, policy: TLSContexts.ClientPolicy, from: Int64, to: Int64) {
+    /// A whole blob is still verified: the part already sent is hashed from the task's file (still
+    /// open though unlinked), the rest as it arrives, and the last byte waits for the digest.
+    private func continueFromOrigin(_ ex: Exchange, url: UpstreamURL, policy: TLSContexts.ClientPolicy, task: CacheTask,
+                                    whole: Bool, from: Int64, to: Int64) {
+        var verifier: BlobVerifier?
+        if whole, let expected = task.key.expectedDigest {
+            do {
+                verifier = BlobVerifier(digest: String(expected.dropFirst("sha256:".count)), hashedSoFar: try task.hashPrefix(from))
+            } catch {
+                ex.abort(reason: "cannot re-read the part already sent: \(error)")
+                return
+            }
+        }
         var h = ex.request.headers
         h.replace("Range", "bytes=\(from)-\(to - 1)")
         let fetch = OriginFetch(method: "GET", headers: h, url: url, pool: pool, policy: policy)
@@ -96,8 +110,9 @@ package final class CacheService {
                 ex.abort(reason: "origin answered \(head.status) to the range that would finish the response")
                 return
             }
+            verifier?.arm(status: head.status, framing: framing)
         }
-        ex.relayBody(from: fetch)
+        ex.relayBody(from: fetch, verifier: verifier)
         fetch.onFail = { error in ex.abort(reason: error.description) }
         fetch.start()
     }

@@ -1,5 +1,6 @@
 import Foundation
 import UV
+import TLS
 import HTTP
 
 /// One cached task as the daemon sees it: state, length, which pieces are present, and the two
@@ -121,7 +122,7 @@ public final class CacheTask {
             let actual = "sha256:" + (hashedPieces == pieceCount ? hasher!.finalizeHex() : try hashFile(length))
             guard actual == expected else {
                 Log.shared.error("digest mismatch: not cached", ["taskId": key.id, "expected": expected, "actual": actual])
-                abandon()
+                drop(.corrupt)
                 return false
             }
         }
@@ -130,7 +131,10 @@ public final class CacheTask {
         return true
     }
 
-    private func hashFile(_ length: Int64) throws -> String {
+    private func hashFile(_ length: Int64) throws -> String { try hashPrefix(length).finalizeHex() }
+
+    /// The running hash of the content's first `length` bytes.
+    func hashPrefix(_ length: Int64) throws -> SHA256Digest {
         let h = SHA256Digest()
         let buf = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 64)
         defer { buf.deallocate() }
@@ -141,7 +145,7 @@ public final class CacheTask {
             h.update(UnsafeRawBufferPointer(start: buf, count: n))
             off += Int64(n)
         }
-        return h.finalizeHex()
+        return h
     }
 
     /// Gives the task up: readers see it failed, the files go, the next request starts over.

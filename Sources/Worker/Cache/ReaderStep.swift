@@ -3,6 +3,8 @@
 enum ReaderStep: Equatable {
     /// The task failed or stopped caching before the head: serve the client another way.
     case fallback(reason: String)
+    /// The origin's bytes are not the blob, found before the head: 502 naming the digest.
+    case refuseCorrupt
     /// Caching stopped after the head: the rest of the body comes from the origin by range.
     case continueFromOrigin
     /// The content itself failed after the head: the client must see a cut, not an end.
@@ -41,6 +43,8 @@ enum ReaderStep: Equatable {
 
     static func next(_ task: Task, _ me: Progress, range: ByteRange, chunk: Int) -> ReaderStep {
         switch task.state {
+        case .corrupt:
+            return me.headSent ? .abortFailed : .refuseCorrupt
         case .failed, .uncached:
             if !me.headSent { return .fallback(reason: task.state == .uncached ? "caching stopped" : "task failed") }
             return task.state == .uncached ? .continueFromOrigin : .abortFailed

@@ -1,5 +1,6 @@
 import Foundation
 import UV
+import TLS
 import HTTP
 
 /// Identifies a cached task. A blob URL (`/blobs/sha256:<hex>`) is keyed by its digest, so the same

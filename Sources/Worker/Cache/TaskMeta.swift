@@ -16,6 +16,8 @@ public enum TaskState: UInt32 {
     case failed = 3
     /// Caching stopped (disk full): clients finish from the origin, nothing is kept.
     case uncached = 4
+    /// The origin's bytes do not hash to the digest: no client gets them, from any path.
+    case corrupt = 5
 }
 
 final class TaskMeta {

@@ -4,14 +4,22 @@ import UV
 /// the origin and its authorization checks.
 extension Exchange {
     /// The response body from the origin to the client, paused while the client's socket is backed
-    /// up; the exchange finishes with the body.
-    package func relayBody(from fetch: OriginFetch) {
+    /// up; the exchange finishes with the body. With a verifier, a body that is not the blob ends
+    /// in an abort, never a clean end.
+    package func relayBody(from fetch: OriginFetch, verifier: BlobVerifier? = nil) {
         fetch.onBody = { [self] b in
-            sendBody(b)
+            if let verifier { verifier.pass(b) { sendBody($0) } } else { sendBody(b) }
             if isWriteBlocked { fetch.pauseResponse() }
         }
         onWritable = { fetch.resumeResponse() }
-        fetch.onEnd = { [self] in finish() }
+        fetch.onEnd = { [self] in
+            if let verifier, !verifier.finish(send: { sendBody($0) }) {
+                Log.shared.error("blob does not match its digest: response aborted", ["digest": "sha256:" + verifier.digest, "url": request.target])
+                abort(reason: "blob does not match its digest sha256:\(verifier.digest)")
+                return
+            }
+            finish()
+        }
     }
 
     /// 502 with the reason, or an abort when the client already has a head.

@@ -18,6 +18,8 @@ final class Forwarder {
     func start() {
         let ex = exchange
         let fetch = self.fetch
+        // A blob is content-addressed: whatever the origin sends must hash to its digest.
+        let verifier = ex.request.method == "GET" ? RequestTarget(fetch.url.target).blobDigest.map { BlobVerifier(digest: $0) } : nil
         ex.logFields.append(("upstream", .string(fetch.url.authority)))
         ex.onAbort = { fetch.cancel() }
         fetch.onHead = { h, framing in
@@ -30,9 +32,10 @@ final class Forwarder {
             case .chunked, .untilClose: length = nil
             }
             fetch.responseDelivered = true
+            verifier?.arm(status: h.status, framing: framing)
             ex.sendHead(out, bodyLength: length)
         }
-        ex.relayBody(from: fetch)
+        ex.relayBody(from: fetch, verifier: verifier)
         fetch.canReuse = { ex.requestBodyComplete }
         fetch.onFail = { reason in ex.failUpstream(reason) }
         fetch.onRedirect = { status, next in ex.logFields.append(("redirect", .string("\(status) \(next.authority)"))) }
