@@ -133,3 +133,50 @@ def test_basic_auth_guards_every_request_form(daemon_factory, registry):
         assert r.stdout.startswith(b"HTTP/1.1 200 "), (args, r.stdout[:200])
     r = raw(d.port, f"CONNECT {registry.addr} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     assert r.startswith(b"HTTP/1.1 407 ")
+
+
+class FakeRegistry(http.server.BaseHTTPRequestHandler):
+    """Says yes to everything and has nothing: it only knows a digest."""
+    protocol_version = "HTTP/1.1"
+    seen = []
+
+    def log_message(self, *a):
+        pass
+
+    def do_HEAD(self):
+        FakeRegistry.seen.append(("HEAD", self.path, self.headers.get("Range")))
+        self.send_response(200)
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+
+    def do_GET(self):
+        FakeRegistry.seen.append(("GET", self.path, self.headers.get("Range")))
+        body = b"\0" * 64
+        self.send_response(206)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_a_cached_private_layer_needs_proof_of_possession(daemon_factory, registry, images, etc_hosts):
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeRegistry)
+    FakeRegistry.seen = []
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        d = daemon_factory(proxy_yaml=f"registryMirror:\n  dynamic: true\n  url: http://{registry.addr}\n")
+        blob = images["small"][2][0]
+        assert sha(curl(f"{d.url}/v2/test/img/blobs/{blob}").stdout) == blob
+        for _ in range(2):
+            r = curl("-i", "-H", f"X-Dragonfly-Registry: http://127.0.0.1:{srv.server_address[1]}",
+                     f"{d.url}/v2/anything/blobs/{blob}", check=False)
+            assert r.stdout.startswith(b"HTTP/1.1 403 ") and b"did not prove it holds" in r.stdout, r.stdout[:300]
+        assert all(m == "GET" and rng and rng.startswith("bytes=") for m, _, rng in FakeRegistry.seen), FakeRegistry.seen
+        offsets = {rng for _, _, rng in FakeRegistry.seen}
+        assert len(offsets) == 2, "a fresh random offset each time"
+        # The same registry under another name really holds the blob: proven, then served from the cache.
+        r = curl("-i", "-H", f"X-Dragonfly-Registry: http://reg-plain.test:{registry.port}", f"{d.url}/v2/test/img/blobs/{blob}")
+        assert r.stdout.startswith(b"HTTP/1.1 200 ") and sha(r.stdout.partition(b"\r\n\r\n")[2]) == blob
+        line = d.access(until=lambda ls: any(l.get("authorization") == "possession proven" for l in ls))
+        assert any(l.get("authorization") == "possession proven" and l.get("source") == "cache" for l in line), line
+    finally:
+        srv.shutdown()

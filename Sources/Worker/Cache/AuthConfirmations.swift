@@ -2,18 +2,22 @@ import UV
 import TLS
 import HTTP
 
-/// Remembers, for a short time, that a registry answered a client's credentials for a repository
-/// with success: a cached blob of registry R goes to a client only if R would give it to them.
+/// Remembers, for a short time, that a registry answered a client's credentials for one blob with
+/// success: a cached blob reaches a client through registry R only if R would give it to them.
 final class AuthConfirmations {
     private var granted: [String: UInt64] = [:]
     let ttlMs: UInt64
 
     init(ttlMs: UInt64 = 60_000) { self.ttlMs = ttlMs }
 
-    /// registry + repository + a digest of the credential (never the credential itself).
+    /// registry + repository + a digest of the credential (never the credential itself) + the blob.
     static func key(url: UpstreamURL, authorization: String?) -> String {
-        "\(url.scheme)://\(url.authority)|\(AuthConfirmations.repository(url.target))|\(SHA256Digest.hex(Array((authorization ?? "").utf8)))"
+        let t = RequestTarget(url.target)
+        return "\(origin(url))|\(AuthConfirmations.repository(url.target))|\(SHA256Digest.hex(Array((authorization ?? "").utf8)))|\(t.blobDigest ?? t.path)"
     }
+
+    /// A registry as a task records where its bytes came from.
+    static func origin(_ url: UpstreamURL) -> String { "\(url.scheme)://\(HostPort.format(url.host.lowercased(), url.port))" }
 
     /// `/v2/<name>/blobs/...` → `<name>`; other paths stand for themselves.
     static func repository(_ target: String) -> String {

@@ -20,9 +20,13 @@ final class CacheDownload {
     /// Loop thread only, like `active`.
     nonisolated(unsafe) static var diskFullLogged = false
 
+    /// The registry asked (before any redirect to storage): proof of possession compares against it.
+    private let origin: String
+
     init(task: CacheTask, fetch: OriginFetch) {
         self.task = task
         self.fetch = fetch
+        origin = AuthConfirmations.origin(fetch.url)
         buffer = UnsafeMutableRawPointer.allocate(byteCount: task.pieceSize, alignment: 64)
     }
 
@@ -43,7 +47,7 @@ final class CacheDownload {
             let digest = h.headers["Docker-Content-Digest"] ?? task.key.expectedDigest ?? ""
             do {
                 try task.describe(contentLength: n, contentType: h.headers["Content-Type"] ?? "application/octet-stream",
-                                  digestHeader: digest)
+                                  digestHeader: digest, origin: origin)
                 if n == 0 { complete() }
             } catch {
                 giveUp("\(error)")

@@ -32,6 +32,8 @@ public final class CacheTask {
     public var pieceCount: Int { meta.pieceCount }
     public var contentType: String { meta.contentType }
     public var digestHeader: String { meta.digestHeader }
+    /// The registry the bytes came from (`scheme://host:port`), as the downloader recorded it.
+    public var origin: String { meta.origin }
     public var generation: UInt32 { meta.generation }
     public var metaPath: String { meta.path }
     public func hasPiece(_ k: Int) -> Bool { meta.hasPiece(k) }
@@ -61,7 +63,8 @@ public final class CacheTask {
 
     /// Takes the task for downloading when nobody holds it (a holder that died released it). A task
     /// that is not complete starts over: pieces of an unfinished earlier download are not trusted.
-    public func claim(pieceSize: Int) throws -> Bool {
+    /// `origin`: the registry the download will ask (joiners through another registry must not join).
+    public func claim(pieceSize: Int, origin: String = "") throws -> Bool {
         guard !isDownloader else { return true }
         guard meta.tryLock() else { return false }
         if isComplete {
@@ -70,7 +73,7 @@ public final class CacheTask {
         }
         isDownloader = true
         do {
-            try meta.reset(pieceSize: pieceSize)
+            try meta.reset(pieceSize: pieceSize, origin: origin)
             try syscall("ftruncate", path: dataPath) { ftruncate(dataFD, 0) }
         } catch {
             // Nobody may be left holding a task that will never be downloaded.
@@ -86,13 +89,13 @@ public final class CacheTask {
     public var maxContentLength: Int64 { Int64(TaskMeta.maxPieces) * Int64(max(1, meta.pieceSize)) }
 
     /// The origin's response head: the length decides the pieces.
-    public func describe(contentLength: Int64, contentType: String, digestHeader: String) throws {
+    public func describe(contentLength: Int64, contentType: String, digestHeader: String, origin: String = "") throws {
         precondition(isDownloader)
         guard contentLength >= 0, contentLength <= maxContentLength else {
             throw SystemError(op: "describe", path: dataPath, errno: EFBIG)
         }
         try syscall("ftruncate", path: dataPath) { ftruncate(dataFD, off_t(contentLength)) }
-        try meta.describe(contentLength: contentLength, contentType: contentType, digestHeader: digestHeader)
+        try meta.describe(contentLength: contentLength, contentType: contentType, digestHeader: digestHeader, origin: origin)
     }
 
     /// "Here is piece k, store it": the bytes reach the disk before the piece is marked present.

@@ -8,6 +8,7 @@ import UV
 ///     0   magic "DFPC"      4  version         8  state          12 piece size
 ///     16  content length (i64, -1 unknown)     24 piece count    28 pieces present
 ///     32  generation        64 content type (128 bytes)          192 digest header (96 bytes)
+///     288 origin: the registry the bytes came from, `scheme://host:port` (224 bytes)
 ///     512 bitmap: one bit per piece (32768 pieces at most)
 public enum TaskState: UInt32 {
     case empty = 0
@@ -69,6 +70,7 @@ final class TaskMeta {
     var generation: UInt32 { u32(32) }
     var contentType: String { string(at: 64, max: 128) }
     var digestHeader: String { string(at: 192, max: 96) }
+    var origin: String { string(at: 288, max: 224) }
 
     private func string(at off: Int, max: Int) -> String {
         let bytes = UnsafeRawBufferPointer(start: map + off, count: max)
@@ -97,18 +99,18 @@ final class TaskMeta {
     }
 
     /// A fresh download: header written, bitmap cleared, generation bumped.
-    func reset(pieceSize: Int) throws {
+    func reset(pieceSize: Int, origin: String = "") throws {
         let gen = isInitialized ? generation &+ 1 : 1
         var head = le(TaskMeta.magic) + le(TaskMeta.version) + le(TaskState.downloading.rawValue) + le(UInt32(pieceSize))
         head += le(Int64(-1)) + le(UInt32(0)) + le(UInt32(0)) + le(gen)
-        head += [UInt8](repeating: 0, count: TaskMeta.bitmapOffset - head.count)
+        head += [UInt8](repeating: 0, count: 288 - head.count) + fixed(origin, 224)
         try put(head + [UInt8](repeating: 0, count: TaskMeta.bitmapBytes), at: 0)
     }
 
     /// The response head arrived: length, piece count and the headers replayed to every client.
-    func describe(contentLength: Int64, contentType: String, digestHeader: String) throws {
+    func describe(contentLength: Int64, contentType: String, digestHeader: String, origin: String) throws {
         let count = Int((contentLength + Int64(pieceSize) - 1) / Int64(pieceSize))
-        try put(fixed(contentType, 128) + fixed(digestHeader, 96), at: 64)
+        try put(fixed(contentType, 128) + fixed(digestHeader, 96) + fixed(origin, 224), at: 64)
         try put(le(UInt32(count)), at: 24)
         try put(le(contentLength), at: 16)
     }
