@@ -74,6 +74,8 @@ struct Daemon: ParsableCommand {
         }
         setenv(WorkerEnvironment.configText, loaded.text, 1)
         setenv(WorkerEnvironment.configFile, config, 1)
+        setenv(WorkerEnvironment.workerCount, String(count), 1)
+        let files = EventLoop.raiseFileLimit()
 
         let supervisor = Supervisor(config: cfg, executable: EventLoop.executablePath())
         var endpoints: [String] = []
@@ -94,7 +96,7 @@ struct Daemon: ParsableCommand {
             printError("dfget: \(error)\n")
             throw ExitCode(1)
         }
-        Log.shared.info("daemon started", ["version": DfgetVersion.string, "workers": count, "config": config])
+        Log.shared.info("daemon started", ["version": DfgetVersion.string, "workers": count, "config": config, "openFiles": files])
         printOut("dfget \(DfgetVersion.string): \(endpoints.joined(separator: ", ")), \(count) workers, log \(Log.shared.path ?? "-")\n")
         supervisor.start(workers: count)
         EventLoop.run()

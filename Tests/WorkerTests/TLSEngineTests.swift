@@ -24,9 +24,10 @@ final class TLSEngineTests: XCTestCase {
         return (c, s)
     }
 
-    func pair(host: String, connectHost: String? = nil, policy: TLSContexts.ClientPolicy) throws -> (TLSEngine, TLSEngine) {
+    func pair(host: String, connectHost: String? = nil, policy: TLSContexts.ClientPolicy,
+              mintsFor: @escaping (String) -> Bool = { _ in true }) throws -> (TLSEngine, TLSEngine) {
         let client = TLSEngine(ssl: try TLSContexts.clientSSL(host: host, policy: policy), server: false)
-        let server = TLSEngine(ssl: HijackAuthority.shared!.newSSL(connectHost: connectHost ?? host)!, server: true)
+        let server = TLSEngine(ssl: HijackAuthority.shared!.newSSL(connectHost: connectHost ?? host, mintsFor: mintsFor)!, server: true)
         return (client, server)
     }
 
@@ -67,6 +68,15 @@ final class TLSEngineTests: XCTestCase {
         XCTAssertEqual(handshake(client, server).0, .done, "SNI other.test chose that host's leaf")
         let (c2, s2) = try pair(host: "127.0.0.1", policy: .init(certs: [Self.ca.cert]))
         XCTAssertEqual(handshake(c2, s2).0, .done, "an IP target gets a SAN IP leaf")
+    }
+
+    func testNoLeafForANameTheRuleDoesNotAccept() throws {
+        let (client, server) = try pair(host: "bank.test", connectHost: "registry.test", policy: .init(certs: [Self.ca.cert]),
+                                        mintsFor: { $0 == "registry.test" })
+        XCTAssertNotEqual(handshake(client, server).0, .done, "a foreign SNI gets an alert, not a leaf")
+        XCTAssertFalse(Certificates.subjectAltNames(HijackAuthority.shared!.leaf(for: "registry.test")!.0).isEmpty)
+        let (c2, s2) = try pair(host: "registry.test", policy: .init(certs: [Self.ca.cert]), mintsFor: { $0 == "registry.test" })
+        XCTAssertEqual(handshake(c2, s2).0, .done)
     }
 
     func testServerCertificateItselfAsTrustAnchor() throws {

@@ -12,6 +12,8 @@ final class CacheDownload {
     private var filled = 0
     private var piece = 0
     private var finished = false
+    /// Verified, waiting for the flush that seals the task.
+    private var sealing = false
     private let stopwatch = Stopwatch()
     private var redirects: [String] = []
     /// Downloads in progress in this worker, which keep them alive.
@@ -32,8 +34,17 @@ final class CacheDownload {
 
     deinit { buffer.deallocate() }
 
+    /// Bytes received, and at the last stall check: an origin that trickles (each byte in time for
+    /// the idle timeout) would otherwise park every joiner of the task forever.
+    private var received: UInt64 = 0
+    private var receivedAtCheck: UInt64 = 0
+    private let stallCheck = LoopTimer()
+    /// Less than this in one `upstreamTimeout` window is a stall.
+    static let minimumBytesPerWindow: UInt64 = 64 * 1024
+
     func start() {
         CacheDownload.active[task.key.id] = self
+        stallCheck.start(ms: Limits.upstreamIdleMs, repeatMs: Limits.upstreamIdleMs) { [weak self] in self?.checkProgress() }
         fetch.onHead = { [self] h, framing in
             guard h.status == 200, case .length(let declared) = framing else {
                 giveUp("origin answered \(h.status)\(h.status == 200 ? " without a length" : "")")
@@ -62,7 +73,17 @@ final class CacheDownload {
         fetch.start()
     }
 
+    private func checkProgress() {
+        guard !sealing else { return }
+        let progress = received - receivedAtCheck
+        receivedAtCheck = received
+        let remaining = task.contentLength.map { UInt64(max(0, $0)) - min(received, UInt64(max(0, $0))) }
+        guard progress < CacheDownload.minimumBytesPerWindow, remaining.map({ progress < $0 }) ?? true else { return }
+        giveUp("origin stalled: \(progress) bytes in \(Limits.upstreamIdleMs / 1000) s")
+    }
+
     private func take(_ b: UnsafeRawBufferPointer) {
+        received += UInt64(b.count)
         var off = 0
         while off < b.count && !finished {
             guard piece < task.pieceCount else {
@@ -98,16 +119,35 @@ final class CacheDownload {
     }
 
     private func complete() {
-        guard !finished else { return }
+        guard !finished, !sealing else { return }
         do {
             guard piece == task.pieceCount else {
                 giveUp("origin body ended at piece \(piece) of \(task.pieceCount)")
                 return
             }
-            let ok = try task.finish()
-            end(ok ? nil : "digest mismatch")
+            guard try task.verify() else {
+                end("digest mismatch")
+                return
+            }
         } catch {
             giveUp("\(error)")
+            return
+        }
+        // One flush per task, on the thread pool; the task is complete only once it is on disk.
+        sealing = true
+        FileSync.fdatasync(task.dataFD) { [self] rc in
+            sealing = false
+            guard !finished else { return }
+            guard rc == 0 else {
+                giveUp("fdatasync: \(UVError(rc))")
+                return
+            }
+            do {
+                try task.seal()
+                end(nil)
+            } catch {
+                giveUp("\(error)")
+            }
         }
     }
 
@@ -120,6 +160,7 @@ final class CacheDownload {
 
     private func end(_ error: String?) {
         finished = true
+        stallCheck.close()
         let ms = stopwatch.elapsedMs
         var fields: [(String, LogValue)] = [("taskId", .string(task.key.id)), ("source", .string("origin")),
                                             ("bytes", .int(Int(task.contentLength ?? 0))), ("costMs", .double(ms.rounded())),

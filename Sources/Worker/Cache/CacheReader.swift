@@ -30,6 +30,8 @@ final class CacheReader {
     /// Bytes go from the file to the client's socket through this during one call.
     private let buffer = EventLoop.context.scratch(for: CacheReader.self, bytes: CacheReader.chunk)
     static let probeMs: UInt64 = 1000
+    static let pollMs: UInt64 = 50
+    static let inotifyDisabled = ProcessInfo.processInfo.environment["DFGET_NO_INOTIFY"] == "1"
 
     init(exchange: Exchange, task: CacheTask, range: ByteRange, source: String, peerID: String) {
         self.exchange = exchange
@@ -46,16 +48,28 @@ final class CacheReader {
         exchange.onAbort = { [self] in stop() }
         exchange.onWritable = { [self] in pump() }
         if !task.isComplete {
-            watch = try? FileWatch(path: task.metaPath) { [weak self] in self?.pump() }
+            // inotify wakes the reader on every change of the task; without it (none left, or
+            // DFGET_NO_INOTIFY=1) the reader polls.
+            watch = CacheReader.inotifyDisabled ? nil : try? FileWatch(path: task.metaPath) { [weak self] in self?.pump() }
+            let every = watch == nil ? CacheReader.pollMs : CacheReader.probeMs
+            var sinceCheck: UInt64 = 0
             let t = LoopTimer()
-            t.start(ms: CacheReader.probeMs, repeatMs: CacheReader.probeMs) { [weak self] in self?.checkDownloader() }
+            t.start(ms: every, repeatMs: every) { [weak self] in
+                guard let self else { return }
+                if watch == nil { pump() }
+                sinceCheck += every
+                if sinceCheck >= CacheReader.probeMs {
+                    sinceCheck = 0
+                    checkDownloader()
+                }
+            }
             probe = t
         }
         pump()
     }
 
     private func checkDownloader() {
-        guard !done, !task.isComplete, task.state != .failed, !task.isDownloader else { return }
+        guard !done, task.state == .downloading || task.state == .empty, !task.isDownloader else { return }
         if (try? task.claim(pieceSize: task.pieceSize)) == true {
             Log.shared.warn("task downloader is gone: taking over", ["taskId": task.key.id])
             onTakeover?()

@@ -18,7 +18,7 @@ public final class CacheTask {
         self.key = key
         meta = try TaskMeta(path: metaPath)
         self.dataPath = dataPath
-        dataFD = try syscall("open", path: dataPath) { open(dataPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644) }
+        dataFD = try syscall("open", path: dataPath) { open(dataPath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600) }
     }
 
     deinit {
@@ -98,7 +98,8 @@ public final class CacheTask {
         try meta.describe(contentLength: contentLength, contentType: contentType, digestHeader: digestHeader, origin: origin)
     }
 
-    /// "Here is piece k, store it": the bytes reach the disk before the piece is marked present.
+    /// "Here is piece k, store it": written to the page cache and marked present (every worker reads
+    /// it from there); the disk gets it with the one flush that seals the task (`seal`).
     public func storePiece(_ k: Int, _ bytes: UnsafeRawBufferPointer) throws {
         precondition(isDownloader)
         guard k >= 0, k < pieceCount, Int64(bytes.count) == pieceRange(k).count else {
@@ -106,7 +107,6 @@ public final class CacheTask {
         }
         let r = pieceRange(k)
         try pwriteAll(dataFD, bytes, at: r.lowerBound, path: dataPath)
-        try syscall("fdatasync", path: dataPath) { fdatasync(dataFD) }
         if let hasher, hashedPieces == k {
             hasher.update(bytes)
             hashedPieces += 1
@@ -114,9 +114,18 @@ public final class CacheTask {
         try meta.markPiece(k)
     }
 
-    /// All pieces are in: a digest-keyed task counts as cached only if its sha256 matches.
-    /// Returns false (and drops the task) on a mismatch.
+    /// All pieces are in: verified, flushed (on the calling thread), sealed. Tests and tools; the
+    /// downloader does `verify`, a flush off the loop, then `seal`.
     public func finish() throws -> Bool {
+        guard try verify() else { return false }
+        try syscall("fdatasync", path: dataPath) { fdatasync(dataFD) }
+        try seal()
+        return true
+    }
+
+    /// All pieces are in: a digest-keyed task counts as cached only if its sha256 matches.
+    /// Returns false (and drops the task as corrupt) on a mismatch.
+    public func verify() throws -> Bool {
         precondition(isDownloader)
         guard let length = contentLength, (0..<pieceCount).allSatisfy(hasPiece), meta.piecesPresent == pieceCount else {
             throw SystemError(op: "finish", path: dataPath, errno: EINVAL)
@@ -129,9 +138,14 @@ public final class CacheTask {
                 return false
             }
         }
+        return true
+    }
+
+    /// The content is verified and on disk: complete from now on, for every worker and restart.
+    public func seal() throws {
+        precondition(isDownloader)
         try meta.setState(.complete)
         release()
-        return true
     }
 
     private func hashFile(_ length: Int64) throws -> String { try hashPrefix(length).finalizeHex() }

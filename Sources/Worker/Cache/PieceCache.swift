@@ -15,7 +15,9 @@ public final class PieceCache {
     public init(root: String, pieceSize: Int = PieceCache.defaultPieceSize) throws {
         self.root = root
         self.pieceSize = pieceSize
-        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        // Cached layers may be private: the folder is the daemon's alone.
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        chmod(root, 0o700)
     }
 
     func paths(_ id: String) -> (meta: String, data: String) {

@@ -36,7 +36,7 @@ final class TaskMeta {
     /// Opens (creating when absent) and maps the meta file.
     init(path: String) throws {
         self.path = path
-        let f = try syscall("open", path: path) { open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644) }
+        let f = try syscall("open", path: path) { open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600) }
         do {
             var st = stat()
             try syscall("fstat", path: path) { fstat(f, &st) }
@@ -122,9 +122,10 @@ final class TaskMeta {
         try put(le(UInt32(piecesPresent + 1)), at: 28)
     }
 
+    /// Readers see the new state at once (page cache); the meta file reaches the disk with the
+    /// kernel's writeback: after a crash before that, the task merely starts over.
     func setState(_ s: TaskState) throws {
         try put(le(s.rawValue), at: 8)
-        if s == .complete { try syscall("fdatasync", path: path) { fdatasync(fd) } }
     }
 
     // MARK: The downloader's lock

@@ -59,6 +59,9 @@ public enum ConfigLoader {
         c.workers = try r.int("workers", range: 0...256) ?? c.workers
         c.drainTimeout = try r.duration("drainTimeout") ?? c.drainTimeout
         c.upstreamTimeout = try r.duration("upstreamTimeout") ?? c.upstreamTimeout
+        c.headerTimeout = try r.duration("headerTimeout") ?? c.headerTimeout
+        c.writeTimeout = try r.duration("writeTimeout") ?? c.writeTimeout
+        c.tunnelIdleTimeout = try r.duration("tunnelIdleTimeout") ?? c.tunnelIdleTimeout
         if let s = try r.mapping("storage") {
             c.storage.taskExpireTime = try s.duration("taskExpireTime") ?? c.storage.taskExpireTime
             c.storage.diskGCThreshold = try s.size("diskGCThreshold")
@@ -236,7 +239,6 @@ public enum ConfigLoader {
             (["download"], "rate limits are not built yet"),
             (["upload", "rateLimit"], "rate limits are not built yet"),
             (["health"], "the health listener is not built yet"),
-            (["proxy", "maxConcurrency"], "maxConcurrency is not built yet"),
         ]
         for (path, msg) in notYet {
             if let n = at(path) { ctx.warn(n, path.joined(separator: "."), msg) }

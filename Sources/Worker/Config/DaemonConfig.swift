@@ -24,6 +24,12 @@ public struct DaemonConfig {
     public var drainTimeout: Double = 30
     /// Longest silence of an origin while a response is due. (This daemon's own key.)
     public var upstreamTimeout: Double = 60
+    /// A request head must be complete this long after its first byte (slowloris bound).
+    public var headerTimeout: Double = 30
+    /// A client that takes none of the bytes queued for it for this long is cut.
+    public var writeTimeout: Double = 60
+    /// A CONNECT tunnel with no byte either way for this long is closed.
+    public var tunnelIdleTimeout: Double = 300
 
     public init() {}
 

@@ -31,6 +31,9 @@ public final class Exchange {
     private var bodyEnded = false
     private var bodyEndDelivered = false
 
+    /// Called once, when the exchange's access line is written: its end, whichever way it ended.
+    package var onEnded: (() -> Void)?
+
     /// Fields added to this request's access-log line (upstream, rule, decision, error).
     public var logFields: [(String, LogValue)] = []
 
@@ -174,6 +177,9 @@ public final class Exchange {
         onWritable = nil
     }
 
+    /// What the connection does when the worker drains after it became a tunnel or hijacked session.
+    public func whenDrainedWhileDetached(_ f: @escaping () -> Void) { connection.onDrainWhileDetached = f }
+
     /// Takes the client's socket for a CONNECT tunnel, with any bytes it already sent.
     public func detachForTunnel() -> (ByteStream, [UInt8]) {
         _ = state.end()
@@ -191,5 +197,8 @@ public final class Exchange {
         f.append(contentsOf: logFields)
         Log.shared.access(f)
         _ = state.end()
+        let ended = onEnded
+        onEnded = nil
+        ended?()
     }
 }

@@ -15,5 +15,10 @@ public enum Limits {
     public nonisolated(unsafe) static var connectTimeoutMs: UInt64 = 10_000
     /// Idle upstream connections kept per host, and for how long.
     public static let poolPerHost = 64
+    /// A client with bytes queued for it that takes none for this long is cut (a stalled reader
+    /// would hold its connection, and its upstream or cache lock, forever).
+    public nonisolated(unsafe) static var writeTimeoutMs: UInt64 = 60_000
+    /// A CONNECT tunnel with no byte either way for this long is closed.
+    public nonisolated(unsafe) static var tunnelIdleMs: UInt64 = 300_000
     public nonisolated(unsafe) static var poolIdleMs: UInt64 = 30_000
 }

@@ -20,8 +20,17 @@ public final class ServerConnection {
     var decoder = BodyDecoder(.none)
     var current: Exchange?
     private let timer = LoopTimer()
+    /// Cuts a client that stops taking the bytes queued for it.
+    private let writeWatch = LoopTimer()
     private var processing = false
     private var peerClosed = false
+    /// Responses are queued beyond the high-water mark: no further request is read or handled
+    /// until the client takes them (a pipelining client that never reads cannot grow the worker).
+    private var waitingForDrain = false
+    /// The header deadline runs from a head's first byte: later bytes do not extend it.
+    private var headDeadlineArmed = false
+    /// What a draining worker asks of a connection that became a tunnel or a hijacked session.
+    public var onDrainWhileDetached: (() -> Void)?
     /// When set, the connection closes after the response in progress (worker drain).
     private(set) var closeAfterResponse = false
     /// Called once when the connection is gone.
@@ -38,10 +47,34 @@ public final class ServerConnection {
         // after pending writes must not let a draining worker exit with bytes still queued.
         socket.onClose = { [self] in finishClose() }
         (socket as? TCP)?.setNoDelay()
-        socket.onDrain = { [weak self] in self?.current?.onWritable?() }
+        socket.onDrain = { [weak self] in self?.drained() }
         socket.onWriteError = { [weak self] _ in self?.abortConnection() }
         socket.startReading { [weak self] ev in self?.onRead(ev) }
         armTimer()
+        let tick = max(250, Limits.writeTimeoutMs / 4)
+        writeWatch.start(ms: tick, repeatMs: tick) { [weak self] in self?.checkWriteProgress() }
+    }
+
+    private func closeTimers() {
+        timer.close()
+        writeWatch.close()
+    }
+
+    private func drained() {
+        guard waitingForDrain else {
+            current?.onWritable?()
+            return
+        }
+        waitingForDrain = false
+        if !peerClosed { socket.resumeReading() }
+        process()
+    }
+
+    private func checkWriteProgress() {
+        guard state != .closed, socket.writeQueueSize > 0,
+              EventLoop.nowMs &- socket.lastWriteProgressMs > Limits.writeTimeoutMs else { return }
+        Log.shared.info("client write timeout", ["peer": peer, "queued": socket.writeQueueSize])
+        abortConnection()
     }
 
     public var isIdle: Bool { state == .waitingHead && inbuf.isEmpty }
@@ -49,17 +82,21 @@ public final class ServerConnection {
     /// Worker drain: close now if idle, else after the response in progress.
     public func drain() {
         closeAfterResponse = true
+        if state == .tunnel { onDrainWhileDetached?() }
         if isIdle { close() }
     }
 
     private func armTimer() {
-        guard state == .waitingHead else {
+        guard state == .waitingHead, !waitingForDrain else {
             timer.stop()
+            headDeadlineArmed = false
             return
         }
         if inbuf.isEmpty {
+            headDeadlineArmed = false
             timer.start(ms: Limits.keepAliveTimeoutMs) { [weak self] in self?.close() }
-        } else {
+        } else if !headDeadlineArmed {
+            headDeadlineArmed = true
             timer.start(ms: Limits.headerTimeoutMs) { [weak self] in
                 guard let self else { return }
                 Log.shared.info("request head timeout", ["peer": peer])
@@ -121,6 +158,7 @@ public final class ServerConnection {
         while true {
             switch state {
             case .waitingHead:
+                if waitingForDrain { return }
                 if inbuf.isEmpty { armTimer(); return }
                 let result = inbuf.withUnsafeBytes { HeadParser.parseRequest($0) }
                 switch result {
@@ -160,6 +198,7 @@ public final class ServerConnection {
             return
         } catch { return }
         timer.stop()
+        headDeadlineArmed = false
         decoder = BodyDecoder(framing)
         let exchange = Exchange(request: head, connection: self, hasBody: framing != .none)
         current = exchange
@@ -195,6 +234,11 @@ public final class ServerConnection {
             return
         }
         state = .waitingHead
+        if socket.isWriteBlocked {
+            waitingForDrain = true
+            socket.stopReading()
+            return
+        }
         if !peerClosed { socket.resumeReading() }
         process()
     }
@@ -209,7 +253,7 @@ public final class ServerConnection {
         let rest = inbuf
         inbuf = []
         current = nil
-        timer.close()
+        closeTimers()
         // The tunnel owns the socket now; this object only reports its end to the worker.
         return (socket, rest)
     }
@@ -245,7 +289,7 @@ public final class ServerConnection {
         state = .closed
         ex?.connectionAborted()
         socket.closeWithReset()
-        timer.close()
+        closeTimers()
     }
 
     public func close() {
@@ -253,11 +297,11 @@ public final class ServerConnection {
         current?.connectionAborted()
         current = nil
         socket.close()
-        timer.close()
+        closeTimers()
     }
 
     private func finishClose() {
-        timer.close()
+        closeTimers()
         let cb = onClosed
         onClosed = nil
         cb?()

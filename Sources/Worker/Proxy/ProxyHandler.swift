@@ -34,9 +34,10 @@ public final class ProxyHandler {
         guard authorized(ex) else { return }
         if ex.request.method == "CONNECT" {
             guard let (host, port) = Tunnel.target(ex, target), allowed(ex, host: host, port: port) else { return }
-            if HijackAuthority.shared != nil, let policy = router.hijackPolicy(for: target) {
-                Hijack.open(ex, authority: target) { [weak self] inner, host, port in
-                    self?.hijacked(inner, host: host, port: port, policy: policy)
+            if HijackAuthority.shared != nil, let rule = router.hijackRule(for: target) {
+                // A leaf is minted only for names the rule that accepted this CONNECT also accepts.
+                Hijack.open(ex, authority: target, mintsFor: { rule.pattern.matches("\($0):\(port)") }) { [weak self] inner, host, port in
+                    self?.hijacked(inner, host: host, port: port, policy: rule.policy)
                 }
             } else {
                 Tunnel.open(ex, authority: target, guard: pool.destinations)

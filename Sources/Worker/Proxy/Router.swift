@@ -35,7 +35,13 @@ public struct Router {
     /// The upstream trust policy of the first `hijackHTTPS.hosts` rule matching `host:port`; nil
     /// means the CONNECT is tunnelled untouched.
     public func hijackPolicy(for authority: String) -> TLSContexts.ClientPolicy? {
-        hijackHosts.first { $0.pattern.matches(authority) }?.policy
+        hijackRule(for: authority)?.policy
+    }
+
+    /// The first `hijackHTTPS.hosts` rule matching `host:port`: its pattern also decides which
+    /// names (SNI) a leaf may be minted for inside that CONNECT.
+    public func hijackRule(for authority: String) -> (pattern: Pattern, policy: TLSContexts.ClientPolicy)? {
+        hijackHosts.first { $0.pattern.matches(authority) }
     }
 
     /// A proxied request (absolute URI, or inside a hijacked connection) through the `proxies` rules.

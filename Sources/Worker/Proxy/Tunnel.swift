@@ -11,6 +11,10 @@ final class Tunnel {
     private var clientDone = false
     private var upstreamDone = false
     private var closed = false
+    private var lastActivityMs = EventLoop.nowMs
+    private let idle = LoopTimer()
+    /// The worker is draining: the tunnel ends at its first quiet second.
+    private var draining = false
 
     /// The `host:port` of a CONNECT; anything else is answered 400 and nil is returned.
     static func target(_ exchange: Exchange, _ authority: String) -> (host: String, port: Int)? {
@@ -46,6 +50,7 @@ final class Tunnel {
                     return
                 }
                 let t = Tunnel(client: client, upstream: sock, exchange: exchange)
+                exchange.whenDrainedWhileDetached { [weak t] in t?.drain() }
                 client.write(established)
                 if !rest.isEmpty {
                     t.up += UInt64(rest.count)
@@ -62,7 +67,26 @@ final class Tunnel {
         self.exchange = exchange
     }
 
+    /// A tunnel is opaque: there is no request boundary to stop at, so a draining worker closes it
+    /// once it has been quiet for a second (or at drainTimeout, whichever comes first).
+    func drain() {
+        draining = true
+        checkIdle()
+    }
+
+    private func checkIdle() {
+        let quiet = EventLoop.nowMs &- lastActivityMs
+        if quiet >= (draining ? 1000 : Limits.tunnelIdleMs) {
+            exchange.logFields.append(("closed", .string(draining ? "drain" : "idle")))
+            finish()
+            return
+        }
+        let next = draining ? 250 : max(1000, Limits.tunnelIdleMs / 4)
+        idle.start(ms: next) { [weak self] in self?.checkIdle() }
+    }
+
     private func start() {
+        checkIdle()
         // The closures below hold `self` until `finish` clears them: the tunnel lives as long as its sockets.
         relay(from: client, to: upstream, count: { self.up += $0 }, done: { self.clientDone = true })
         relay(from: upstream, to: client, count: { self.down += $0 }, done: { self.upstreamDone = true })
@@ -74,6 +98,7 @@ final class Tunnel {
         a.startReading { ev in
             switch ev {
             case .data(let bytes):
+                self.lastActivityMs = EventLoop.nowMs
                 count(UInt64(bytes.count))
                 b.write(bytes)
                 if b.isWriteBlocked { a.stopReading() }
@@ -93,6 +118,7 @@ final class Tunnel {
     private func finish() {
         guard !closed else { return }
         closed = true
+        idle.close()
         client.close()
         upstream.close()
         exchange.status = 200

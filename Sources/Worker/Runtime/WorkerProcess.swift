@@ -21,10 +21,13 @@ public final class WorkerProcess {
     private var connections: [ObjectIdentifier: ServerConnection] = [:]
     private var draining = false
     private var signals: [SignalWatcher] = []
+    private let concurrency: ConcurrencyLimit
 
     public init(config: DaemonConfig, index: Int) {
         self.config = config
         self.index = index
+        let workers = Int(ProcessInfo.processInfo.environment[WorkerEnvironment.workerCount] ?? "") ?? 1
+        concurrency = ConcurrencyLimit(limit: ConcurrencyLimit.share(of: config.proxy?.maxConcurrency ?? 0, workers: workers))
         proxy = config.proxy.map { ProxyHandler(config: $0, destinations: WorkerProcess.destinations(config)) }
     }
 
@@ -37,7 +40,11 @@ public final class WorkerProcess {
 
     public func run() throws {
         EventLoop.ignoreSIGPIPE()
+        EventLoop.raiseFileLimit()
         Limits.upstreamIdleMs = UInt64(max(0.1, config.upstreamTimeout) * 1000)
+        Limits.headerTimeoutMs = UInt64(max(0.1, config.headerTimeout) * 1000)
+        Limits.writeTimeoutMs = UInt64(max(0.1, config.writeTimeout) * 1000)
+        Limits.tunnelIdleMs = UInt64(max(0.1, config.tunnelIdleTimeout) * 1000)
         try ipc.open(fd: 3)
         ipc.startReading { [self] ev in
             switch ev {
@@ -84,7 +91,7 @@ public final class WorkerProcess {
         switch kind {
         case .proxy:
             guard let proxy else { sock.close(); return }
-            handler = proxy.handle
+            handler = { [concurrency] ex in concurrency.admit(ex, proxy.handle) }
             if let tls = ListenerTLS.shared {
                 tls.accept(sock) { [self] stream in
                     if let stream, !draining { track(ServerConnection(socket: stream, handler: handler)) } else { stream?.close() }

@@ -15,6 +15,8 @@ public final class HijackAuthority {
     let serverContext: OpaquePointer
     private var leaves: [String: (cert: OpaquePointer, key: OpaquePointer)] = [:]
     private var recency: [String] = []
+    /// Per connection in handshake: which names (SNI) a leaf may be minted for.
+    private var sniRules: [OpaquePointer: (String) -> Bool] = [:]
 
     static let capacity = 512
     static let validitySeconds = 7 * 86400
@@ -41,7 +43,12 @@ public final class HijackAuthority {
             guard let ssl, let arg else { return SSL_TLSEXT_ERR_ALERT_FATAL }
             let me = ContextPointer.object(arg, as: HijackAuthority.self)
             guard let name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) else { return SSL_TLSEXT_ERR_OK }
-            return me.install(host: String(cString: name), on: ssl) ? SSL_TLSEXT_ERR_OK : SSL_TLSEXT_ERR_ALERT_FATAL
+            let sni = String(cString: name)
+            guard me.sniRules[ssl]?(sni) == true else {
+                Log.shared.warn("hijack: no leaf for a name the CONNECT's rule does not accept", ["sni": sni])
+                return SSL_TLSEXT_ERR_ALERT_FATAL
+            }
+            return me.install(host: sni, on: ssl) ? SSL_TLSEXT_ERR_OK : SSL_TLSEXT_ERR_ALERT_FATAL
         }, ContextPointer.to(authority))
         return authority
     }
@@ -62,14 +69,19 @@ public final class HijackAuthority {
 
     /// A server SSL for a hijacked CONNECT to `host`, with that host's leaf; the client's SNI, when
     /// it sends one, picks the leaf instead during the handshake.
-    package func newSSL(connectHost: String) -> OpaquePointer? {
+    /// `mintsFor` decides which names a client's SNI may ask a leaf for; `forget` the SSL once its
+    /// handshake is over.
+    package func newSSL(connectHost: String, mintsFor: @escaping (String) -> Bool) -> OpaquePointer? {
         guard let ssl = SSL_new(serverContext) else { return nil }
         guard install(host: connectHost, on: ssl) else {
             SSL_free(ssl)
             return nil
         }
+        sniRules[ssl] = mintsFor
         return ssl
     }
+
+    package func forget(_ ssl: OpaquePointer) { sniRules[ssl] = nil }
 
     func install(host: String, on ssl: OpaquePointer) -> Bool {
         guard let (cert, key) = leaf(for: host) else { return false }

@@ -168,6 +168,8 @@ public final class TLSStream: ByteStream {
     }
 
     public var isWriteBlocked: Bool { tcp.isWriteBlocked }
+    public var writeQueueSize: Int { tcp.writeQueueSize }
+    public var lastWriteProgressMs: UInt64 { tcp.lastWriteProgressMs }
     public var onDrain: (() -> Void)? {
         get { tcp.onDrain }
         set { tcp.onDrain = newValue }

@@ -6,6 +6,9 @@ public protocol ByteStream: AnyObject {
     func write(_ bytes: UnsafeRawBufferPointer)
     /// True when the producer should pause until `onDrain`.
     var isWriteBlocked: Bool { get }
+    /// Bytes queued for the peer, and when it last took some (for write timeouts).
+    var writeQueueSize: Int { get }
+    var lastWriteProgressMs: UInt64 { get }
     var onDrain: (() -> Void)? { get set }
     var onWriteError: ((any Error) -> Void)? { get set }
     /// Called once when the underlying socket is closed.

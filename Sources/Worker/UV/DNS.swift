@@ -7,6 +7,19 @@ public enum DNS {
             cb(.success([literal]))
             return
         }
+        let cache = EventLoop.context.object(DNSCache.self) { DNSCache() }
+        let key = HostPort.format(host.lowercased(), port)
+        if let hit = cache.lookup(key, now: EventLoop.nowMs) {
+            cb(.success(hit))
+            return
+        }
+        resolveUncached(host: host, port: port) { r in
+            if case .success(let addrs) = r { cache.store(key, addrs, now: EventLoop.nowMs) }
+            cb(r)
+        }
+    }
+
+    private static func resolveUncached(host: String, port: Int, _ cb: @escaping (Result<[SocketAddress], UVError>) -> Void) {
         let req = UVRequest<(Result<[SocketAddress], UVError>) -> Void>(type: UV_GETADDRINFO, state: cb)
         var hints = addrinfo()
         cuv_tcp_hints(&hints)
@@ -31,4 +44,32 @@ public enum DNS {
             UVRequest<(Result<[SocketAddress], UVError>) -> Void>.take(req.pointer(uv_getaddrinfo_t.self)).state(.failure(UVError(rc)))
         }
     }
+}
+
+/// Answers of the resolver, kept briefly: at most `capacity` names for `ttlMs` each (getaddrinfo
+/// tells no TTL), so a burst of requests to one registry costs one lookup, and a flood of distinct
+/// names cannot grow the worker.
+final class DNSCache {
+    static let capacity = 1024
+    static let ttlMs: UInt64 = 30_000
+    private var entries: [String: (addrs: [SocketAddress], until: UInt64)] = [:]
+
+    func lookup(_ key: String, now: UInt64) -> [SocketAddress]? {
+        guard let e = entries[key] else { return nil }
+        if e.until > now { return e.addrs }
+        entries[key] = nil
+        return nil
+    }
+
+    func store(_ key: String, _ addrs: [SocketAddress], now: UInt64) {
+        if entries.count >= DNSCache.capacity {
+            entries = entries.filter { $0.value.until > now }
+            if entries.count >= DNSCache.capacity, let victim = entries.min(by: { $0.value.until < $1.value.until })?.key {
+                entries[victim] = nil
+            }
+        }
+        entries[key] = (addrs, now + DNSCache.ttlMs)
+    }
+
+    var count: Int { entries.count }
 }

@@ -53,6 +53,15 @@ let closeThunk: uv_close_cb = { h in
 /// `data`, it lives as long as the loop.
 public final class LoopContext {
     private var buffers: [ObjectIdentifier: UnsafeMutableRawBufferPointer] = [:]
+    private var objects: [ObjectIdentifier: AnyObject] = [:]
+
+    /// The loop's one instance of `T`, made on first use (loop-wide state such as the DNS cache).
+    public func object<T: AnyObject>(_: T.Type, make: () -> T) -> T {
+        if let o = objects[ObjectIdentifier(T.self)] { return unsafeDowncast(o, to: T.self) }
+        let o = make()
+        objects[ObjectIdentifier(T.self)] = o
+        return o
+    }
 
     /// The buffer of `user`, allocated on first use; a user asks for the same size every time.
     public func scratch(for user: Any.Type, bytes: Int) -> UnsafeMutableRawBufferPointer {

@@ -49,10 +49,10 @@ public final class Log {
     /// Opens `<logDir>/daemon/core.log`, creating the folders.
     public static func open(logDir: String, role: String) throws -> Log {
         let dir = (logDir as NSString).appendingPathComponent("daemon")
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
         let path = (dir as NSString).appendingPathComponent("core.log")
         let log = Log(path: path, role: role)
-        log.fd = Foundation.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        log.fd = Foundation.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o640)
         if log.fd < 0 { throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: path]) }
         return log
     }

@@ -20,6 +20,20 @@ public enum EventLoop {
 
     public static func ignoreSIGPIPE() { cuv_ignore_sigpipe() }
 
+    /// Raises the soft limit of open files to the hard limit (every connection is one, or two when
+    /// relayed); returns the limit in force.
+    @discardableResult
+    public static func raiseFileLimit() -> UInt64 {
+        var r = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &r) == 0 else { return 0 }
+        if r.rlim_cur < r.rlim_max {
+            var raised = r
+            raised.rlim_cur = r.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { r = raised }
+        }
+        return UInt64(r.rlim_cur)
+    }
+
     /// Absolute path of the running executable.
     public static func executablePath() -> String {
         var buf = [CChar](repeating: 0, count: 4096)

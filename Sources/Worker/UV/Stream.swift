@@ -32,6 +32,8 @@ public class UVStream: UVHandle {
     }
 
     public var writeQueueSize: Int { uv_stream_get_write_queue_size(stream) }
+    /// When the peer last took bytes (a write completed): a write timeout watches it.
+    public private(set) var lastWriteProgressMs: UInt64 = EventLoop.nowMs
     /// True when the owner should stop producing until `onDrain`.
     public var isWriteBlocked: Bool { writeQueueSize > highWater }
 
@@ -77,6 +79,7 @@ public class UVStream: UVHandle {
         if writeQueueSize == 0 {
             var b = uv_buf_init(UnsafeMutablePointer(mutating: bytes.baseAddress!.assumingMemoryBound(to: CChar.self)), UInt32(bytes.count))
             let n = uv_try_write(stream, &b, 1)
+            if n > 0 { lastWriteProgressMs = EventLoop.nowMs }
             if n == Int32(bytes.count) { return }
             if n > 0 { offset = Int(n) }
             else if n != UV_EAGAIN.rawValue && n != UV_ENOSYS.rawValue {
@@ -100,8 +103,9 @@ public class UVStream: UVHandle {
             completion?(status)
             if status < 0 {
                 if status != UVError.canceled { s.writeFailed(UVError(status)) }
-            } else if s.writeQueueSize <= s.lowWater {
-                s.onDrain?()
+            } else {
+                s.lastWriteProgressMs = EventLoop.nowMs
+                if s.writeQueueSize <= s.lowWater { s.onDrain?() }
             }
         }
         let rc: Int32

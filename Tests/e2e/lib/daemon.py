@@ -10,7 +10,8 @@ def binary():
 
 
 class Daemon:
-    def __init__(self, workdir, proxy_yaml="", extra_yaml="", workers=2, name="dfget", data_dir=None):
+    def __init__(self, workdir, proxy_yaml="", extra_yaml="", workers=2, name="dfget", data_dir=None, env=None):
+        self.env = None if env is None else {**os.environ, **env}
         self.port = procs.free_port()
         self.peer_port = procs.free_port()
         self.dir = os.path.join(workdir, f"{name}-{self.port}")
@@ -29,7 +30,7 @@ class Daemon:
         self.start()
 
     def start(self):
-        self.proc = procs.Proc(self.name, [binary(), "daemon", "--config", self.config], self.dir)
+        self.proc = procs.Proc(self.name, [binary(), "daemon", "--config", self.config], self.dir, env=self.env)
         procs.wait_until(lambda: procs.port_open(self.port) or not self.proc.alive(), what="dfget listening")
         assert self.proc.alive(), self.proc.output()
         procs.wait_until(lambda: len(self.workers()) == self.nworkers, what=f"{self.nworkers} workers")
