@@ -35,7 +35,7 @@ let package = Package(
         // Routing on the proxy port: forward proxy, tunnel, hijack, mirror.
         .target(name: "Proxy", dependencies: ["UV", "TLS", "HTTP", "Config", "Cache"], path: "Sources/Worker/Proxy", swiftSettings: mode),
         // The peer-exchange port.
-        .target(name: "Peer", dependencies: ["UV", "HTTP"], path: "Sources/Worker/Peer", swiftSettings: mode),
+        .target(name: "Peer", dependencies: ["UV", "TLS", "HTTP", "Config", "Cache"], path: "Sources/Worker/Peer", swiftSettings: mode),
         // A worker process: composes the layers on one loop.
         .target(name: "Worker", dependencies: ["UV", "TLS", "HTTP", "Config", "Cache", "Proxy", "Peer"],
                 path: "Sources/Worker/Runtime", swiftSettings: mode),

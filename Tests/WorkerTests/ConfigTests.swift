@@ -137,7 +137,7 @@ final class ConfigTests: XCTestCase {
 
     func testReferenceKeysWeDoNotUseWarn() throws {
         let l = try load("scheduler:\n  manager:\n    enable: true\nhost:\n  idc: x\ndownload:\n  peerGRPC:\n    timeout: 1s\n")
-        XCTAssertEqual(Set(l.warnings.filter { $0.message.contains("not used") }.map(\.keyPath)), ["download.peerGRPC", "scheduler", "host"])
+        XCTAssertEqual(Set(l.warnings.filter { $0.message.contains("not used") }.map(\.keyPath)), ["download.peerGRPC", "scheduler", "host.idc"])
         XCTAssertEqual(l.warnings.first { $0.keyPath == "scheduler" }?.line, 1)
     }
 
@@ -222,5 +222,26 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(badPort?.keyPath, "proxy.whiteList[0].ports")
         XCTAssertEqual(badPort?.line, 6)
         XCTAssertEqual(error("proxy:\n  tcpListen:\n    port: 1\n  whiteList:\n    - regx: '('\n")?.keyPath, "proxy.whiteList[0].regx")
+    }
+
+    func testPeersNeedASecretAndNameTheirMembers() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dfget-peers-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let key = dir.appendingPathComponent("peers.key").path
+        try "0123456789abcdef0123456789abcdef\n".write(toFile: key, atomically: true, encoding: .utf8)
+        let l = try load("host:\n  advertiseIP: 10.0.0.5\nupload:\n  tcpListen:\n    port: 65002\npeers:\n  members: [10.0.0.5, \"10.0.0.6:7000\", \"[fd00::1]\"]\n  refresh: 10s\n  secretFile: \(key)\n")
+        let p = try XCTUnwrap(l.config.peers)
+        XCTAssertEqual(p.members.map { "\($0.host):\($0.port)" }, ["10.0.0.5:65002", "10.0.0.6:7000", "fd00::1:65002"])
+        XCTAssertEqual(p.refresh, 10)
+        XCTAssertEqual(p.secret.count, 32)
+        XCTAssertEqual(l.config.advertiseIP, "10.0.0.5")
+        XCTAssertEqual(error("peers:\n  members: [10.0.0.5]\n")?.keyPath, "peers")
+        XCTAssertTrue(error("peers:\n  members: [10.0.0.5]\n")?.message.contains("secretFile") == true)
+        XCTAssertEqual(error("peers:\n  members: ['a b:x']\n  secretFile: \(key)\n")?.keyPath, "peers.members[0]")
+        XCTAssertEqual(error("host:\n  advertiseIP: node-1\n")?.keyPath, "host.advertiseIP")
+        try "short".write(toFile: key, atomically: true, encoding: .utf8)
+        XCTAssertTrue(error("peers:\n  members: [10.0.0.5]\n  secretFile: \(key)\n")?.message.contains("fewer than 16") == true)
+        XCTAssertNil(try load("upload:\n  tcpListen:\n    port: 65002\n").config.peers, "no peers section: alone, as before")
     }
 }

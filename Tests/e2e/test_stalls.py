@@ -49,3 +49,35 @@ def test_stalled_origin_is_given_up(path, staller, daemon_factory):
     else:
         assert r.returncode != 0, "a body cut short is an error at the client, never a clean end"
         assert r.returncode != 28, "not curl's timeout"
+
+
+class Trickler(http.server.BaseHTTPRequestHandler):
+    """A byte every 0.2 s: always in time for the idle timeout, never getting anywhere."""
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "100000")
+        self.end_headers()
+        try:
+            for _ in range(300):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.2)
+        except OSError:
+            pass
+
+
+def test_a_trickling_origin_is_given_up_by_the_cache(daemon_factory):
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        d = daemon_factory(extra_yaml="upstreamTimeout: 2s\n", proxy_yaml=f"registryMirror:\n  url: http://127.0.0.1:{srv.server_address[1]}\n")
+        r = curl("-i", "--max-time", "50", f"{d.url}/v2/slow/blobs/{BLOB}", check=False)
+        assert r.returncode not in (0, 28), "cut short by the daemon, not by curl's limit"
+        assert any(l.get("error", "").startswith("origin stalled") for l in d.log_lines())
+    finally:
+        srv.shutdown()

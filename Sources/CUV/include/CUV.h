@@ -39,6 +39,7 @@ void cuv_ignore_sigpipe(void);
 #include <openssl/pem.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <openssl/hmac.h>
 
 int cuv_ssl_ctx_set_min_proto_version(SSL_CTX *ctx, int version);
 long cuv_ssl_ctx_set_mode(SSL_CTX *ctx, long mode);

@@ -1,5 +1,6 @@
 import Foundation
 import UV
+import TLS
 import HTTP
 
 /// Fetches a task from the origin once, into pieces: the response head decides the pieces, each
@@ -24,6 +25,9 @@ final class CacheDownload {
 
     /// The registry asked (before any redirect to storage): proof of possession compares against it.
     private let origin: String
+
+    /// Record each piece's sha256 for peers to check what they fetch from this host.
+    var recordPieceDigests = false
 
     init(task: CacheTask, fetch: OriginFetch) {
         self.task = task
@@ -101,7 +105,13 @@ final class CacheDownload {
 
     private func storeCurrent() {
         do {
-            try task.storePiece(piece, UnsafeRawBufferPointer(start: buffer, count: filled))
+            let bytes = UnsafeRawBufferPointer(start: buffer, count: filled)
+            if recordPieceDigests {
+                let h = SHA256Digest()
+                h.update(bytes)
+                try task.setPieceDigest(piece, h.finalize())
+            }
+            try task.storePiece(piece, bytes)
             piece += 1
             filled = 0
         } catch let e as SystemError where e.isDiskFull {
@@ -120,34 +130,18 @@ final class CacheDownload {
 
     private func complete() {
         guard !finished, !sealing else { return }
-        do {
-            guard piece == task.pieceCount else {
-                giveUp("origin body ended at piece \(piece) of \(task.pieceCount)")
-                return
-            }
-            guard try task.verify() else {
-                end("digest mismatch")
-                return
-            }
-        } catch {
-            giveUp("\(error)")
+        guard piece == task.pieceCount else {
+            giveUp("origin body ended at piece \(piece) of \(task.pieceCount)")
             return
         }
         // One flush per task, on the thread pool; the task is complete only once it is on disk.
         sealing = true
-        FileSync.fdatasync(task.dataFD) { [self] rc in
+        task.verifyFlushAndSeal { [self] error in
             sealing = false
             guard !finished else { return }
-            guard rc == 0 else {
-                giveUp("fdatasync: \(UVError(rc))")
-                return
-            }
-            do {
-                try task.seal()
-                end(nil)
-            } catch {
-                giveUp("\(error)")
-            }
+            if error == "digest mismatch" { return end(error) }
+            if let error { return giveUp(error) }
+            end(nil)
         }
     }
 

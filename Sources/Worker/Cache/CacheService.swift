@@ -6,8 +6,17 @@ import Config
 
 /// The worker's entry to the piece cache for requests the rules send there: one origin download per
 /// task across all workers, every client served from the pieces as they land.
+/// Where a claimed task's bytes can come from besides the origin: the peers.
+package protocol TaskSource: AnyObject {
+    /// Fills `task` (claimed by this worker). `origin` starts the download from the origin instead,
+    /// when this host owns the task or no peer can help.
+    func fill(_ task: CacheTask, url: UpstreamURL, headers: HTTPHeaders, origin: @escaping () -> Void)
+}
+
 package final class CacheService {
-    let cache: PieceCache
+    package let cache: PieceCache
+    /// The peers, when the daemon has members; nil: every task comes from the origin.
+    package var peers: TaskSource?
     let pool: UpstreamPool
     let config: DaemonConfig.Proxy
     let confirmations = AuthConfirmations()
@@ -58,9 +67,10 @@ package final class CacheService {
             // This request's own credentials fetch the blob: the origin's answer is the check.
             download(task, url: url, headers: ex.request.headers, policy: policy)
             serve(ex, task, range, source: "origin", url: url, policy: policy, passThrough: passThrough)
-        } else if task.origin != origin {
+        } else if !task.origin.isEmpty && task.origin != origin {
             // Another registry's download in progress: no bytes to prove possession with yet, so
-            // this client gets its own registry's answer (verified on the way).
+            // this client gets its own registry's answer (verified on the way). An origin not yet
+            // recorded (the claimer is between its lock and its first write) is joined, with a HEAD.
             ex.logFields.append(("source", .string("origin")))
             passThrough()
         } else {
@@ -132,7 +142,35 @@ package final class CacheService {
         h.remove("Range")
         h.remove("If-None-Match")
         h.remove("If-Modified-Since")
-        CacheDownload(task: task, fetch: OriginFetch(method: "GET", headers: h, url: url, pool: pool, policy: policy)).start()
+        let fromOrigin = { [self] in
+            let d = CacheDownload(task: task, fetch: OriginFetch(method: "GET", headers: h, url: url, pool: pool, policy: policy))
+            d.recordPieceDigests = peers != nil
+            d.start()
+        }
+        // Blobs are shared with the peers (their digest makes every copy checkable); other URLs stay local.
+        if let peers, task.key.expectedDigest != nil {
+            peers.fill(task, url: url, headers: h, origin: fromOrigin)
+        } else {
+            fromOrigin()
+        }
+    }
+
+    /// A peer asks this host, the task's owner, to get a blob from the origin with the requesting
+    /// client's credentials. False when the task cannot be started here.
+    package func startOriginDownload(_ key: TaskKey, url: UpstreamURL, headers: HTTPHeaders) -> Bool {
+        guard let task = try? cache.open(key) else { return false }
+        if task.isComplete { return true }
+        guard (try? task.claim(pieceSize: cache.pieceSize, origin: AuthConfirmations.origin(url))) == true else {
+            return task.state == .downloading  // another worker of this host has it
+        }
+        let policy = url.host == config.registryMirror.url.flatMap(UpstreamURL.init)?.host
+            ? TLSContexts.ClientPolicy(insecure: config.registryMirror.insecure, certs: config.registryMirror.certs) : .standard
+        var h = headers
+        h.remove("Range")
+        let d = CacheDownload(task: task, fetch: OriginFetch(method: "GET", headers: h, url: url, pool: pool, policy: policy))
+        d.recordPieceDigests = true
+        d.start()
+        return true
     }
 
     /// Whether the registry would give this client this blob, asked with the client's credentials;

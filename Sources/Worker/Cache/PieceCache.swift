@@ -66,6 +66,7 @@ public final class PieceCache {
         if dfd >= 0 && flock(dfd, LOCK_EX | LOCK_NB) != 0 { return false }
         unlink(p.data)
         unlink(p.meta)
+        CacheTask.unlinkSidecars(dataPath: p.data)
         return true
     }
 

@@ -13,6 +13,12 @@ public struct TaskKey: Hashable, CustomStringConvertible {
 
     public var description: String { id }
 
+    /// The task of a blob, by its lower-case hex sha256 (what peers name tasks by); nil for anything else.
+    public static func forDigest(_ hex: String) -> TaskKey? {
+        guard hex.utf8.count == 64, hex.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }) else { return nil }
+        return TaskKey(id: hex, expectedDigest: "sha256:" + hex)
+    }
+
     public static func forURL(_ url: UpstreamURL, filter: [String] = [], tag: String? = nil) -> TaskKey {
         if let hex = RequestTarget(url.target).blobDigest { return TaskKey(id: hex, expectedDigest: "sha256:" + hex) }
         let filtered = UpstreamURL(scheme: url.scheme, host: url.host, port: url.port,

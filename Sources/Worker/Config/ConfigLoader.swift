@@ -42,7 +42,7 @@ public enum ConfigLoader {
     // MARK: Parse and fill defaults
 
     static let ignoredTop: Set<String> = [
-        "scheduler", "manager", "host", "objectStorage", "security", "certSpec", "network", "announcer",
+        "scheduler", "manager", "objectStorage", "security", "certSpec", "network", "announcer",
         "networkTopology", "console", "verbose", "pprof-port", "pprofPort", "jaeger", "tracing", "pluginDir",
         "metrics", "reload", "concurrent", "schedulerManager", "seedPeer", "logLevel", "logMaxSize",
         "logMaxAge", "logMaxBackups", "stats", "server", "peerExchange",
@@ -87,6 +87,41 @@ public enum ConfigLoader {
             c.health.path = try h.string("path") ?? c.health.path
             if let l = try h.mapping("tcpListen") { c.health.tcpListen = try readListen(l, defaultPorts: 40901...40901) }
             try h.finish(ignored: ["security"])
+        }
+        if let h = try r.mapping("host") {
+            c.advertiseIP = try h.string("advertiseIP")
+            if let ip = c.advertiseIP, !SocketAddress.isIPLiteral(ip) {
+                throw h.ctx.error(h.value("advertiseIP"), h.sub("advertiseIP"), "\"\(ip)\" is not an IP address")
+            }
+            try h.finish(ignored: ["idc", "location", "hostname", "netTopology", "securityDomain", "advertisePort", "schedulerCluster"])
+        }
+        if let p = try r.mapping("peers") {
+            var peers = DaemonConfig.Peers()
+            let defaultPort = c.upload.tcpListen.ports.lowerBound
+            for (i, m) in (try p.strings("members") ?? []).enumerated() {
+                guard let hp = UpstreamURL.splitHostPort(m, defaultPort: defaultPort) else {
+                    throw p.ctx.error(p.value("members"), p.sub("members") + "[\(i)]", "\"\(m)\" is not host[:port]")
+                }
+                peers.members.append(hp)
+            }
+            peers.dns = try p.string("dns")
+            peers.refresh = try p.duration("refresh") ?? peers.refresh
+            peers.secretFile = try p.string("secretFile")
+            if !peers.members.isEmpty || peers.dns != nil {
+                guard let file = peers.secretFile else {
+                    throw p.ctx.error(p.node, p.path, "members need secretFile (a secret shared by all members): without it the peer port would serve anyone")
+                }
+                guard let data = FileManager.default.contents(atPath: file) else {
+                    throw p.ctx.error(p.value("secretFile"), p.sub("secretFile"), "cannot read \(file)")
+                }
+                let secret = Array(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines).utf8)
+                guard secret.count >= 16 else {
+                    throw p.ctx.error(p.value("secretFile"), p.sub("secretFile"), "\(file) holds fewer than 16 bytes: not a secret")
+                }
+                peers.secret = secret
+            }
+            try p.finish()
+            c.peers = peers
         }
         if let p = try r.mapping("proxy") { c.proxy = try readProxy(p) }
         try r.finish(ignored: ignoredTop)

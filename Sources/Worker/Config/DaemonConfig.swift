@@ -16,6 +16,10 @@ public struct DaemonConfig {
     public var download = Download()
     public var upload = Upload()
     public var health = Health()
+    public var peers: Peers?
+    /// `host.advertiseIP`: this host's address as the members know it (default: matched against
+    /// the local interfaces).
+    public var advertiseIP: String?
     /// Nil when the file has no `proxy` section or no port: the proxy is off.
     public var proxy: Proxy?
     /// Worker processes; 0 = one per core. (This daemon's own key.)
@@ -52,6 +56,19 @@ public struct DaemonConfig {
     public struct Upload {
         public var rateLimit: UInt64 = 1024 << 20
         public var tcpListen = Listen(ports: 65002...65002)
+    }
+
+    /// Hosts that share pieces over the peer port. Nil: this daemon works alone.
+    public struct Peers {
+        /// `host[:port]` of each member (the port defaults to `upload.tcpListen.port`).
+        public var members: [(host: String, port: Int)] = []
+        /// A name whose every A/AAAA record is a member (a Kubernetes headless service).
+        public var dns: String?
+        /// How often `dns` is resolved again.
+        public var refresh: Double = 30
+        public var secretFile: String?
+        /// The shared secret read from `secretFile`: every peer request carries a token made with it.
+        public var secret: [UInt8] = []
     }
 
     public struct Health {

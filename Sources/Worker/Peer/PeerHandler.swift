@@ -1,18 +1,107 @@
-// Module Peer: the peer-exchange port.
-// May import: UV, HTTP (and Config, Cache as the exchange grows).
+// Module Peer: the peer-exchange port and the peer side of the piece cache: membership, the
+// rendezvous owner of each task, signed requests, and fetching pieces from other members.
+// May import: UV, TLS, HTTP, Config, Cache.
 
+import Foundation
+import UV
 import HTTP
+import Cache
 
-/// The peer-exchange port. For now it answers health checks; piece exchange between hosts comes here.
+/// The peer-exchange port. With a secret (members configured) every request must carry a valid
+/// token, whatever its path, or it gets 401 before any routing; alone, it answers health checks only.
 public final class PeerHandler {
-    public init() {}
+    let token: PeerToken?
+    let service: CacheService?
+    let membership: Membership?
+    static let maxBody = 64 * 1024
+
+    package init(token: PeerToken? = nil, service: CacheService? = nil, membership: Membership? = nil) {
+        self.token = token
+        self.service = service
+        self.membership = membership
+    }
 
     public func handle(_ ex: Exchange) {
-        switch (ex.request.method, ex.request.target) {
-        case ("GET", "/healthy"), ("HEAD", "/healthy"):
-            ex.respond(status: 200, body: "OK\n")
-        default:
-            ex.respond(status: 404, body: "not found\n")
+        let method = ex.request.method, target = ex.request.target
+        if let token {
+            let now = Int64(Date().timeIntervalSince1970)
+            guard token.verify(ex.request.headers[PeerToken.header], method: method, target: target, now: now) else {
+                ex.respond(status: 401, body: "peer token missing or invalid\n")
+                return
+            }
         }
+        if (method == "GET" || method == "HEAD") && target == "/healthy" {
+            return ex.respond(status: 200, body: "OK\n")
+        }
+        guard token != nil, let service, let route = PeerProtocol.route(method: method, target: target) else {
+            return ex.respond(status: 404, body: "not found\n")
+        }
+        ex.logFields.append(("mode", .string("peer")))
+        switch route {
+        case .info(let id):
+            guard let key = TaskKey.forDigest(id), let task = service.cache.lookup(key) else {
+                return ex.respond(status: 404, body: "no such task\n")
+            }
+            let body = (try? JSONEncoder().encode(TaskInfo(task))) ?? Data()
+            var h = HTTPHeaders()
+            h.add("Content-Type", "application/json")
+            ex.sendHead(HTTPResponseHead(status: 200, headers: h), bodyLength: UInt64(body.count))
+            ex.sendBody(Array(body))
+            ex.finish()
+        case .piece(let id, let k):
+            servePiece(ex, id, k, service)
+        case .origin(let id):
+            readBody(ex) { body in
+                guard let req = try? JSONDecoder().decode(OriginRequest.self, from: Data(body)), let url = UpstreamURL(req.url),
+                      let key = TaskKey.forDigest(id), TaskKey.forURL(url).id == id else {
+                    return ex.respond(status: 400, body: "origin request must name a blob URL of this task\n")
+                }
+                var headers = HTTPHeaders()
+                for pair in req.headers where pair.count == 2 { headers.add(pair[0], pair[1]) }
+                ex.logFields.append(("upstream", .string(url.authority)))
+                if service.startOriginDownload(key, url: url, headers: headers) {
+                    ex.respond(status: 202, body: "accepted\n")
+                } else {
+                    ex.respond(status: 503, body: "cannot start the download\n")
+                }
+            }
+        case .holders(let id):
+            readBody(ex) { body in
+                let member = String(decoding: body, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                guard let key = TaskKey.forDigest(id), UpstreamURL.splitHostPort(member, defaultPort: 0) != nil,
+                      let task = try? service.cache.open(key) else {
+                    return ex.respond(status: 400, body: "holders take one host:port\n")
+                }
+                task.addHolder(member)
+                ex.respond(status: 204)
+            }
+        }
+    }
+
+    private func servePiece(_ ex: Exchange, _ id: String, _ k: Int, _ service: CacheService) {
+        guard let key = TaskKey.forDigest(id), let task = service.cache.lookup(key), k < task.pieceCount, task.hasPiece(k),
+              let digest = task.pieceDigest(k) else {
+            return ex.respond(status: 404, body: "no such piece\n")
+        }
+        let r = task.pieceRange(k)
+        var bytes = [UInt8](repeating: 0, count: Int(r.count))
+        let n = (try? bytes.withUnsafeMutableBytes { try task.read(offset: r.lowerBound, into: $0) }) ?? -1
+        guard n == bytes.count else { return ex.respond(status: 500, body: "cannot read the piece\n") }
+        var h = HTTPHeaders()
+        h.add("Content-Type", "application/octet-stream")
+        h.add("X-Dragonfly-Piece-Digest", hex(digest))
+        ex.sendHead(HTTPResponseHead(status: 200, headers: h), bodyLength: UInt64(n))
+        ex.sendBody(bytes)
+        ex.finish()
+    }
+
+    /// A small request body, whole.
+    private func readBody(_ ex: Exchange, _ then: @escaping ([UInt8]) -> Void) {
+        var body: [UInt8] = []
+        guard ex.hasRequestBody else { return then(body) }
+        ex.onBody = { b in
+            body.append(contentsOf: b.prefix(PeerHandler.maxBody - body.count))
+        }
+        ex.onBodyEnd = { then(body) }
     }
 }

@@ -16,7 +16,8 @@ public final class WorkerProcess {
     let config: DaemonConfig
     let index: Int
     let proxy: ProxyHandler?
-    let peer = PeerHandler()
+    /// Health checks only until the cache (and, with members, the exchange) is up.
+    private(set) var peer = PeerHandler()
     private let ipc = Pipe(ipc: true)
     private var connections: [ObjectIdentifier: ServerConnection] = [:]
     private var draining = false
@@ -75,6 +76,7 @@ public final class WorkerProcess {
             let cache = try PieceCache(root: (config.dataDir as NSString).appendingPathComponent("cache"))
             let service = CacheService(cache: cache, pool: proxy.pool, config: p, peerID: "\(ProcessInfo.processInfo.hostName)-\(getpid())")
             proxy.cache = service
+            joinPeers(service, pool: proxy.pool)
             if index == 0 {
                 let t = LoopTimer()
                 t.unref()
@@ -83,6 +85,21 @@ public final class WorkerProcess {
             }
         } catch {
             Log.shared.error("piece cache unavailable: requests stream through uncached", ["worker": index, "error": "\(error)"])
+        }
+    }
+
+    /// With members, the cache fills blobs from the peers and the peer port serves this host's pieces.
+    private func joinPeers(_ service: CacheService, pool: UpstreamPool) {
+        guard let peers = config.peers, !peers.secret.isEmpty else { return }
+        let token = PeerToken(secret: peers.secret)
+        let membership = Membership(peers: peers, advertiseIP: config.advertiseIP, peerPort: config.upload.tcpListen.ports.lowerBound,
+                                    localHosts: SocketAddress.localInterfaceHosts())
+        membership.startRefreshing()
+        service.peers = PeerNetwork(membership: membership, token: token, pool: pool)
+        peer = PeerHandler(token: token, service: service, membership: membership)
+        if index == 0 {
+            Log.shared.info("peer exchange on", ["members": membership.members.map(\.description).joined(separator: ","),
+                                                  "me": membership.me?.description ?? "-"])
         }
     }
 

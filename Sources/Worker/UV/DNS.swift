@@ -2,11 +2,14 @@ internal import CUV
 
 /// Asynchronous name resolution on libuv's thread pool.
 public enum DNS {
-    public static func resolve(host: String, port: Int, _ cb: @escaping (Result<[SocketAddress], UVError>) -> Void) {
+    /// `cache: false` asks the resolver every time (membership by DNS must see changes).
+    public static func resolve(host: String, port: Int, cache useCache: Bool = true,
+                               _ cb: @escaping (Result<[SocketAddress], UVError>) -> Void) {
         if let literal = try? SocketAddress(host: host, port: port) {
             cb(.success([literal]))
             return
         }
+        guard useCache else { return resolveUncached(host: host, port: port, cb) }
         let cache = EventLoop.context.object(DNSCache.self) { DNSCache() }
         let key = HostPort.format(host.lowercased(), port)
         if let hit = cache.lookup(key, now: EventLoop.nowMs) {

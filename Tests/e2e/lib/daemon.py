@@ -10,10 +10,10 @@ def binary():
 
 
 class Daemon:
-    def __init__(self, workdir, proxy_yaml="", extra_yaml="", workers=2, name="dfget", data_dir=None, env=None):
+    def __init__(self, workdir, proxy_yaml="", extra_yaml="", workers=2, name="dfget", data_dir=None, env=None, peer_port=None):
         self.env = None if env is None else {**os.environ, **env}
         self.port = procs.free_port()
-        self.peer_port = procs.free_port()
+        self.peer_port = peer_port or procs.free_port()
         self.dir = os.path.join(workdir, f"{name}-{self.port}")
         self.logdir = os.path.join(self.dir, "log")
         os.makedirs(self.dir, exist_ok=True)

@@ -1,0 +1,38 @@
+import Foundation
+import UV
+import TLS
+import HTTP
+import Cache
+
+/// The peers as the cache sees them (`TaskSource`): a claimed blob whose rendezvous owner is another
+/// member is filled from the members' pieces; one this host owns, or that nobody can help with,
+/// comes from the origin.
+package final class PeerNetwork: TaskSource {
+    let membership: Membership
+    let token: PeerToken
+    let pool: UpstreamPool
+
+    package init(membership: Membership, token: PeerToken, pool: UpstreamPool) {
+        self.membership = membership
+        self.token = token
+        self.pool = pool
+    }
+
+    package func fill(_ task: CacheTask, url: UpstreamURL, headers: HTTPHeaders, origin: @escaping () -> Void) {
+        let order = Rendezvous.order(task.key.id, membership.live(now: EventLoop.nowMs))
+        // Members ranked above this host, in order: the owner first, then who takes over from it.
+        let owners = Array(order.prefix { $0 != membership.me })
+        guard !owners.isEmpty else { return origin() }
+        PeerDownload(task: task, url: url, headers: headers, owners: owners, network: self, origin: origin).start()
+    }
+
+    /// A signed request to a member.
+    func request(_ method: String, _ member: Member, _ target: String, body: [UInt8]? = nil) -> OriginFetch {
+        var h = HTTPHeaders()
+        h.add(PeerToken.header, token.sign(method: method, target: target, now: Int64(Date().timeIntervalSince1970)))
+        if let body { h.add("Content-Length", String(body.count)) }
+        let url = UpstreamURL(scheme: "http", host: member.host, port: member.port, target: target)
+        return OriginFetch(method: method, headers: h, url: url, pool: pool, policy: .standard,
+                           framing: body.map { $0.isEmpty ? .none : .length(UInt64($0.count)) } ?? .none)
+    }
+}

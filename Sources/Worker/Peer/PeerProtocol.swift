@@ -1,0 +1,93 @@
+import Foundation
+import Cache
+
+/// The peer protocol, version 1: HTTP/1.1 on the peer port, every request signed (`PeerToken`).
+///
+///     GET  /peer/v1/tasks/<sha256 hex>              TaskInfo (JSON): state, length, pieces, digests, holders
+///     GET  /peer/v1/tasks/<id>/pieces/<k>           piece k's bytes (X-Dragonfly-Piece-Digest: its sha256)
+///     POST /peer/v1/tasks/<id>/origin               body OriginRequest: the owner fetches the blob from
+///                                                   the origin with the client's credentials (202)
+///     POST /peer/v1/tasks/<id>/holders              body "host:port": a member that holds (or fetches) pieces
+///
+/// Only blobs (digest-named tasks) are exchanged: every piece is checked against the digests of the
+/// host that got it from the origin, and the whole blob against its name.
+enum PeerProtocol {
+    static let prefix = "/peer/v1/tasks/"
+
+    static func taskPath(_ id: String) -> String { prefix + id }
+    static func piecePath(_ id: String, _ k: Int) -> String { prefix + id + "/pieces/\(k)" }
+    static func originPath(_ id: String) -> String { prefix + id + "/origin" }
+    static func holdersPath(_ id: String) -> String { prefix + id + "/holders" }
+
+    enum Route: Equatable {
+        case info(String)
+        case piece(String, Int)
+        case origin(String)
+        case holders(String)
+    }
+
+    /// The route of a request target; nil for anything that is not the protocol.
+    static func route(method: String, target: String) -> Route? {
+        guard target.hasPrefix(prefix), !target.contains("?") else { return nil }
+        let parts = target.dropFirst(prefix.count).split(separator: "/", omittingEmptySubsequences: false)
+        guard let id = parts.first.map(String.init), TaskKey.forDigest(id) != nil else { return nil }
+        switch (method, parts.count) {
+        case ("GET", 1): return .info(id)
+        case ("GET", 3) where parts[1] == "pieces":
+            guard parts[2].utf8.count <= 6, parts[2].utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let k = Int(parts[2]) else { return nil }
+            return .piece(id, k)
+        case ("POST", 2) where parts[1] == "origin": return .origin(id)
+        case ("POST", 2) where parts[1] == "holders": return .holders(id)
+        default: return nil
+        }
+    }
+}
+
+/// What a host knows of a task.
+struct TaskInfo: Codable, Equatable {
+    var state: String
+    var length: Int64?
+    var pieceSize: Int
+    var contentType: String
+    /// The piece bitmap in hex (piece 0 in the lowest bit of the first byte).
+    var pieces: String
+    /// Each piece's sha256 in hex, "" where unknown.
+    var digests: [String]
+    var holders: [String]
+
+    init(_ task: CacheTask) {
+        state = "\(task.state)"
+        length = task.contentLength
+        pieceSize = task.pieceSize
+        contentType = task.contentType
+        pieces = hex(task.bitmap)
+        digests = (0..<task.pieceCount).map { k in task.pieceDigest(k).map(hex) ?? "" }
+        holders = task.holders
+    }
+
+    init(state: String, length: Int64?, pieceSize: Int, contentType: String, pieces: String, digests: [String], holders: [String]) {
+        self.state = state
+        self.length = length
+        self.pieceSize = pieceSize
+        self.contentType = contentType
+        self.pieces = pieces
+        self.digests = digests
+        self.holders = holders
+    }
+
+    func has(_ k: Int) -> Bool {
+        guard let bits = unhex(pieces), k >= 0, k / 8 < bits.count else { return false }
+        return bits[k / 8] & (1 << UInt8(k % 8)) != 0
+    }
+
+    func digest(_ k: Int) -> [UInt8]? {
+        guard k >= 0, k < digests.count, let d = unhex(digests[k]), d.count == 32 else { return nil }
+        return d
+    }
+}
+
+/// The owner is asked to fetch from the origin: where, and with which of the client's headers.
+struct OriginRequest: Codable {
+    var url: String
+    var headers: [[String]]
+}

@@ -1,0 +1,86 @@
+import XCTest
+@testable import UV
+@testable import Config
+@testable import Cache
+@testable import Peer
+
+/// The peer exchange's decisions, without a socket: tokens, owners, routes, piece choice, membership.
+final class PeerTests: XCTestCase {
+    let secret = Array("0123456789abcdef0123456789abcdef".utf8)
+    let id = String(repeating: "ab", count: 32)
+
+    func testTokensBindSecretMethodTargetAndTime() {
+        let t = PeerToken(secret: secret)
+        let v = t.sign(method: "GET", target: "/peer/v1/tasks/\(id)", now: 1_000_000)
+        XCTAssertTrue(t.verify(v, method: "GET", target: "/peer/v1/tasks/\(id)", now: 1_000_100))
+        XCTAssertFalse(t.verify(v, method: "POST", target: "/peer/v1/tasks/\(id)", now: 1_000_000), "another method")
+        XCTAssertFalse(t.verify(v, method: "GET", target: "/peer/v1/tasks/\(id)/pieces/0", now: 1_000_000), "another target")
+        XCTAssertFalse(t.verify(v, method: "GET", target: "/peer/v1/tasks/\(id)", now: 1_000_301), "too late")
+        XCTAssertFalse(PeerToken(secret: Array("another secret, 16 bytes+".utf8)).verify(v, method: "GET", target: "/peer/v1/tasks/\(id)", now: 1_000_000))
+        for bad in [nil, "", "1000000", "1000000.", "x.00", "1000000.zz", "1000000." + String(repeating: "0", count: 64)] {
+            XCTAssertFalse(t.verify(bad, method: "GET", target: "/", now: 1_000_000), "\(String(describing: bad))")
+        }
+    }
+
+    func testRendezvousIsStableAndFailsOverToTheNext() {
+        let members = (1...8).map { Member(host: "10.0.0.\($0)", port: 65002) }
+        let order = Rendezvous.order(id, members)
+        XCTAssertEqual(Set(order), Set(members))
+        XCTAssertEqual(Rendezvous.order(id, members.reversed()), order, "every host computes the same order")
+        // Without the owner, the others keep their relative order: only its tasks move.
+        XCTAssertEqual(Rendezvous.order(id, members.filter { $0 != order[0] }), Array(order.dropFirst()))
+        // Owners spread over the members.
+        var owned: [Member: Int] = [:]
+        for i in 0..<800 { owned[Rendezvous.order(String(format: "%064x", i), members)[0], default: 0] += 1 }
+        XCTAssertEqual(owned.count, 8)
+        XCTAssertTrue(owned.values.allSatisfy { $0 > 50 }, "\(owned)")
+    }
+
+    func testRoutes() {
+        XCTAssertEqual(PeerProtocol.route(method: "GET", target: "/peer/v1/tasks/\(id)"), .info(id))
+        XCTAssertEqual(PeerProtocol.route(method: "GET", target: "/peer/v1/tasks/\(id)/pieces/12"), .piece(id, 12))
+        XCTAssertEqual(PeerProtocol.route(method: "POST", target: "/peer/v1/tasks/\(id)/origin"), .origin(id))
+        XCTAssertEqual(PeerProtocol.route(method: "POST", target: "/peer/v1/tasks/\(id)/holders"), .holders(id))
+        XCTAssertNil(PeerProtocol.route(method: "GET", target: "/peer/v1/tasks/../etc/passwd"))
+        XCTAssertNil(PeerProtocol.route(method: "GET", target: "/peer/v1/tasks/\(id)/pieces/-1"))
+        XCTAssertNil(PeerProtocol.route(method: "GET", target: "/peer/v1/tasks/\(id)/pieces/99999999999"))
+        XCTAssertNil(PeerProtocol.route(method: "DELETE", target: "/peer/v1/tasks/\(id)"))
+        XCTAssertNil(PeerProtocol.route(method: "GET", target: "/peer/v1/tasks/\(id.uppercased())"))
+    }
+
+    func testTaskInfoBitmapAndDigests() {
+        let info = TaskInfo(state: "downloading", length: 10, pieceSize: 4, contentType: "x", pieces: "05",
+                            digests: [String(repeating: "11", count: 32), "", "zz"], holders: [])
+        XCTAssertEqual((0..<4).map(info.has), [true, false, true, false])
+        XCTAssertEqual(info.digest(0), [UInt8](repeating: 0x11, count: 32))
+        XCTAssertNil(info.digest(1))
+        XCTAssertNil(info.digest(2))
+        XCTAssertNil(info.digest(9))
+    }
+
+    func testRarestFirstThenLowestIndex() {
+        let a = Member(host: "a", port: 1), b = Member(host: "b", port: 1), c = Member(host: "c", port: 1)
+        let holders: [Int: [Member]] = [0: [a, b, c], 1: [a, b], 2: [a], 3: [a]]
+        let pick = PiecePicker.pick(pieceCount: 4, wanted: { _ in true }, holders: { holders[$0] ?? [] })
+        XCTAssertEqual(pick?.piece, 2)
+        XCTAssertEqual(PiecePicker.pick(pieceCount: 4, wanted: { $0 < 2 }, holders: { holders[$0] ?? [] })?.piece, 1)
+        XCTAssertNil(PiecePicker.pick(pieceCount: 4, wanted: { _ in true }, holders: { _ in [] }), "nobody has anything yet")
+        XCTAssertEqual(PiecePicker.leastBusy([a, b], inFlight: [0: a, 1: a, 2: b]), b)
+    }
+
+    func testMembershipFindsItselfAndBacksOffFromTheDown() {
+        var peers = DaemonConfig.Peers()
+        peers.members = [("127.0.0.1", 7001), ("127.0.0.1", 7002), ("10.9.9.9", 7002)]
+        let m = Membership(peers: peers, advertiseIP: nil, peerPort: 7002, localHosts: ["127.0.0.1"])
+        XCTAssertEqual(m.me, Member(host: "127.0.0.1", port: 7002))
+        let other = Member(host: "10.9.9.9", port: 7002)
+        m.markDown(other, now: 1000)
+        XCTAssertFalse(m.live(now: 1500).contains(other))
+        XCTAssertTrue(m.live(now: 2001).contains(other), "back after its backoff")
+        m.markDown(other, now: 3000)
+        XCTAssertFalse(m.live(now: 4500).contains(other), "a second failure backs off longer")
+        m.markDown(m.me!, now: 0)
+        XCTAssertTrue(m.live(now: 1).contains(m.me!), "this host never counts itself down")
+        XCTAssertEqual(Membership(peers: peers, advertiseIP: "10.1.1.1", peerPort: 7002, localHosts: []).me, Member(host: "10.1.1.1", port: 7002))
+    }
+}
