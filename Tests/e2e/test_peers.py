@@ -61,6 +61,6 @@ def test_the_peer_port_needs_the_token(cluster, images):
     for path in ["/healthy", f"/peer/v1/tasks/{blob}", f"/peer/v1/tasks/{blob}/pieces/0", "/anything"]:
         r = curl("-s", "-o", "/dev/null", "-w", "%{http_code}", f"http://127.0.0.1:{hosts[0].peer_port}{path}", check=False)
         assert r.stdout == b"401", (path, r.stdout)
-    r = curl("-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "X-Dragonfly-Peer-Token: 1.00",
+    r = curl("-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Dfget-Peer-Token: 1.00",
              f"http://127.0.0.1:{hosts[0].peer_port}/peer/v1/tasks/{blob}", check=False)
     assert r.stdout == b"401"

@@ -1,10 +1,11 @@
 import TLS
 
-/// The peer port's credential: every request carries `X-Dragonfly-Peer-Token: <unix seconds>.<hex
+/// The peer port's credential: every request carries `Dfget-Peer-Token: <unix seconds>.<hex
 /// HMAC-SHA256(secret, "<METHOD> <target> <seconds>")>`. A request without a valid token (wrong
 /// secret, other method or target, more than `skewSeconds` off) gets 401 before any routing.
 public struct PeerToken: Sendable {
-    public static let header = "X-Dragonfly-Peer-Token"
+    // Not X-Dragonfly-*: requests to origins drop those.
+    public static let header = "Dfget-Peer-Token"
     static let skewSeconds: Int64 = 300
     let secret: [UInt8]
 
