@@ -120,6 +120,8 @@ final class PeerDownload {
         }
         if described { schedule() }
         if described && (0..<task.pieceCount).allSatisfy(task.hasPiece) { return complete() }
+        // The owner sent a bad piece and nobody else can serve what is missing: the origin.
+        if described && inFlight.isEmpty && avoid.contains(owner) { return fallBack("the owner's pieces do not match their digests") }
         if EventLoop.nowMs &- lastProgressMs > Limits.upstreamIdleMs { return fallBack("no progress from the peers") }
         poll.start(ms: PeerDownload.pollMs) { [weak self] in self?.refresh() }
     }
