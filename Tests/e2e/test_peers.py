@@ -1,10 +1,11 @@
 """Peer exchange on one machine: several daemons on 127.0.0.1, each its own member of the cluster.
 A blob leaves the registry once for all of them, every copy is byte-exact, and the peer port
 serves nobody without the shared secret."""
-import os, subprocess, threading
+import hashlib, os, subprocess, threading
 import pytest
 from lib import procs, registry as reglib
 from lib.client import curl, sha
+from lib.containerd import Containerd
 
 SECRET = "e2e-peer-secret-0123456789abcdef\n"
 
@@ -18,7 +19,7 @@ def cluster(daemon_factory, registry, tmp_path):
         members = ", ".join(f'"127.0.0.1:{p}"' for p in ports)
         return [daemon_factory(name=f"peer{i}", workers=workers, peer_port=port,
                                extra_yaml=f"peers:\n  members: [{members}]\n  secretFile: {key}\n",
-                               proxy_yaml=f"registryMirror:\n  url: http://{registry.addr}\n")
+                               proxy_yaml=f"registryMirror:\n  dynamic: true\n  url: http://{registry.addr}\n")
                 for i, port in enumerate(ports)]
     return make
 
@@ -64,3 +65,30 @@ def test_the_peer_port_needs_the_token(cluster, images):
     r = curl("-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Dfget-Peer-Token: 1.00",
              f"http://127.0.0.1:{hosts[0].peer_port}/peer/v1/tasks/{blob}", check=False)
     assert r.stdout == b"401"
+
+
+def owner(task, hosts):
+    return max(hosts, key=lambda d: int.from_bytes(hashlib.sha256(f"{task}|127.0.0.1:{d.peer_port}".encode()).digest()[:8], "big"))
+
+
+def test_ctr_pull_through_a_hosts_mirror_served_by_its_peers(cluster, registry, images, workdir, etc_hosts):
+    hosts = cluster(2)
+    _, _, blobs = images["small"]
+    # b is the host that owns the fewest layers: the other owns at least two of the three.
+    b = min(hosts, key=lambda d: sum(owner(blob[7:], hosts) is d for blob in blobs))
+    a = next(d for d in hosts if d is not b)
+    for blob in blobs:  # host a has every layer
+        assert sha(curl(f"{a.url}/v2/test/img/blobs/{blob}").stdout) == blob
+    before = {blob: reglib.origin_bytes(registry.log(), blob) for blob in blobs}
+    c = Containerd(workdir)
+    try:
+        host = c.mirror_with_dead_origin(b.url, f"http://{registry.addr}")
+        c.ctr("image", "pull", "--hosts-dir", c.hosts_dir, f"{host}/test/img:1")
+    finally:
+        c.stop()
+    from_peers = {l["taskId"] for l in b.log_lines() if l.get("msg") == "task downloaded" and l.get("source") == "peers"}
+    for blob in blobs:
+        if owner(blob[7:], [a, b]) is a:
+            assert blob[7:] in from_peers, f"{blob} came from the peer that owns it"
+            assert reglib.origin_bytes(registry.log(), blob) == before[blob], f"{blob} did not leave the registry again"
+    assert from_peers, "at least one layer came from the peers"
