@@ -17,13 +17,17 @@ final class PeerDownload {
     let network: PeerNetwork
     let origin: () -> Void
 
-    static let parallel = 4
+    static let parallel = 6
     static let pollMs: UInt64 = 100
     /// Downloads in progress in this worker, which keep them alive.
     nonisolated(unsafe) static var active: [String: PeerDownload] = [:]  // loop thread only
 
     private var infos: [Member: TaskInfo] = [:]
     private var inFlight: [Int: Member] = [:]
+    /// When each piece was first seen at the owner and nowhere else.
+    private var ownerOnlySince: [Int: UInt64] = [:]
+    /// How long a piece waits at the owner for the follower it is assigned to.
+    static let patienceMs: UInt64 = 6000
     private var avoid: Set<Member> = []
     private var bytesFrom: [String: Int] = [:]
     private let poll = LoopTimer()
@@ -84,7 +88,7 @@ final class PeerDownload {
         polls += 1
         var asked = [owner]
         // Other holders' bitmaps now and then: they are where the pieces multiply.
-        if polls % 5 == 1, let holders = infos[owner]?.holders {
+        if let holders = infos[owner]?.holders {
             asked += holders.compactMap(member).filter { $0 != owner && $0 != network.membership.me && !avoid.contains($0) }
         }
         var pending = asked.count
@@ -126,13 +130,26 @@ final class PeerDownload {
         poll.start(ms: PeerDownload.pollMs) { [weak self] in self?.refresh() }
     }
 
-    /// Starts piece fetches up to `parallel`: rarest first among the members that have them.
+    /// Starts piece fetches up to `parallel`: rarest first among the members that have them, the
+    /// owner's uplink kept for pieces nobody else has yet (see `PiecePicker.sources`).
     private func schedule() {
         guard let owner, let ownerInfo = infos[owner] else { return }
+        let me = network.membership.me
+        let followers = ownerInfo.holders.compactMap(member)
+        let now = EventLoop.nowMs
+        let id = task.key.id
         while inFlight.count < PeerDownload.parallel {
-            let pick = PiecePicker.pick(pieceCount: task.pieceCount,
-                                        wanted: { !self.task.hasPiece($0) && self.inFlight[$0] == nil && ownerInfo.digest($0) != nil },
-                                        holders: { k in self.infos.filter { !self.avoid.contains($0.key) && $0.value.has(k) }.map(\.key) })
+            let pick = PiecePicker.pick(
+                pieceCount: task.pieceCount,
+                wanted: { !self.task.hasPiece($0) && self.inFlight[$0] == nil && ownerInfo.digest($0) != nil },
+                holders: { k in
+                    let holding = self.infos.filter { !self.avoid.contains($0.key) && $0.value.has(k) }.map(\.key)
+                    if holding == [owner], self.ownerOnlySince[k] == nil { self.ownerOnlySince[k] = now }
+                    let assignee = followers.isEmpty ? nil : Rendezvous.order("\(id)#\(k)", followers).first
+                    return PiecePicker.sources(k, holding: holding, owner: owner, assignee: assignee, me: me,
+                                               ownerOnlySinceMs: self.ownerOnlySince[k], nowMs: now, patienceMs: PeerDownload.patienceMs)
+                },
+                spread: { k in Rendezvous.weight("\(id)#\(k)", me ?? owner) })
             guard let pick, let digest = ownerInfo.digest(pick.piece),
                   let from = PiecePicker.leastBusy(pick.holders, inFlight: inFlight) else { return }
             fetch(pick.piece, from: from, digest: digest)

@@ -3,15 +3,34 @@ enum PiecePicker {
     /// Among the pieces not present, not in flight and with a known digest, the one the fewest
     /// members hold (rarest first spreads the copies fastest); ties go to the lowest index, which
     /// keeps the local clients streaming.
-    static func pick(pieceCount: Int, wanted: (Int) -> Bool, holders: (Int) -> [Member]) -> (piece: Int, holders: [Member])? {
-        var best: (piece: Int, holders: [Member])?
+    /// `spread` breaks ties between equally rare pieces (a per-host order, so hosts that start
+    /// together fetch different pieces and can trade them); without it the lowest index wins.
+    static func pick(pieceCount: Int, wanted: (Int) -> Bool, holders: (Int) -> [Member],
+                     spread: ((Int) -> UInt64)? = nil) -> (piece: Int, holders: [Member])? {
+        var best: (piece: Int, holders: [Member], tie: UInt64)?
         for k in 0..<pieceCount where wanted(k) {
             let h = holders(k)
             guard !h.isEmpty else { continue }
-            if best == nil || h.count < best!.holders.count { best = (k, h) }
-            if h.count == 1 { break }
+            let tie = spread?(k) ?? UInt64(k)
+            if best == nil || h.count < best!.holders.count || (h.count == best!.holders.count && tie < best!.tie) {
+                best = (k, h, tie)
+            }
         }
-        return best
+        return best.map { ($0.piece, $0.holders) }
+    }
+
+    /// Who may serve piece `k`: any follower that has it; the owner only to the one follower the
+    /// piece is assigned to (by rendezvous over the followers), or to anyone once it has waited
+    /// `patienceMs` at the owner alone. The owner's uplink then carries each piece about once and
+    /// the followers trade the rest among themselves.
+    static func sources(_ k: Int, holding: [Member], owner: Member, assignee: Member?, me: Member?,
+                        ownerOnlySinceMs: UInt64?, nowMs: UInt64, patienceMs: UInt64) -> [Member] {
+        let others = holding.filter { $0 != owner }
+        if !others.isEmpty { return others }
+        guard holding.contains(owner) else { return [] }
+        if assignee == nil || assignee == me { return [owner] }
+        if let since = ownerOnlySinceMs, nowMs &- since >= patienceMs { return [owner] }
+        return []
     }
 
     /// The holder with the fewest fetches in flight from it (the first on ties).

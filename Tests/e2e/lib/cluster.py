@@ -1,0 +1,81 @@
+"""dfget daemons on the hosts of a namespace star, and a docker-registry in its origin namespace
+serving an existing registry's storage. Used by the cluster tests and the peer benchmark."""
+import hashlib, json, os, textwrap
+from lib import procs
+from lib.daemon import binary
+
+PEER_PORT, PROXY_PORT = 65002, 65001
+
+
+class Cluster:
+    def __init__(self, star, registry_dir, workdir, peers=True, workers=2):
+        self.star = star
+        self.started = []
+        self.daemons = {}
+        s = star
+        os.makedirs(workdir, exist_ok=True)
+        cfg = os.path.join(workdir, "origin-registry.yml")
+        with open(cfg, "w") as f:
+            f.write(textwrap.dedent(f"""\
+                version: 0.1
+                log:
+                  level: info
+                  accesslog:
+                    disabled: false
+                storage:
+                  filesystem:
+                    rootdirectory: {registry_dir}/data
+                http:
+                  addr: {s.ip(s.origin)}:5000
+                """))
+        self.started.append(procs.Proc("origin-registry", ["ip", "netns", "exec", s.origin, "docker-registry", "serve", cfg], workdir))
+        procs.wait_until(lambda: s.run(s.origin, "curl", "-sf", f"http://{s.ip(s.origin)}:5000/v2/").returncode == 0, what="origin registry")
+        key = os.path.join(workdir, "peers.key")
+        with open(key, "w") as f:
+            f.write("cluster-peer-secret-0123456789abcdef\n")
+        members = ", ".join(f'"{s.ip(h)}"' for h in s.hosts)
+        peers_yaml = f"peers:\n  members: [{members}]\n  secretFile: {key}\n" if peers else ""
+        for h in s.hosts:
+            d = os.path.join(workdir, h)
+            os.makedirs(d, exist_ok=True)
+            with open(os.path.join(d, "dfget.yaml"), "w") as f:
+                f.write(textwrap.dedent(f"""\
+                    logDir: {d}/log
+                    dataDir: {d}/data
+                    workers: {workers}
+                    host:
+                      advertiseIP: {s.ip(h)}
+                    upload:
+                      tcpListen: {{listen: {s.ip(h)}, port: {PEER_PORT}}}
+                    proxy:
+                      tcpListen: {{listen: 127.0.0.1, port: {PROXY_PORT}}}
+                      registryMirror: {{url: "http://{s.ip(s.origin)}:5000"}}
+                    """) + peers_yaml)
+            p = procs.Proc(f"dfget-{h}", ["ip", "netns", "exec", h, binary(), "daemon", "--config", os.path.join(d, "dfget.yaml")], d)
+            self.started.append(p)
+            self.daemons[h] = (p, d)
+        for h in s.hosts:
+            procs.wait_until(lambda: s.run(h, "curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{PROXY_PORT}/").returncode == 0,
+                             what=f"daemon in {h}")
+
+    def pull(self, h, blob, out, repo="test/big"):
+        """GET of a blob through host `h`'s mirror: out[h] = (curl's exit, sha256 of the body, seconds)."""
+        r = self.star.run(h, "curl", "-sS", "-o", "-", "-w", "", f"http://127.0.0.1:{PROXY_PORT}/v2/{repo}/blobs/{blob}", timeout=600)
+        out[h] = (r.returncode, "sha256:" + hashlib.sha256(r.stdout).hexdigest())
+
+    def owner_of(self, task, hosts=None):
+        """The rendezvous owner, computed as every member computes it."""
+        def weight(h):
+            return int.from_bytes(hashlib.sha256(f"{task}|{self.star.ip(h)}:{PEER_PORT}".encode()).digest()[:8], "big")
+        return max(hosts or self.star.hosts, key=weight)
+
+    def logs(self, h):
+        path = os.path.join(self.daemons[h][1], "log", "daemon", "core.log")
+        return [json.loads(l) for l in open(path)] if os.path.exists(path) else []
+
+    def data_file(self, h, blob):
+        return os.path.join(self.daemons[h][1], "data", "cache", f"{blob[7:]}.data")
+
+    def stop(self):
+        for p in self.started:
+            p.stop()
