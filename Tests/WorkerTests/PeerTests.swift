@@ -83,4 +83,22 @@ final class PeerTests: XCTestCase {
         XCTAssertTrue(m.live(now: 1).contains(m.me!), "this host never counts itself down")
         XCTAssertEqual(Membership(peers: peers, advertiseIP: "10.1.1.1", peerPort: 7002, localHosts: []).me, Member(host: "10.1.1.1", port: 7002))
     }
+
+    func testTheOwnersUplinkServesEachPieceOnce() {
+        let owner = Member(host: "o", port: 1), me = Member(host: "me", port: 1), other = Member(host: "x", port: 1)
+        func sources(_ holding: [Member], assignee: Member?, since: UInt64? = nil, now: UInt64 = 0) -> [Member] {
+            PiecePicker.sources(0, holding: holding, owner: owner, assignee: assignee, me: me, ownerOnlySinceMs: since, nowMs: now, patienceMs: 6000)
+        }
+        XCTAssertEqual(sources([owner], assignee: me), [owner], "assigned to me: I fetch it from the owner")
+        XCTAssertEqual(sources([owner], assignee: other), [], "assigned to another follower: wait for it there")
+        XCTAssertEqual(sources([owner], assignee: other, since: 0, now: 6000), [owner], "unless it waited too long")
+        XCTAssertEqual(sources([owner, other], assignee: me), [other], "a follower has it: the owner is spared")
+        XCTAssertEqual(sources([], assignee: me), [])
+    }
+
+    func testEquallyRarePiecesInAPerHostOrder() {
+        let a = Member(host: "a", port: 1)
+        let pick = PiecePicker.pick(pieceCount: 4, wanted: { _ in true }, holders: { _ in [a] }, spread: { UInt64(10 - $0) })
+        XCTAssertEqual(pick?.piece, 3)
+    }
 }

@@ -1,21 +1,6 @@
 """Bad requests get a 4xx, one log line, and the worker lives on."""
-import socket, subprocess
-
-
-def raw(port, data, timeout=10):
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    s.sendall(data)
-    out = b""
-    try:
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            out += b
-    except ConnectionResetError:
-        pass
-    s.close()
-    return out
+import subprocess
+from lib.client import raw
 
 
 def test_bad_requests_get_4xx_and_workers_survive(daemon, registry):

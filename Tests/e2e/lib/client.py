@@ -1,5 +1,5 @@
 """curl as the tests' HTTP client."""
-import hashlib, subprocess
+import hashlib, socket, subprocess
 
 
 def curl(*args, check=True):
@@ -12,3 +12,20 @@ def curl(*args, check=True):
 
 def sha(b):
     return "sha256:" + hashlib.sha256(b).hexdigest()
+
+
+def raw(port, data, timeout=10):
+    """Sends bytes as they are and reads until the daemon closes (or resets) the connection."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(data)
+    out = b""
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            out += b
+    except (ConnectionResetError, TimeoutError):
+        pass
+    s.close()
+    return out

@@ -1,7 +1,7 @@
 """dfget daemons on the hosts of a namespace star, and a docker-registry in its origin namespace
 serving an existing registry's storage. Used by the cluster tests and the peer benchmark."""
 import hashlib, json, os, textwrap
-from lib import procs
+from lib import procs, registry as reglib
 from lib.daemon import binary
 
 PEER_PORT, PROXY_PORT = 65002, 65001
@@ -15,19 +15,7 @@ class Cluster:
         s = star
         os.makedirs(workdir, exist_ok=True)
         cfg = os.path.join(workdir, "origin-registry.yml")
-        with open(cfg, "w") as f:
-            f.write(textwrap.dedent(f"""\
-                version: 0.1
-                log:
-                  level: info
-                  accesslog:
-                    disabled: false
-                storage:
-                  filesystem:
-                    rootdirectory: {registry_dir}/data
-                http:
-                  addr: {s.ip(s.origin)}:5000
-                """))
+        reglib.write_config(cfg, f"{registry_dir}/data", f"{s.ip(s.origin)}:5000")
         self.started.append(procs.Proc("origin-registry", ["ip", "netns", "exec", s.origin, "docker-registry", "serve", cfg], workdir))
         procs.wait_until(lambda: s.run(s.origin, "curl", "-sf", f"http://{s.ip(s.origin)}:5000/v2/").returncode == 0, what="origin registry")
         key = os.path.join(workdir, "peers.key")

@@ -28,6 +28,24 @@ def sha256_file(path):
     return "sha256:" + h.hexdigest()
 
 
+def write_config(path, rootdir, addr, extra_config=""):
+    """A docker-registry config: filesystem storage under `rootdir`, listening on `addr`."""
+    with open(path, "w") as f:
+        f.write(f"""version: 0.1
+log:
+  level: info
+  accesslog:
+    disabled: false
+storage:
+  filesystem:
+    rootdirectory: {rootdir}
+  delete:
+    enabled: true
+http:
+  addr: {addr}
+{extra_config}""")
+
+
 class Registry:
     def __init__(self, workdir, extra_config="", scheme="http"):
         self.scheme = scheme
@@ -35,20 +53,7 @@ class Registry:
         self.dir = os.path.join(workdir, f"registry-{self.port}")
         os.makedirs(self.dir, exist_ok=True)
         cfg = os.path.join(self.dir, "config.yml")
-        with open(cfg, "w") as f:
-            f.write(f"""version: 0.1
-log:
-  level: info
-  accesslog:
-    disabled: false
-storage:
-  filesystem:
-    rootdirectory: {self.dir}/data
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:{self.port}
-{extra_config}""")
+        write_config(cfg, f"{self.dir}/data", f"127.0.0.1:{self.port}", extra_config)
         self.proc = procs.Proc(f"registry-{self.port}", ["docker-registry", "serve", cfg], self.dir)
         procs.wait_until(lambda: procs.port_open(self.port), what=f"docker-registry on {self.port}")
 
