@@ -93,3 +93,28 @@ def test_a_tampered_piece_is_rejected_and_the_blob_still_completes(cluster, imag
     assert got[other] == (0, blob), "byte-exact all the same"
     warnings = [l for l in c.logs(other) if l.get("msg") == "peer sent a piece that does not match its digest: avoided"]
     assert warnings and warnings[0]["piece"] == 0
+
+
+@pytest.mark.parametrize("cluster", ["200mbit"], indirect=True)
+def test_kill9_of_a_follower_mid_transfer_the_others_finish(cluster, images):
+    c, s = cluster, cluster.star
+    blob = images["big"][2][0]
+    owner = c.owner_of(blob[7:])
+    followers = [h for h in s.hosts if h != owner]
+    victim, others = followers[0], followers[1:]
+    got = {}
+    threads = [threading.Thread(target=c.pull, args=(h, blob, got)) for h in s.hosts]
+    for t in threads:
+        t.start()
+
+    def fetched(h):
+        f = c.data_file(h, blob)
+        return os.path.exists(f) and os.stat(f).st_blocks * 512 > 40 << 20
+
+    # The victim holds pieces the others may be fetching from it when it dies.
+    procs.wait_until(lambda: fetched(victim), timeout=60, what="the follower mid-download")
+    os.killpg(c.daemons[victim][0].pid, signal.SIGKILL)
+    for t in threads:
+        t.join()
+    for h in [owner] + others:
+        assert got[h] == (0, blob), (h, got)
