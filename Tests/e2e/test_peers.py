@@ -12,12 +12,12 @@ SECRET = "e2e-peer-secret-0123456789abcdef\n"
 
 @pytest.fixture
 def cluster(daemon_factory, registry, tmp_path):
-    def make(n, workers=1):
+    def make(n, workers=1, upload_yaml=""):
         key = tmp_path / "peers.key"
         key.write_text(SECRET)
         ports = [procs.free_port() for _ in range(n)]
         members = ", ".join(f'"127.0.0.1:{p}"' for p in ports)
-        return [daemon_factory(name=f"peer{i}", workers=workers, peer_port=port,
+        return [daemon_factory(name=f"peer{i}", workers=workers, peer_port=port, upload_yaml=upload_yaml,
                                extra_yaml=f"peers:\n  members: [{members}]\n  secretFile: {key}\n",
                                proxy_yaml=f"registryMirror:\n  dynamic: true\n  url: http://{registry.addr}\n")
                 for i, port in enumerate(ports)]
@@ -92,3 +92,19 @@ def test_ctr_pull_through_a_hosts_mirror_served_by_its_peers(cluster, registry, 
             assert blob[7:] in from_peers, f"{blob} came from the peer that owns it"
             assert reglib.origin_bytes(registry.log(), blob) == before[blob], f"{blob} did not leave the registry again"
     assert from_peers, "at least one layer came from the peers"
+
+
+def test_upload_rate_limit_slows_peer_uploads(cluster, images):
+    hosts = cluster(2, upload_yaml="rateLimit: 32Mi\n")
+    blob, size = big(images)
+    first = owner(blob[7:], hosts)
+    second = next(d for d in hosts if d is not first)
+    assert sha(curl(f"{first.url}/v2/test/big/blobs/{blob}").stdout) == blob
+    import time
+    t0 = time.monotonic()
+    assert sha(curl(f"{second.url}/v2/test/big/blobs/{blob}").stdout) == blob
+    took = time.monotonic() - t0
+    # 200 MiB at 32 MiB/s from the only holder: at least 6 s, twice what it takes unlimited here
+    # (a lower bound: no load can break it).
+    assert took >= (size - (4 << 20)) / (32 << 20) * 0.95, f"{took:.2f} s"
+    assert any(l.get("msg") == "task downloaded" and l.get("source") == "peers" for l in second.log_lines())

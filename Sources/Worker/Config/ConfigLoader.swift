@@ -272,7 +272,6 @@ public enum ConfigLoader {
         }
         let notYet: [([String], String)] = [
             (["download"], "rate limits are not built yet"),
-            (["upload", "rateLimit"], "rate limits are not built yet"),
             (["health"], "the health listener is not built yet"),
         ]
         for (path, msg) in notYet {

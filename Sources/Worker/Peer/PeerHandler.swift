@@ -13,12 +13,17 @@ public final class PeerHandler {
     let token: PeerToken?
     let service: CacheService?
     let membership: Membership?
+    /// `upload.rateLimit`, this worker's share: pieces wait their turn, they are never refused.
+    private var uploads: TokenBucket?
     static let maxBody = 64 * 1024
 
-    package init(token: PeerToken? = nil, service: CacheService? = nil, membership: Membership? = nil) {
+    package init(token: PeerToken? = nil, service: CacheService? = nil, membership: Membership? = nil, uploadBytesPerSecond: UInt64 = 0) {
         self.token = token
         self.service = service
         self.membership = membership
+        if uploadBytesPerSecond > 0 {
+            uploads = TokenBucket(bytesPerSecond: uploadBytesPerSecond, burst: UInt64(PieceCache.defaultPieceSize), nowMs: EventLoop.nowMs)
+        }
     }
 
     public func handle(_ ex: Exchange) {
@@ -90,9 +95,18 @@ public final class PeerHandler {
         var h = HTTPHeaders()
         h.add("Content-Type", "application/octet-stream")
         h.add("X-Dragonfly-Piece-Digest", hex(digest))
-        ex.sendHead(HTTPResponseHead(status: 200, headers: h), bodyLength: UInt64(n))
-        ex.sendBody(bytes)
-        ex.finish()
+        let send = {
+            ex.sendHead(HTTPResponseHead(status: 200, headers: h), bodyLength: UInt64(n))
+            ex.sendBody(bytes)
+            ex.finish()
+        }
+        let wait = uploads?.reserve(n, nowMs: EventLoop.nowMs) ?? 0
+        guard wait > 0 else { return send() }
+        let t = LoopTimer()
+        t.start(ms: wait) {
+            t.close()
+            if !ex.isFinished { send() }
+        }
     }
 
     /// A small request body, whole.

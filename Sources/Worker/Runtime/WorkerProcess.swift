@@ -96,7 +96,9 @@ public final class WorkerProcess {
                                     localHosts: SocketAddress.localInterfaceHosts())
         membership.startRefreshing()
         service.peers = PeerNetwork(membership: membership, token: token, pool: pool)
-        peer = PeerHandler(token: token, service: service, membership: membership)
+        let workers = UInt64(Int(ProcessInfo.processInfo.environment[WorkerEnvironment.workerCount] ?? "") ?? 1)
+        peer = PeerHandler(token: token, service: service, membership: membership,
+                           uploadBytesPerSecond: config.upload.rateLimit / max(1, workers))
         if index == 0 {
             Log.shared.info("peer exchange on", ["members": membership.members.map(\.description).joined(separator: ","),
                                                   "me": membership.me?.description ?? "-"])
