@@ -22,6 +22,19 @@ def cluster(request, registry, images, tmp_path):
         star.down()
 
 
+def mid_download(c, h, blob):
+    """Whether host h holds 40 MiB of the blob: its data file is sparse until pieces land."""
+    f = c.data_file(h, blob)
+    return os.path.exists(f) and os.stat(f).st_blocks * 512 > 40 << 20
+
+
+def start_pulls(c, hosts, blob, got):
+    threads = [threading.Thread(target=c.pull, args=(h, blob, got)) for h in hosts]
+    for t in threads:
+        t.start()
+    return threads
+
+
 def test_cluster_pulls_cost_the_registry_one_copy(cluster, images):
     c, s = cluster, cluster.star
     layout, _, blobs = images["big"]
@@ -29,9 +42,7 @@ def test_cluster_pulls_cost_the_registry_one_copy(cluster, images):
     first, late = s.hosts[:3], s.hosts[3]
     before = s.tx_bytes(s.origin)
     got = {}
-    threads = [threading.Thread(target=c.pull, args=(h, blob, got)) for h in first]
-    for t in threads:
-        t.start()
+    threads = start_pulls(c, first, blob, got)
     for t in threads:
         t.join()
     assert all(v == (0, blob) for v in got.values()), got
@@ -55,17 +66,9 @@ def test_kill9_of_the_owner_mid_transfer_the_others_finish(cluster, images):
     owner = c.owner_of(blob[7:])
     others = [h for h in s.hosts if h != owner][:2]
     got = {}
-    threads = [threading.Thread(target=c.pull, args=(h, blob, got)) for h in [owner] + others]
-    for t in threads:
-        t.start()
-
-    def fetched(h):
-        f = c.data_file(h, blob)
-        # The data file is sparse until the pieces land: allocated blocks are what arrived.
-        return os.path.exists(f) and os.stat(f).st_blocks * 512 > 40 << 20
-
+    threads = start_pulls(c, [owner] + others, blob, got)
     # Links at 200 mbit: the owner has part of the blob, the others are following it.
-    procs.wait_until(lambda: fetched(owner), timeout=60, what="the owner mid-download")
+    procs.wait_until(lambda: mid_download(c, owner, blob), timeout=60, what="the owner mid-download")
     p = c.daemons[owner][0]
     os.killpg(p.pid, signal.SIGKILL)
     for t in threads:
@@ -103,16 +106,9 @@ def test_kill9_of_a_follower_mid_transfer_the_others_finish(cluster, images):
     followers = [h for h in s.hosts if h != owner]
     victim, others = followers[0], followers[1:]
     got = {}
-    threads = [threading.Thread(target=c.pull, args=(h, blob, got)) for h in s.hosts]
-    for t in threads:
-        t.start()
-
-    def fetched(h):
-        f = c.data_file(h, blob)
-        return os.path.exists(f) and os.stat(f).st_blocks * 512 > 40 << 20
-
+    threads = start_pulls(c, s.hosts, blob, got)
     # The victim holds pieces the others may be fetching from it when it dies.
-    procs.wait_until(lambda: fetched(victim), timeout=60, what="the follower mid-download")
+    procs.wait_until(lambda: mid_download(c, victim, blob), timeout=60, what="the follower mid-download")
     os.killpg(c.daemons[victim][0].pid, signal.SIGKILL)
     for t in threads:
         t.join()
