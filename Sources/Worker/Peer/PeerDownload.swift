@@ -28,6 +28,8 @@ final class PeerDownload {
     private var ownerOnlySince: [Int: UInt64] = [:]
     /// How long a piece waits at the owner for the follower it is assigned to.
     static let patienceMs: UInt64 = 6000
+    /// `DFGET_TRACE_PIECES=1`: a log line per piece fetched from a peer (for the benchmark's timeline).
+    static let trace = ProcessInfo.processInfo.environment["DFGET_TRACE_PIECES"] == "1"
     private var avoid: Set<Member> = []
     private var bytesFrom: [String: Int] = [:]
     private let poll = LoopTimer()
@@ -186,6 +188,9 @@ final class PeerDownload {
                 return fallBack("\(error)")
             }
             bytesFrom[m.description, default: 0] += expected
+            if PeerDownload.trace {
+                Log.shared.info("piece stored", ["taskId": task.key.id, "piece": k, "from": m.description, "ms": stopwatch.elapsedMs.rounded()])
+            }
             lastProgressMs = EventLoop.nowMs
             network.membership.markUp(m)
             step()
