@@ -31,9 +31,9 @@ public enum PEM {
 
     /// The first certificate; `field` names the config key in the error.
     static func certificate(_ source: String, field: String) throws -> OpaquePointer {
-        guard let x = try certificates(source).first.map({ first -> OpaquePointer in first }) else {
-            throw TLSError.config("\(field): no PEM certificate in \(describe(source))")
-        }
+        let all = try certificates(source)
+        guard let x = all.first else { throw TLSError.config("\(field): no PEM certificate in \(describe(source))") }
+        all.dropFirst().forEach { X509_free($0) }
         return x
     }
 
