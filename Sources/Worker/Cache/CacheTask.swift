@@ -74,16 +74,21 @@ public final class CacheTask {
         }
         isDownloader = true
         do {
-            try meta.reset(pieceSize: pieceSize, origin: origin)
-            try syscall("ftruncate", path: dataPath) { ftruncate(dataFD, 0) }
+            try startOver(pieceSize: pieceSize, origin: origin)
         } catch {
             // Nobody may be left holding a task that will never be downloaded.
             release()
             throw error
         }
+        return true
+    }
+
+    /// No piece present, nothing hashed: the state of a download about to begin.
+    private func startOver(pieceSize: Int, origin: String) throws {
+        try meta.reset(pieceSize: pieceSize, origin: origin)
+        try syscall("ftruncate", path: dataPath) { ftruncate(dataFD, 0) }
         hasher = key.expectedDigest != nil ? SHA256Digest() : nil
         hashedPieces = 0
-        return true
     }
 
     /// The most a task can hold: as many full pieces as its bitmap has bits.
@@ -165,10 +170,7 @@ public final class CacheTask {
     /// Starts the download over (this worker holds the task): no piece present, same claim.
     package func restartDownload() throws {
         precondition(isDownloader)
-        try meta.reset(pieceSize: pieceSize, origin: origin)
-        try syscall("ftruncate", path: dataPath) { ftruncate(dataFD, 0) }
-        hasher = key.expectedDigest != nil ? SHA256Digest() : nil
-        hashedPieces = 0
+        try startOver(pieceSize: pieceSize, origin: origin)
     }
 
     /// The content is verified and on disk: complete from now on, for every worker and restart.
