@@ -138,21 +138,25 @@ package final class CacheService {
     }
 
     private func download(_ task: CacheTask, url: UpstreamURL, headers: HTTPHeaders, policy: TLSContexts.ClientPolicy) {
+        let fromOrigin = { [self] in downloadFromOrigin(task, url: url, headers: headers, policy: policy) }
+        // Blobs are shared with the peers (their digest makes every copy checkable); other URLs stay local.
+        if let peers, task.key.expectedDigest != nil {
+            peers.fill(task, url: url, headers: headers, origin: fromOrigin)
+        } else {
+            fromOrigin()
+        }
+    }
+
+    /// The whole blob from the origin into the claimed task (no range, no conditions), recording
+    /// piece digests when there are peers to check them.
+    private func downloadFromOrigin(_ task: CacheTask, url: UpstreamURL, headers: HTTPHeaders, policy: TLSContexts.ClientPolicy) {
         var h = headers
         h.remove("Range")
         h.remove("If-None-Match")
         h.remove("If-Modified-Since")
-        let fromOrigin = { [self] in
-            let d = CacheDownload(task: task, fetch: OriginFetch(method: "GET", headers: h, url: url, pool: pool, policy: policy))
-            d.recordPieceDigests = peers != nil
-            d.start()
-        }
-        // Blobs are shared with the peers (their digest makes every copy checkable); other URLs stay local.
-        if let peers, task.key.expectedDigest != nil {
-            peers.fill(task, url: url, headers: h, origin: fromOrigin)
-        } else {
-            fromOrigin()
-        }
+        let d = CacheDownload(task: task, fetch: OriginFetch(method: "GET", headers: h, url: url, pool: pool, policy: policy))
+        d.recordPieceDigests = peers != nil
+        d.start()
     }
 
     /// A peer asks this host, the task's owner, to get a blob from the origin with the requesting
@@ -163,13 +167,10 @@ package final class CacheService {
         guard (try? task.claim(pieceSize: cache.pieceSize, origin: AuthConfirmations.origin(url))) == true else {
             return task.state == .downloading  // another worker of this host has it
         }
+        // The mirror's own trust settings for its registry's host, the standard verification elsewhere.
         let policy = url.host == config.registryMirror.url.flatMap(UpstreamURL.init)?.host
             ? TLSContexts.ClientPolicy(insecure: config.registryMirror.insecure, certs: config.registryMirror.certs) : .standard
-        var h = headers
-        h.remove("Range")
-        let d = CacheDownload(task: task, fetch: OriginFetch(method: "GET", headers: h, url: url, pool: pool, policy: policy))
-        d.recordPieceDigests = true
-        d.start()
+        downloadFromOrigin(task, url: url, headers: headers, policy: policy)
         return true
     }
 
