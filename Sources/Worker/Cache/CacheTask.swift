@@ -286,6 +286,18 @@ public final class CacheTask {
         return n == 32 && out.contains(where: { $0 != 0 }) ? out : nil
     }
 
+    /// Every piece's recorded sha256 (nil where absent), read in one go.
+    public func pieceDigests() -> [[UInt8]?] {
+        let count = pieceCount
+        guard digestsFD >= 0, count > 0 else { return [] }
+        var all = [UInt8](repeating: 0, count: count * 32)
+        let n = (try? all.withUnsafeMutableBytes { try preadFull(digestsFD, into: $0.baseAddress!, count: count * 32, at: 0, path: dataPath) }) ?? 0
+        return (0..<count).map { k in
+            let d = Array(all[k * 32..<(k + 1) * 32])
+            return hasPiece(k) && (k + 1) * 32 <= n && d.contains(where: { $0 != 0 }) ? d : nil
+        }
+    }
+
     /// Adds a member to the task's holders (the owner's tracker); idempotent enough: readers dedupe.
     public func addHolder(_ member: String) {
         let path = CacheTask.sidecars(dataPath: dataPath).holders

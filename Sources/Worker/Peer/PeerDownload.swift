@@ -24,6 +24,8 @@ final class PeerDownload {
 
     private var infos: [Member: TaskInfo] = [:]
     private var inFlight: [Int: Member] = [:]
+    private var assignments: (followers: [Member], byPiece: [Int: Member?]) = ([], [:])
+    private var spreadWeights: [Int: UInt64] = [:]
     /// When each piece was first seen at the owner and nowhere else.
     private var ownerOnlySince: [Int: UInt64] = [:]
     /// How long a piece waits at the owner for the follower it is assigned to.
@@ -96,7 +98,7 @@ final class PeerDownload {
         var pending = asked.count
         for m in asked {
             call("GET", m, PeerProtocol.taskPath(task.key.id)) { [self] status, body in
-                if status == 200, let info = try? JSONDecoder().decode(TaskInfo.self, from: Data(body)) {
+                if status == 200, let info = TaskInfo.parse(body) {
                     infos[m] = info
                 } else if m == owner {
                     return ownerFailed(m, "task info: \(status.map(String.init) ?? "no answer")")
@@ -139,7 +141,6 @@ final class PeerDownload {
         let me = network.membership.me
         let followers = ownerInfo.holders.compactMap(member)
         let now = EventLoop.nowMs
-        let id = task.key.id
         while inFlight.count < PeerDownload.parallel {
             let pick = PiecePicker.pick(
                 pieceCount: task.pieceCount,
@@ -147,15 +148,33 @@ final class PeerDownload {
                 holders: { k in
                     let holding = self.infos.filter { !self.avoid.contains($0.key) && $0.value.has(k) }.map(\.key)
                     if holding == [owner], self.ownerOnlySince[k] == nil { self.ownerOnlySince[k] = now }
-                    let assignee = followers.isEmpty ? nil : Rendezvous.order("\(id)#\(k)", followers).first
-                    return PiecePicker.sources(k, holding: holding, owner: owner, assignee: assignee, me: me,
+                    return PiecePicker.sources(k, holding: holding, owner: owner, assignee: self.assignee(k, followers), me: me,
                                                ownerOnlySinceMs: self.ownerOnlySince[k], nowMs: now, patienceMs: PeerDownload.patienceMs)
                 },
-                spread: { k in Rendezvous.weight("\(id)#\(k)", me ?? owner) })
+                spread: { k in self.spread(k, me ?? owner) })
             guard let pick, let digest = ownerInfo.digest(pick.piece),
                   let from = PiecePicker.leastBusy(pick.holders, inFlight: inFlight) else { return }
             fetch(pick.piece, from: from, digest: digest)
         }
+    }
+
+    /// The follower piece `k` is assigned to; the hashes are worked out once per follower list,
+    /// not on every pick of every poll.
+    private func assignee(_ k: Int, _ followers: [Member]) -> Member? {
+        guard !followers.isEmpty else { return nil }
+        if assignments.followers != followers { assignments = (followers, [:]) }
+        if let a = assignments.byPiece[k] { return a }
+        let a = Rendezvous.order("\(task.key.id)#\(k)", followers).first
+        assignments.byPiece[k] = a
+        return a
+    }
+
+    /// This host's order among equally rare pieces (constant for the download).
+    private func spread(_ k: Int, _ member: Member) -> UInt64 {
+        if let w = spreadWeights[k] { return w }
+        let w = Rendezvous.weight("\(task.key.id)#\(k)", member)
+        spreadWeights[k] = w
+        return w
     }
 
     private func fetch(_ k: Int, from m: Member, digest: [UInt8]) {

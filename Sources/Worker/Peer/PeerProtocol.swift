@@ -54,6 +54,11 @@ struct TaskInfo: Codable, Equatable {
     /// Each piece's sha256 in hex, "" where unknown.
     var digests: [String]
     var holders: [String]
+    /// `pieces` and `digests` decoded once (a follower asks about every piece on every poll).
+    private var bits: [UInt8] = []
+    private var pieceDigests: [[UInt8]?] = []
+
+    enum CodingKeys: String, CodingKey { case state, length, pieceSize, contentType, pieces, digests, holders }
 
     init(_ task: CacheTask) {
         state = "\(task.state)"
@@ -61,8 +66,20 @@ struct TaskInfo: Codable, Equatable {
         pieceSize = task.pieceSize
         contentType = task.contentType
         pieces = hex(task.bitmap)
-        digests = (0..<task.pieceCount).map { k in task.pieceDigest(k).map(hex) ?? "" }
+        digests = task.pieceDigests().map { $0.map(hex) ?? "" }
         holders = task.holders
+    }
+
+    /// A member's answer, decoded.
+    static func parse(_ body: [UInt8]) -> TaskInfo? {
+        guard var info = try? JSONDecoder().decode(TaskInfo.self, from: Data(body)) else { return nil }
+        info.decodeWire()
+        return info
+    }
+
+    private mutating func decodeWire() {
+        bits = unhex(pieces) ?? []
+        pieceDigests = digests.map { unhex($0).flatMap { $0.count == 32 ? $0 : nil } }
     }
 
     init(state: String, length: Int64?, pieceSize: Int, contentType: String, pieces: String, digests: [String], holders: [String]) {
@@ -73,16 +90,17 @@ struct TaskInfo: Codable, Equatable {
         self.pieces = pieces
         self.digests = digests
         self.holders = holders
+        decodeWire()
     }
 
     func has(_ k: Int) -> Bool {
-        guard let bits = unhex(pieces), k >= 0, k / 8 < bits.count else { return false }
+        guard k >= 0, k / 8 < bits.count else { return false }
         return bits[k / 8] & (1 << UInt8(k % 8)) != 0
     }
 
     func digest(_ k: Int) -> [UInt8]? {
-        guard k >= 0, k < digests.count, let d = unhex(digests[k]), d.count == 32 else { return nil }
-        return d
+        guard k >= 0, k < pieceDigests.count else { return nil }
+        return pieceDigests[k]
     }
 }
 
