@@ -23,20 +23,24 @@ public final class WorkerProcess {
     private var draining = false
     private var signals: [SignalWatcher] = []
     private let concurrency: ConcurrencyLimit
+    /// How many workers the master runs: each takes its share of daemon-wide limits.
+    private let workers: Int
+    /// This host's own addresses, read once at start.
+    private let localHosts = SocketAddress.localInterfaceHosts()
 
     public init(config: DaemonConfig, index: Int) {
         self.config = config
         self.index = index
-        let workers = Int(ProcessInfo.processInfo.environment[WorkerEnvironment.workerCount] ?? "") ?? 1
+        workers = max(1, Int(ProcessInfo.processInfo.environment[WorkerEnvironment.workerCount] ?? "") ?? 1)
         concurrency = ConcurrencyLimit(limit: ConcurrencyLimit.share(of: config.proxy?.maxConcurrency ?? 0, workers: workers))
-        proxy = config.proxy.map { ProxyHandler(config: $0, destinations: WorkerProcess.destinations(config)) }
+        proxy = config.proxy.map { [localHosts] in ProxyHandler(config: $0, destinations: WorkerProcess.destinations(config, localHosts: localHosts)) }
     }
 
     /// The daemon's own ports (proxy and peer) on any of this host's addresses are never a destination.
-    static func destinations(_ config: DaemonConfig) -> DestinationGuard {
+    static func destinations(_ config: DaemonConfig, localHosts: Set<String>) -> DestinationGuard {
         var ports = [config.upload.tcpListen.ports]
         if let p = config.proxy { ports.append(p.tcpListen.ports) }
-        return DestinationGuard(ownPorts: ports, localHosts: SocketAddress.localInterfaceHosts())
+        return DestinationGuard(ownPorts: ports, localHosts: localHosts)
     }
 
     public func run() throws {
@@ -93,12 +97,11 @@ public final class WorkerProcess {
         guard let peers = config.peers, !peers.secret.isEmpty else { return }
         let token = PeerToken(secret: peers.secret)
         let membership = Membership(peers: peers, advertiseIP: config.advertiseIP, peerPort: config.upload.tcpListen.ports.lowerBound,
-                                    localHosts: SocketAddress.localInterfaceHosts())
+                                    localHosts: localHosts)
         membership.startRefreshing()
         service.peers = PeerNetwork(membership: membership, token: token, pool: pool)
-        let workers = UInt64(Int(ProcessInfo.processInfo.environment[WorkerEnvironment.workerCount] ?? "") ?? 1)
         peer = PeerHandler(token: token, service: service, membership: membership,
-                           uploadBytesPerSecond: config.upload.rateLimit / max(1, workers))
+                           uploadBytesPerSecond: config.upload.rateLimit / UInt64(workers))
         if index == 0 {
             Log.shared.info("peer exchange on", ["members": membership.members.map(\.description).joined(separator: ","),
                                                   "me": membership.me?.description ?? "-"])
