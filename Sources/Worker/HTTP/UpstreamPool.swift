@@ -97,9 +97,9 @@ public enum Dialer {
             case .failure(let e):
                 cb(.failure(.unresolvable(name, reason: "\(e)")))
             case .success(let addrs):
-                let refusals = addrs.compactMap { destinations.refusal($0) }
-                let allowed = addrs.filter { destinations.refusal($0) == nil }
-                if allowed.isEmpty, let why = refusals.first {
+                let verdicts = addrs.map { ($0, destinations.refusal($0)) }
+                let allowed = verdicts.filter { $0.1 == nil }.map(\.0)
+                if allowed.isEmpty, let why = verdicts.lazy.compactMap(\.1).first {
                     cb(.failure(.forbidden(name, reason: why)))
                     return
                 }
