@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Layers, each a module; dependencies point one way (down this list):
-//   CUV → UV → TLS → HTTP → Config → Cache → Proxy, Peer → Worker → Master
+//   CUV → UV, Metrics → TLS → HTTP → Config → Cache → Proxy, Peer → Worker → Master
 let mode: [SwiftSetting] = [.swiftLanguageMode(.v6)]
 
 let package = Package(
@@ -23,26 +23,28 @@ let package = Package(
         ),
         // The libuv runtime (loop, handles, streams, timers, processes, DNS), syscalls and the log.
         .target(name: "UV", dependencies: ["CUV"], path: "Sources/Worker/UV", swiftSettings: mode),
+        // What the daemon's processes share in memory: counters, rate limiters; the Prometheus text.
+        .target(name: "Metrics", dependencies: ["CUV"], path: "Sources/Worker/Metrics", swiftSettings: mode),
         // OpenSSL over memory BIOs: the engine, TLS streams, trust policies, the hijack CA.
         .target(name: "TLS", dependencies: ["CUV", "UV"], path: "Sources/Worker/TLS", swiftSettings: mode),
         // HTTP/1.1: parser, framing, server connections, upstream URLs, connections, pool, origin fetch.
-        .target(name: "HTTP", dependencies: ["UV", "TLS"], path: "Sources/Worker/HTTP", swiftSettings: mode),
+        .target(name: "HTTP", dependencies: ["UV", "TLS", "Metrics"], path: "Sources/Worker/HTTP", swiftSettings: mode),
         // dfget.yaml: parse, fill defaults, validate, with file:line errors.
         .target(name: "Config", dependencies: ["UV", "HTTP", .product(name: "Yams", package: "Yams")],
                 path: "Sources/Worker/Config", swiftSettings: mode),
         // The piece cache shared by all workers.
-        .target(name: "Cache", dependencies: ["CUV", "UV", "TLS", "HTTP", "Config"], path: "Sources/Worker/Cache", swiftSettings: mode),
+        .target(name: "Cache", dependencies: ["CUV", "UV", "TLS", "HTTP", "Config", "Metrics"], path: "Sources/Worker/Cache", swiftSettings: mode),
         // Routing on the proxy port: forward proxy, tunnel, hijack, mirror.
-        .target(name: "Proxy", dependencies: ["UV", "TLS", "HTTP", "Config", "Cache"], path: "Sources/Worker/Proxy", swiftSettings: mode),
+        .target(name: "Proxy", dependencies: ["UV", "TLS", "HTTP", "Config", "Cache", "Metrics"], path: "Sources/Worker/Proxy", swiftSettings: mode),
         // The peer-exchange port.
-        .target(name: "Peer", dependencies: ["UV", "TLS", "HTTP", "Config", "Cache"], path: "Sources/Worker/Peer", swiftSettings: mode),
+        .target(name: "Peer", dependencies: ["UV", "TLS", "HTTP", "Config", "Cache", "Metrics"], path: "Sources/Worker/Peer", swiftSettings: mode),
         // A worker process: composes the layers on one loop.
-        .target(name: "Worker", dependencies: ["UV", "TLS", "HTTP", "Config", "Cache", "Proxy", "Peer"],
+        .target(name: "Worker", dependencies: ["UV", "TLS", "HTTP", "Config", "Cache", "Proxy", "Peer", "Metrics"],
                 path: "Sources/Worker/Runtime", swiftSettings: mode),
         // The supervisor and the command line.
         .executableTarget(
             name: "Master",
-            dependencies: ["UV", "TLS", "Config", "Worker", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["UV", "TLS", "HTTP", "Config", "Worker", "Metrics", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: mode
         ),
         // Fuzz targets over every parser that meets the network or the config (scripts/fuzz.sh), and
@@ -52,7 +54,7 @@ let package = Package(
         .executableTarget(name: "dfget-fuzz", dependencies: ["FuzzTargets"], path: "Tests/Fuzz/Main"),
         .testTarget(
             name: "WorkerTests",
-            dependencies: ["UV", "TLS", "HTTP", "Config", "Cache", "Proxy", "Peer", "Worker", "FuzzTargets"],
+            dependencies: ["UV", "TLS", "HTTP", "Config", "Cache", "Proxy", "Peer", "Worker", "Metrics", "FuzzTargets"],
             swiftSettings: mode
         ),
     ]

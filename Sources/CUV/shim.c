@@ -1,21 +1,24 @@
+#define _GNU_SOURCE
 #include "CUV.h"
 #include <string.h>
+#include <sys/mman.h>
 
 int cuv_spawn_with_ipc(uv_loop_t *loop, uv_process_t *process, const char *file, char **args,
-                       uv_pipe_t *ipc, uv_exit_cb exit_cb) {
-    uv_stdio_container_t stdio[4];
+                       uv_pipe_t *ipc, int extra_fd, uv_exit_cb exit_cb) {
+    uv_stdio_container_t stdio[5];
     stdio[0].flags = UV_INHERIT_FD; stdio[0].data.fd = 0;
     stdio[1].flags = UV_INHERIT_FD; stdio[1].data.fd = 1;
     stdio[2].flags = UV_INHERIT_FD; stdio[2].data.fd = 2;
     stdio[3].flags = UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE;
     stdio[3].data.stream = (uv_stream_t *)ipc;
+    stdio[4].flags = UV_INHERIT_FD; stdio[4].data.fd = extra_fd;
     uv_process_options_t options;
     memset(&options, 0, sizeof options);
     options.file = file;
     options.args = args;
     options.exit_cb = exit_cb;
     options.stdio = stdio;
-    options.stdio_count = 4;
+    options.stdio_count = extra_fd >= 0 ? 5 : 4;
     return uv_spawn(loop, process, &options);
 }
 
@@ -44,3 +47,5 @@ void cuv_tcp_hints(struct addrinfo *hints) {
 }
 
 void cuv_ignore_sigpipe(void) { signal(SIGPIPE, SIG_IGN); }
+
+int cuv_memfd_create(const char *name) { return memfd_create(name, 0); }

@@ -13,10 +13,23 @@
 #include <signal.h>
 #include <stdint.h>
 
-/* Spawns `file` with `args` (NULL-terminated), stdin/stdout/stderr inherited and fd 3 a libuv IPC
- * pipe (`ipc` must be initialised with ipc=1 and not yet opened). */
+/* Spawns `file` with `args` (NULL-terminated), stdin/stdout/stderr inherited, fd 3 a libuv IPC
+ * pipe (`ipc` must be initialised with ipc=1 and not yet opened) and, when `extra_fd` >= 0, that
+ * descriptor as the child's fd 4. */
 int cuv_spawn_with_ipc(uv_loop_t *loop, uv_process_t *process, const char *file, char **args,
-                       uv_pipe_t *ipc, uv_exit_cb exit_cb);
+                       uv_pipe_t *ipc, int extra_fd, uv_exit_cb exit_cb);
+
+/* memfd_create(2) (glibc declares it only under _GNU_SOURCE); flags 0: inherited across exec. */
+int cuv_memfd_create(const char *name);
+
+/* Atomic operations on 64-bit words that several processes map (relaxed where a counter needs no
+ * ordering; the compare-and-swap is sequentially consistent). */
+static inline void cuv_atomic_add_u64(uint64_t *p, uint64_t v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+static inline uint64_t cuv_atomic_load_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+static inline void cuv_atomic_store_u64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+static inline int cuv_atomic_cas_u64(uint64_t *p, uint64_t *expected, uint64_t desired) {
+    return __atomic_compare_exchange_n(p, expected, desired, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
 
 /* Numeric host of a sockaddr (IPv4 or IPv6) into `out`; returns the port or -1. */
 int cuv_sockaddr_host_port(const struct sockaddr *sa, char *out, size_t outlen);

@@ -2,6 +2,7 @@ import Foundation
 import UV
 import TLS
 import HTTP
+import Metrics
 
 /// Fetches a task from the origin once, into pieces: the response head decides the pieces, each
 /// full piece is on disk before it is marked present, and the digest is checked at the end. It
@@ -48,6 +49,7 @@ final class CacheDownload {
 
     func start() {
         CacheDownload.active[task.key.id] = self
+        Metrics.gauge(.tasksActive, 1)
         stallCheck.start(ms: Limits.upstreamIdleMs, repeatMs: Limits.upstreamIdleMs) { [weak self] in self?.checkProgress() }
         fetch.onHead = { [self] h, framing in
             guard h.status == 200, case .length(let declared) = framing else {
@@ -163,5 +165,6 @@ final class CacheDownload {
         if let error { fields.append(("error", .string(error))) }
         Log.shared.write(error == nil ? "info" : "warn", error == nil ? "task downloaded" : "task download failed", fields)
         CacheDownload.active[task.key.id] = nil
+        Metrics.gauge(.tasksActive, -1)
     }
 }

@@ -1,9 +1,10 @@
 // Module HTTP: HTTP/1.1 on both sides: the parser, framing, server connections and exchanges,
 // request targets and upstream URLs, upstream connections, the pool, origin fetches, typed upstream errors.
-// May import: UV, TLS.
+// May import: UV, TLS, Metrics (counting).
 
 import Foundation
 import UV
+import Metrics
 
 /// One request and its response, as a handler sees it: request body in, response out, with
 /// backpressure both ways. Callbacks run on the worker's loop.
@@ -36,6 +37,16 @@ public final class Exchange {
 
     /// Fields added to this request's access-log line (upstream, rule, decision, error).
     public var logFields: [(String, LogValue)] = []
+    /// How the request came in (`requests_total{mode}`); proxy until a handler says otherwise.
+    public private(set) var mode = RequestMode.proxy
+    /// Where the response body came from (`response_bytes_total{source}`).
+    public var source = ByteSource.origin
+
+    /// Sets the mode, for the metrics and the access line.
+    public func setMode(_ m: RequestMode) {
+        mode = m
+        logFields.append(("mode", .string(m.name)))
+    }
 
     init(request: HTTPRequestHead, connection: ServerConnection, hasBody: Bool) {
         self.request = request
@@ -196,6 +207,8 @@ public final class Exchange {
         ]
         f.append(contentsOf: logFields)
         Log.shared.access(f)
+        Metrics.request(mode, status: status, seconds: ms / 1000)
+        if mode != .peer { Metrics.responseBytes(source, Int(bytes)) }
         _ = state.end()
         let ended = onEnded
         onEnded = nil

@@ -1,5 +1,6 @@
 import Foundation
 import UV
+import Metrics
 
 /// One accepted client connection speaking HTTP/1.1: parses requests in order, hands each to the
 /// handler as an `Exchange`, and keeps the connection alive between them.
@@ -18,7 +19,10 @@ public final class ServerConnection {
     var state: State = .waitingHead
     var inbuf: [UInt8] = []
     var decoder = BodyDecoder(.none)
-    var current: Exchange?
+    var current: Exchange? { didSet { if state != .tunnel { counted(current == nil ? .idle : .active) } } }
+    /// How `dfget_connections` counts this connection now: idle, with a request in progress, or not
+    /// at all (closed, or handed to a tunnel, which counts itself).
+    private var gauge = ConnectionGauge.none
     private let timer = LoopTimer()
     /// Cuts a client that stops taking the bytes queued for it.
     private let writeWatch = LoopTimer()
@@ -50,6 +54,7 @@ public final class ServerConnection {
         socket.onDrain = { [weak self] in self?.drained() }
         socket.onWriteError = { [weak self] _ in self?.abortConnection() }
         socket.startReading { [weak self] ev in self?.onRead(ev) }
+        counted(.idle)
         armTimer()
         let tick = max(250, Limits.writeTimeoutMs / 4)
         writeWatch.start(ms: tick, repeatMs: tick) { [weak self] in self?.checkWriteProgress() }
@@ -253,6 +258,7 @@ public final class ServerConnection {
         let rest = inbuf
         inbuf = []
         current = nil
+        counted(.none)
         closeTimers()
         // The tunnel owns the socket now; this object only reports its end to the worker.
         return (socket, rest)
@@ -301,9 +307,28 @@ public final class ServerConnection {
     }
 
     private func finishClose() {
+        counted(.none)
         closeTimers()
         let cb = onClosed
         onClosed = nil
         cb?()
+    }
+
+    private func counted(_ g: ConnectionGauge) {
+        guard g != gauge else { return }
+        if let s = gauge.scalar { Metrics.gauge(s, -1) }
+        if let s = g.scalar { Metrics.gauge(s, 1) }
+        gauge = g
+    }
+}
+
+enum ConnectionGauge {
+    case none, idle, active
+    var scalar: Scalar? {
+        switch self {
+        case .none: return nil
+        case .idle: return .connectionsIdle
+        case .active: return .connectionsActive
+        }
     }
 }

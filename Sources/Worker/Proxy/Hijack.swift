@@ -15,7 +15,7 @@ enum Hijack {
         }
         let (stream, rest) = exchange.detachForTunnel()
         exchange.status = 200
-        exchange.logFields.append(("mode", .string("hijack")))
+        exchange.setMode(.hijack)
         exchange.logAccess(bytes: 0)
         guard let tcp = stream as? TCP, let ssl = authorityCA.newSSL(connectHost: host, mintsFor: mintsFor) else {
             Log.shared.error("hijack: cannot set up TLS", ["host": host])

@@ -1,11 +1,12 @@
 // Module Proxy: routing on the proxy port (forward proxy, CONNECT tunnels, hijack, registry mirror)
 // and the pure routing decisions behind it.
-// May import: UV, TLS, HTTP, Config, Cache.
+// May import: UV, TLS, HTTP, Config, Cache, Metrics.
 
 import Foundation
 import UV
 import TLS
 import HTTP
+import Metrics
 import Config
 import Cache
 
@@ -71,9 +72,9 @@ public final class ProxyHandler {
         return false
     }
 
-    private func forwardProxy(_ ex: Exchange, url: UpstreamURL, mode: String = "proxy", policy: TLSContexts.ClientPolicy = .standard) {
+    private func forwardProxy(_ ex: Exchange, url: UpstreamURL, mode: RequestMode = .proxy, policy: TLSContexts.ClientPolicy = .standard) {
         let outcome = router.forward(method: ex.request.method, url: url)
-        ex.logFields.append(("mode", .string(mode)))
+        ex.setMode(mode)
         log(ex, outcome.decision, rule: outcome.rule)
         dispatch(ex, url: outcome.url, decision: outcome.decision, policy: policy)
     }
@@ -95,16 +96,16 @@ public final class ProxyHandler {
     private func hijacked(_ ex: Exchange, host: String, port: Int, policy: TLSContexts.ClientPolicy) {
         let target = ex.request.target
         if target.hasPrefix("/") {
-            forwardProxy(ex, url: UpstreamURL(scheme: "https", host: host, port: port, target: target), mode: "hijack", policy: policy)
+            forwardProxy(ex, url: UpstreamURL(scheme: "https", host: host, port: port, target: target), mode: .hijack, policy: policy)
         } else if let url = UpstreamURL(target), ex.request.method != "CONNECT" {
-            forwardProxy(ex, url: url, mode: "hijack", policy: policy)
+            forwardProxy(ex, url: url, mode: .hijack, policy: policy)
         } else {
             ex.respond(status: 400, body: "unsupported request target inside a hijacked connection\n")
         }
     }
 
     private func mirror(_ ex: Exchange) {
-        ex.logFields.append(("mode", .string("mirror")))
+        ex.setMode(.mirror)
         let base: UpstreamURL
         switch MirrorUpstream.choose(dynamic: config.registryMirror.dynamic, header: ex.request.headers["X-Dragonfly-Registry"],
                                      target: ex.request.target, configured: mirrorURL) {

@@ -1,5 +1,6 @@
 import UV
 import HTTP
+import Metrics
 
 /// A CONNECT tunnel: bytes both ways with backpressure and half-close, until both sides are done.
 final class Tunnel {
@@ -31,7 +32,7 @@ final class Tunnel {
     static func open(_ exchange: Exchange, authority: String, guard destinations: DestinationGuard) {
         guard let (host, port) = target(exchange, authority) else { return }
         exchange.logFields.append(("upstream", .string(authority)))
-        exchange.logFields.append(("mode", .string("tunnel")))
+        exchange.setMode(.tunnel)
         exchange.onAbort = {}
         Dialer.dial(host: host, port: port, guard: destinations) { r in
             switch r {
@@ -65,6 +66,7 @@ final class Tunnel {
         self.client = client
         self.upstream = upstream
         self.exchange = exchange
+        Metrics.gauge(.connectionsActive, 1)
     }
 
     /// A tunnel is opaque: there is no request boundary to stop at, so a draining worker closes it
@@ -118,6 +120,7 @@ final class Tunnel {
     private func finish() {
         guard !closed else { return }
         closed = true
+        Metrics.gauge(.connectionsActive, -1)
         idle.close()
         client.close()
         upstream.close()
