@@ -11,3 +11,4 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 python3 -m pytest --version >/dev/null 2>&1 || python3 -m pip install -q pytest
 python3 -c "import cryptography" 2>/dev/null || python3 -m pip install -q cryptography
+python3 -c "import prometheus_client" 2>/dev/null || python3 -m pip install -q prometheus_client

@@ -1,12 +1,13 @@
 // Module Master (the `dfget` executable): the command line and the supervisor that binds the
-// ports, spawns and restarts workers, and drains.
-// May import: UV, Config, Worker (and TLS for gen-ca), ArgumentParser.
+// ports, spawns and restarts workers, reloads, serves health and metrics, and drains.
+// May import: UV, Metrics, HTTP (the health listener), Config, Worker (and TLS for gen-ca), ArgumentParser.
 
 import ArgumentParser
 import Foundation
 import UV
 import Config
 import Worker
+import Metrics
 
 struct Dfget: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -74,10 +75,16 @@ struct Daemon: ParsableCommand {
         }
         setenv(WorkerEnvironment.configText, loaded.text, 1)
         setenv(WorkerEnvironment.configFile, config, 1)
-        setenv(WorkerEnvironment.workerCount, String(count), 1)
         let files = EventLoop.raiseFileLimit()
+        // Counters and daemon-wide rate limits live in memory every worker maps.
+        let region: SharedRegion?
+        do { region = try SharedRegion.create() } catch {
+            Log.shared.error("no shared region: metrics and daemon-wide limits are per worker", ["error": "\(error)"])
+            region = nil
+        }
 
-        let supervisor = Supervisor(config: cfg, executable: EventLoop.executablePath())
+        let supervisor = Supervisor(config: cfg, configPath: URL(fileURLWithPath: config).standardizedFileURL.path, executable: EventLoop.executablePath(), workersOverride: workers,
+                                    region: region)
         var endpoints: [String] = []
         do {
             if let p = cfg.proxy {
@@ -91,6 +98,11 @@ struct Daemon: ParsableCommand {
             let port = try supervisor.listen(on: up.listen, ports: up.ports, kind: .peer)
             endpoints.append("peer \(up.listen):\(port)")
             Log.shared.info("peer port listening", ["listen": up.listen, "port": port])
+            if let h = cfg.health {
+                let port = try supervisor.listenOps(h)
+                endpoints.append("health \(h.tcpListen.listen):\(port)\(h.path) and /metrics")
+                Log.shared.info("health listening", ["listen": h.tcpListen.listen, "port": port, "path": h.path])
+            }
         } catch {
             Log.shared.error("startup failed", ["error": "\(error)"])
             printError("dfget: \(error)\n")
@@ -98,7 +110,7 @@ struct Daemon: ParsableCommand {
         }
         Log.shared.info("daemon started", ["version": DfgetVersion.string, "workers": count, "config": config, "openFiles": files])
         printOut("dfget \(DfgetVersion.string): \(endpoints.joined(separator: ", ")), \(count) workers, log \(Log.shared.path ?? "-")\n")
-        supervisor.start(workers: count)
+        supervisor.start()
         EventLoop.run()
     }
 }
@@ -107,10 +119,11 @@ struct WorkerRole: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "worker", abstract: "Internal: a worker process, spawned by the daemon.", shouldDisplay: false)
 
     @Option(name: .long) var index = 0
+    @Option(name: .long) var slab: Int?
 
     func run() throws {
         do {
-            try WorkerMain.run(index: index)
+            try WorkerMain.run(index: index, slab: slab)
         } catch let e as WorkerMain.StartError {
             printError("dfget worker: \(e)\n")
             throw ExitCode(2)

@@ -103,10 +103,25 @@ final class ConfigTests: XCTestCase {
         XCTAssertTrue(m.dynamic)
     }
 
-    func testFeaturesNotBuiltAreWarnedNotSilent() throws {
-        let w = try load("download:\n  totalRateLimit: 1Gi\n" + Self.seedProxy).warnings
-        XCTAssertTrue(w.contains { $0.keyPath == "download" && $0.line == 1 && $0.message.contains("not built yet") }, "\(w)")
-        XCTAssertFalse(w.contains { $0.keyPath.hasPrefix("proxy.hijackHTTPS") }, "hijacking is built: \(w)")
+    func testEveryReadKeyIsBuiltNoneOnlyWarned() throws {
+        let yaml = "aliveTime: 5m\ndownload:\n  totalRateLimit: 1Gi\n  perPeerRateLimit: 64Mi\nupload:\n  rateLimit: 32Mi\n"
+            + "health:\n  path: /server/ping\n  tcpListen:\n    port: 40901\n" + Self.seedProxy
+        let loaded = try load(yaml)
+        XCTAssertFalse(loaded.warnings.contains { $0.message.contains("not built") }, "\(loaded.warnings)")
+        let c = loaded.config
+        XCTAssertEqual(c.aliveTime, 300)
+        XCTAssertEqual(c.download.totalRateLimit, 1 << 30)
+        XCTAssertEqual(c.download.perPeerRateLimit, 64 << 20)
+        XCTAssertEqual(c.upload.rateLimit, 32 << 20)
+        XCTAssertEqual(c.health?.path, "/server/ping")
+        XCTAssertEqual(c.health?.tcpListen.ports, 40901...40901)
+    }
+
+    func testHealthListenerOnlyWhenConfiguredAndItsPathIsChecked() throws {
+        XCTAssertNil(try load(Self.seedProxy).config.health)
+        XCTAssertEqual(try load("health: {}\n" + Self.seedProxy).config.health?.tcpListen.ports, 40901...40901)
+        XCTAssertEqual(error("health:\n  path: /metrics\n" + Self.seedProxy)?.keyPath, "health.path")
+        XCTAssertEqual(error("health:\n  path: ping\n" + Self.seedProxy)?.line, 2)
     }
 
     func testHijackAndTLSListenerNeedTheirFiles() {

@@ -2,15 +2,17 @@ import Foundation
 import UV
 import TLS
 import HTTP
+import Metrics
 import Config
 
 /// The worker's entry to the piece cache for requests the rules send there: one origin download per
 /// task across all workers, every client served from the pieces as they land.
 /// Where a claimed task's bytes can come from besides the origin: the peers.
 package protocol TaskSource: AnyObject {
-    /// Fills `task` (claimed by this worker). `origin` starts the download from the origin instead,
-    /// when this host owns the task or no peer can help.
-    func fill(_ task: CacheTask, url: UpstreamURL, headers: HTTPHeaders, origin: @escaping () -> Void)
+    /// Fills `task` (claimed by this worker); true when the peers took it. `origin` starts the
+    /// download from the origin instead, when this host owns the task or no peer can help.
+    @discardableResult
+    func fill(_ task: CacheTask, url: UpstreamURL, headers: HTTPHeaders, origin: @escaping () -> Void) -> Bool
 }
 
 package final class CacheService {
@@ -59,14 +61,17 @@ package final class CacheService {
             passThrough()
             return
         }
+        Metrics.count(task.isComplete ? .cacheHits : .cacheMisses)
         if task.isComplete {
+            ex.source = .cache
             confirm(ex, url: url, policy: policy, task: task) { [self] in
                 serve(ex, task, range, source: "cache", url: url, policy: policy, passThrough: passThrough)
             }
         } else if claimed {
             // This request's own credentials fetch the blob: the origin's answer is the check.
-            download(task, url: url, headers: ex.request.headers, policy: policy)
-            serve(ex, task, range, source: "origin", url: url, policy: policy, passThrough: passThrough)
+            let fromPeers = download(task, url: url, headers: ex.request.headers, policy: policy)
+            if fromPeers { ex.source = .peer }
+            serve(ex, task, range, source: fromPeers ? "peers" : "origin", url: url, policy: policy, passThrough: passThrough)
         } else if !task.origin.isEmpty && task.origin != origin {
             // Another registry's download in progress: no bytes to prove possession with yet, so
             // this client gets its own registry's answer (verified on the way). An origin not yet
@@ -87,6 +92,8 @@ package final class CacheService {
             var h = task.responseHead(peerID: peerID)
             h.headers.add("Content-Length", String(length))
             ex.logFields.append(("source", .string("cache")))
+            Metrics.count(.cacheHits)
+            ex.source = .cache
             ex.sendHead(h, bodyLength: UInt64(length))
             ex.finish()
         }
@@ -137,14 +144,16 @@ package final class CacheService {
         fetch.start()
     }
 
-    private func download(_ task: CacheTask, url: UpstreamURL, headers: HTTPHeaders, policy: TLSContexts.ClientPolicy) {
+    /// Starts filling a claimed task; true when the peers took it.
+    @discardableResult
+    private func download(_ task: CacheTask, url: UpstreamURL, headers: HTTPHeaders, policy: TLSContexts.ClientPolicy) -> Bool {
         let fromOrigin = { [self] in downloadFromOrigin(task, url: url, headers: headers, policy: policy) }
         // Blobs are shared with the peers (their digest makes every copy checkable); other URLs stay local.
         if let peers, task.key.expectedDigest != nil {
-            peers.fill(task, url: url, headers: headers, origin: fromOrigin)
-        } else {
-            fromOrigin()
+            return peers.fill(task, url: url, headers: headers, origin: fromOrigin)
         }
+        fromOrigin()
+        return false
     }
 
     /// The whole blob from the origin into the claimed task (no range, no conditions), recording

@@ -35,7 +35,7 @@ public enum ConfigLoader {
             try readTop(r, &cfg)
         }
         try validate(cfg, ctx)
-        addNotBuiltWarnings(cfg, root, ctx)
+        addWarnings(cfg, root, ctx)
         return Loaded(config: cfg, warnings: ctx.warnings, text: text)
     }
 
@@ -84,9 +84,14 @@ public enum ConfigLoader {
             try u.finish(ignored: ["security", "certSpec", "listen"])
         }
         if let h = try r.mapping("health") {
-            c.health.path = try h.string("path") ?? c.health.path
-            if let l = try h.mapping("tcpListen") { c.health.tcpListen = try readListen(l, defaultPorts: 40901...40901) }
+            var health = DaemonConfig.Health()
+            health.path = try h.string("path") ?? health.path
+            guard health.path.hasPrefix("/"), health.path != "/metrics" else {
+                throw h.ctx.error(h.value("path"), h.sub("path"), "must start with / and not be /metrics")
+            }
+            if let l = try h.mapping("tcpListen") { health.tcpListen = try readListen(l, defaultPorts: 40901...40901) }
             try h.finish(ignored: ["security"])
+            c.health = health
         }
         if let h = try r.mapping("host") {
             c.advertiseIP = try h.string("advertiseIP")
@@ -258,8 +263,8 @@ public enum ConfigLoader {
         }
     }
 
-    /// Known keys whose feature this build does not have yet: said at startup, never silently ignored.
-    static func addNotBuiltWarnings(_ c: DaemonConfig, _ root: Node?, _ ctx: YAMLContext) {
+    /// Settings worth a warning at startup (none is "parsed but not built": every key read is honoured).
+    static func addWarnings(_ c: DaemonConfig, _ root: Node?, _ ctx: YAMLContext) {
         guard let root, case .mapping = root else { return }
         func at(_ path: [String]) -> Node? {
             var node: Node? = root
@@ -269,13 +274,6 @@ public enum ConfigLoader {
                 if k != path.last { node = m.first { $0.key.string == k }?.value }
             }
             return node
-        }
-        let notYet: [([String], String)] = [
-            (["download"], "rate limits are not built yet"),
-            (["health"], "the health listener is not built yet"),
-        ]
-        for (path, msg) in notYet {
-            if let n = at(path) { ctx.warn(n, path.joined(separator: "."), msg) }
         }
         if let p = c.proxy {
             let listen = p.tcpListen.listen
@@ -297,7 +295,6 @@ public enum ConfigLoader {
                          "the TLS certificate of hosts matching \(h.regx) is not verified")
             }
         }
-        if c.aliveTime > 0 { ctx.warn(at(["aliveTime"]), "aliveTime", "idle exit is not built yet: the daemon runs until stopped") }
     }
 
     private static func yamlErrorLine(_ e: YamlError) -> Int? {

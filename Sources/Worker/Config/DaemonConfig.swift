@@ -15,7 +15,8 @@ public struct DaemonConfig {
     public var storage = Storage()
     public var download = Download()
     public var upload = Upload()
-    public var health = Health()
+    /// The health and metrics listener; nil when the file has no `health` section.
+    public var health: Health?
     public var peers: Peers?
     /// `host.advertiseIP`: this host's address as the members know it (default: matched against
     /// the local interfaces).

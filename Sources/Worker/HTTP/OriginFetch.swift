@@ -1,5 +1,6 @@
 import UV
 import TLS
+import Metrics
 
 /// One request to an origin: a pooled connection (TLS by the trust policy), redirects followed for
 /// GET/HEAD without a body (leaving the registry's host drops `Authorization` and its trust
@@ -34,6 +35,15 @@ package final class OriginFetch {
     package var responseDelivered = false
     /// Off for authorization checks: a redirect already says the registry would serve the client.
     package var followRedirects = true
+
+    /// `download.totalRateLimit`, shared by every worker; set at worker start.
+    nonisolated(unsafe) package static var totalRate: SharedRate?
+    /// `download.perPeerRateLimit` for the member this fetch asks (peer fetches only).
+    package var peerRate: SharedRate?
+    /// Which counter the response bytes go to: the origin's, or the peers' (`peer_bytes_total{in}`).
+    package var fromPeer = false
+    private var heldByConsumer = false
+    private var pacer: LoopTimer?
 
     package init(method: String, headers: HTTPHeaders, url: UpstreamURL, pool: UpstreamPool, policy: TLSContexts.ClientPolicy,
          framing: BodyFraming = .none) {
@@ -77,8 +87,34 @@ package final class OriginFetch {
         clear()
     }
 
-    func pauseResponse() { conn?.pauseReading() }
-    func resumeResponse() { conn?.resumeReading() }
+    func pauseResponse() {
+        heldByConsumer = true
+        conn?.pauseReading()
+    }
+
+    func resumeResponse() {
+        heldByConsumer = false
+        if pacer == nil { conn?.resumeReading() }
+    }
+
+    /// Counts bytes received and keeps the rate limits: reading pauses for as long as the buckets
+    /// say, then goes on (a limit slows a response down, it never fails it).
+    private func meter(_ n: Int) {
+        Metrics.count(fromPeer ? .peerBytesIn : .originBytes, n)
+        let now = SharedRate.now()
+        var wait = OriginFetch.totalRate?.reserve(n, nowNs: now) ?? 0
+        if let peerRate { wait = max(wait, peerRate.reserve(n, nowNs: now)) }
+        guard wait > 0, pacer == nil else { return }
+        conn?.pauseReading()
+        let t = LoopTimer()
+        pacer = t
+        t.start(ms: wait) { [weak self] in
+            guard let self else { return }
+            pacer?.close()
+            pacer = nil
+            if !heldByConsumer { conn?.resumeReading() }
+        }
+    }
 
     private func fail(_ reason: UpstreamError) {
         let cb = onFail
@@ -87,6 +123,8 @@ package final class OriginFetch {
     }
 
     private func clear() {
+        pacer?.close()
+        pacer = nil
         onHead = nil
         onBody = nil
         onEnd = nil
@@ -110,7 +148,10 @@ package final class OriginFetch {
             }
             onHead?(h, framing)
         }
-        c.onBody = { [self] b in onBody?(b) }
+        c.onBody = { [self] b in
+            meter(b.count)
+            onBody?(b)
+        }
         c.onEnd = { [self] in
             conn = nil
             let reuse = canReuse()

@@ -3,6 +3,7 @@ import UV
 import TLS
 import HTTP
 import Cache
+import Metrics
 
 /// Fills one claimed blob from the members: asks the task's owner to fetch it from the origin
 /// (with the client's credentials), registers as a holder, then fetches pieces from every member
@@ -55,6 +56,7 @@ final class PeerDownload {
 
     func start() {
         PeerDownload.active[task.key.id] = self
+        Metrics.gauge(.tasksActive, 1)
         askOwner()
     }
 
@@ -259,6 +261,7 @@ final class PeerDownload {
         if let error { f.append(("error", .string(error))) }
         Log.shared.write(error == nil ? "info" : "warn", error == nil ? "task downloaded" : "task from peers stopped", f)
         PeerDownload.active[task.key.id] = nil
+        Metrics.gauge(.tasksActive, -1)
     }
 
     // MARK: Helpers

@@ -1,11 +1,12 @@
 // Module Peer: the peer-exchange port and the peer side of the piece cache: membership, the
 // rendezvous owner of each task, signed requests, and fetching pieces from other members.
-// May import: UV, TLS, HTTP, Config, Cache.
+// May import: UV, TLS, HTTP, Config, Cache, Metrics.
 
 import Foundation
 import UV
 import HTTP
 import Cache
+import Metrics
 
 /// The peer-exchange port. With a secret (members configured) every request must carry a valid
 /// token, whatever its path, or it gets 401 before any routing; alone, it answers health checks only.
@@ -13,21 +14,20 @@ public final class PeerHandler {
     let token: PeerToken?
     let service: CacheService?
     let membership: Membership?
-    /// `upload.rateLimit`, this worker's share: pieces wait their turn, they are never refused.
-    private var uploads: TokenBucket?
+    /// `upload.rateLimit`, shared by every worker: pieces wait their turn, they are never refused.
+    private let uploads: SharedRate?
     static let maxBody = 64 * 1024
 
-    package init(token: PeerToken? = nil, service: CacheService? = nil, membership: Membership? = nil, uploadBytesPerSecond: UInt64 = 0) {
+    package init(token: PeerToken? = nil, service: CacheService? = nil, membership: Membership? = nil, uploads: SharedRate? = nil) {
         self.token = token
         self.service = service
         self.membership = membership
-        if uploadBytesPerSecond > 0 {
-            uploads = TokenBucket(bytesPerSecond: uploadBytesPerSecond, burst: UInt64(PieceCache.defaultPieceSize), nowMs: EventLoop.nowMs)
-        }
+        self.uploads = uploads
     }
 
     public func handle(_ ex: Exchange) {
         let method = ex.request.method, target = ex.request.target
+        ex.setMode(.peer)
         if let token {
             let now = Int64(Date().timeIntervalSince1970)
             guard token.verify(ex.request.headers[PeerToken.header], method: method, target: target, now: now) else {
@@ -41,7 +41,6 @@ public final class PeerHandler {
         guard token != nil, let service, let route = PeerProtocol.route(method: method, target: target) else {
             return ex.respond(status: 404, body: "not found\n")
         }
-        ex.logFields.append(("mode", .string("peer")))
         switch route {
         case .info(let id):
             guard let key = TaskKey.forDigest(id), let task = service.cache.lookup(key) else {
@@ -99,8 +98,9 @@ public final class PeerHandler {
             ex.sendHead(HTTPResponseHead(status: 200, headers: h), bodyLength: UInt64(n))
             ex.sendBody(bytes)
             ex.finish()
+            Metrics.count(.peerBytesOut, n)
         }
-        let wait = uploads?.reserve(n, nowMs: EventLoop.nowMs) ?? 0
+        let wait = uploads?.reserve(n) ?? 0
         guard wait > 0 else { return send() }
         let t = LoopTimer()
         t.start(ms: wait) {

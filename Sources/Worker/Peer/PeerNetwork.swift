@@ -3,6 +3,7 @@ import UV
 import TLS
 import HTTP
 import Cache
+import Metrics
 
 /// The peers as the cache sees them (`TaskSource`): a claimed blob whose rendezvous owner is another
 /// member is filled from the members' pieces; one this host owns, or that nobody can help with,
@@ -11,19 +12,27 @@ package final class PeerNetwork: TaskSource {
     let membership: Membership
     let token: PeerToken
     let pool: UpstreamPool
+    /// `download.perPeerRateLimit` in bytes per second (0: none).
+    let perPeerRate: UInt64
 
-    package init(membership: Membership, token: PeerToken, pool: UpstreamPool) {
+    package init(membership: Membership, token: PeerToken, pool: UpstreamPool, perPeerRate: UInt64 = 0) {
         self.membership = membership
         self.token = token
         self.pool = pool
+        self.perPeerRate = perPeerRate
     }
 
-    package func fill(_ task: CacheTask, url: UpstreamURL, headers: HTTPHeaders, origin: @escaping () -> Void) {
+    @discardableResult
+    package func fill(_ task: CacheTask, url: UpstreamURL, headers: HTTPHeaders, origin: @escaping () -> Void) -> Bool {
         let order = Rendezvous.order(task.key.id, membership.live(now: EventLoop.nowMs))
         // Members ranked above this host, in order: the owner first, then who takes over from it.
         let owners = Array(order.prefix { $0 != membership.me })
-        guard !owners.isEmpty else { return origin() }
+        guard !owners.isEmpty else {
+            origin()
+            return false
+        }
         PeerDownload(task: task, url: url, headers: headers, owners: owners, network: self, origin: origin).start()
+        return true
     }
 
     /// A signed request to a member.
@@ -32,7 +41,10 @@ package final class PeerNetwork: TaskSource {
         h.add(PeerToken.header, token.sign(method: method, target: target, now: Int64(Date().timeIntervalSince1970)))
         if let body { h.add("Content-Length", String(body.count)) }
         let url = UpstreamURL(scheme: "http", host: member.host, port: member.port, target: target)
-        return OriginFetch(method: method, headers: h, url: url, pool: pool, policy: .standard,
-                           framing: body.map { $0.isEmpty ? .none : .length(UInt64($0.count)) } ?? .none)
+        let f = OriginFetch(method: method, headers: h, url: url, pool: pool, policy: .standard,
+                            framing: body.map { $0.isEmpty ? .none : .length(UInt64($0.count)) } ?? .none)
+        f.fromPeer = true
+        if perPeerRate > 0 { f.peerRate = Metrics.region?.peerRate(member.description, perPeerRate) }
+        return f
     }
 }

@@ -13,6 +13,6 @@ public enum Handoff: UInt8 {
 public enum WorkerEnvironment {
     public static let configText = "DFGET_CONFIG_YAML"
     public static let configFile = "DFGET_CONFIG_FILE"
-    /// How many workers the master runs (each enforces its share of daemon-wide limits).
-    public static let workerCount = "DFGET_WORKERS"
+    /// The descriptor at which a worker finds the master's shared region (see `SharedRegion`).
+    public static let sharedFd: Int32 = 4
 }

@@ -1,6 +1,6 @@
 // Module Worker: one worker process, composing the layers on one loop; its entry point; what the
 // master and workers agree on (socket handoff tags, the config in the environment).
-// May import: every module above it (UV, TLS, HTTP, Config, Cache, Proxy, Peer).
+// May import: every module above it (UV, Metrics, TLS, HTTP, Config, Cache, Proxy, Peer).
 
 import Foundation
 import UV
@@ -10,6 +10,7 @@ import Config
 import Cache
 import Proxy
 import Peer
+import Metrics
 
 /// A worker: one libuv loop serving the sockets the master hands over fd 3, until told to drain.
 public final class WorkerProcess {
@@ -23,16 +24,13 @@ public final class WorkerProcess {
     private var draining = false
     private var signals: [SignalWatcher] = []
     private let concurrency: ConcurrencyLimit
-    /// How many workers the master runs: each takes its share of daemon-wide limits.
-    private let workers: Int
     /// This host's own addresses, read once at start.
     private let localHosts = SocketAddress.localInterfaceHosts()
 
     public init(config: DaemonConfig, index: Int) {
         self.config = config
         self.index = index
-        workers = max(1, Int(ProcessInfo.processInfo.environment[WorkerEnvironment.workerCount] ?? "") ?? 1)
-        concurrency = ConcurrencyLimit(limit: ConcurrencyLimit.share(of: config.proxy?.maxConcurrency ?? 0, workers: workers))
+        concurrency = ConcurrencyLimit(limit: config.proxy?.maxConcurrency ?? 0)
         proxy = config.proxy.map { [localHosts] in ProxyHandler(config: $0, destinations: WorkerProcess.destinations(config, localHosts: localHosts)) }
     }
 
@@ -67,6 +65,12 @@ public final class WorkerProcess {
         signals.append(SignalWatcher(signal: SIGTERM) { [self] _ in drain() })
         // Ctrl-C reaches the whole process group; the master decides, the worker drains when told.
         signals.append(SignalWatcher(signal: SIGINT) { _ in })
+        // The master forwards SIGUSR1 (logrotate): the log file is opened again. SIGHUP is the
+        // master's (reload); a worker that gets one from a process-group signal ignores it.
+        signals.append(SignalWatcher(signal: SIGUSR1) { [index] _ in
+            if let e = Log.shared.reopen() { Log.shared.error("cannot reopen the log", ["worker": index, "error": e]) }
+        })
+        signals.append(SignalWatcher(signal: SIGHUP) { _ in })
         for s in signals { s.unref() }
         Log.shared.info("worker started", ["worker": index])
         EventLoop.run()
@@ -99,9 +103,9 @@ public final class WorkerProcess {
         let membership = Membership(peers: peers, advertiseIP: config.advertiseIP, peerPort: config.upload.tcpListen.ports.lowerBound,
                                     localHosts: localHosts)
         membership.startRefreshing()
-        service.peers = PeerNetwork(membership: membership, token: token, pool: pool)
+        service.peers = PeerNetwork(membership: membership, token: token, pool: pool, perPeerRate: config.download.perPeerRateLimit)
         peer = PeerHandler(token: token, service: service, membership: membership,
-                           uploadBytesPerSecond: config.upload.rateLimit / UInt64(workers))
+                           uploads: config.upload.rateLimit > 0 ? Metrics.region?.uploadRate(config.upload.rateLimit) : nil)
         if index == 0 {
             Log.shared.info("peer exchange on", ["members": membership.members.map(\.description).joined(separator: ","),
                                                   "me": membership.me?.description ?? "-"])

@@ -57,6 +57,19 @@ public final class Log {
         return log
     }
 
+    /// Opens the file at `path` again (SIGUSR1, after logrotate moved it away): lines go to the new
+    /// file from now on. On failure the old descriptor stays and the error is returned.
+    @discardableResult
+    public func reopen() -> String? {
+        guard let path else { return nil }
+        let fresh = Foundation.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o640)
+        guard fresh >= 0 else { return String(cString: strerror(errno)) }
+        let old = fd
+        fd = fresh
+        if old >= 0 { Foundation.close(old) }
+        return nil
+    }
+
     public typealias Fields = KeyValuePairs<String, any LogConvertible>
 
     public func info(_ msg: String, _ fields: Fields = [:]) { write("info", msg, fields.map { ($0.key, $0.value.logValue) }) }

@@ -1,0 +1,69 @@
+import Foundation
+import UV
+import HTTP
+import Metrics
+
+/// The `health` listener, served by the master itself (it is the one that knows whether the
+/// workers are up): `GET <health.path>` answers 200 `ok` while every worker is up, else 503 with
+/// the reason; `GET /metrics` answers the Prometheus text of every worker's counters.
+final class OpsServer {
+    let path: String
+    let status: () -> (healthy: Bool, reason: String)
+    let metrics: () -> String
+    private var listener: TCP?
+    private var connections: [ObjectIdentifier: ServerConnection] = [:]
+
+    init(path: String, status: @escaping () -> (healthy: Bool, reason: String), metrics: @escaping () -> String) {
+        self.path = path
+        self.status = status
+        self.metrics = metrics
+    }
+
+    /// Listens on the first free port of `ports`; returns the port.
+    func listen(on address: String, ports: ClosedRange<Int>) throws -> Int {
+        let (tcp, port) = try Supervisor.listenOnFirstFree(address, ports, backlog: 128) { [weak self] client in
+            guard let self else { return client.close() }
+            serve(client)
+        }
+        listener = tcp
+        return port
+    }
+
+    func close() {
+        listener?.close()
+        listener = nil
+        for c in connections.values { c.close() }
+        connections = [:]
+    }
+
+    private func serve(_ sock: TCP) {
+        let conn = ServerConnection(socket: sock) { [weak self] ex in self?.handle(ex) }
+        let id = ObjectIdentifier(conn)
+        connections[id] = conn
+        conn.onClosed = { [weak self] in self?.connections[id] = nil }
+        conn.start()
+    }
+
+    private func handle(_ ex: Exchange) {
+        let method = ex.request.method
+        let target = String(ex.request.target.prefix { $0 != "?" })
+        guard method == "GET" || method == "HEAD" else {
+            var h = HTTPHeaders()
+            h.add("Allow", "GET, HEAD")
+            return ex.respond(status: 405, headers: h, body: "GET or HEAD only\n")
+        }
+        var h = HTTPHeaders()
+        switch target {
+        case path:
+            let s = status()
+            h.add("Content-Type", "text/plain; charset=utf-8")
+            h.add("Cache-Control", "no-store")
+            ex.respond(status: s.healthy ? 200 : 503, headers: h, body: s.healthy ? "ok" : s.reason + "\n")
+        case "/metrics":
+            h.add("Content-Type", Exposition.contentType)
+            ex.respond(status: 200, headers: h, body: metrics())
+        default:
+            ex.respond(status: 404, body: "not found: \(path) and /metrics are served here\n")
+        }
+    }
+}
