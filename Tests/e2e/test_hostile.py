@@ -3,7 +3,8 @@ the daemon is no relay to itself or to targets the whiteList leaves out, and bas
 every request form."""
 import http.server, os, threading
 import pytest
-from lib import procs, registry as reglib
+from lib.origin import serving
+from lib import registry as reglib
 from lib.client import curl, raw, sha
 
 
@@ -37,11 +38,9 @@ class Counting(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def origin():
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Counting)
     Counting.seen = []
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield srv.server_address[1]
-    srv.shutdown()
+    with serving(Counting) as port:
+        yield port
 
 
 def test_crafted_requests_kill_no_worker(daemon_factory, registry, images, origin):

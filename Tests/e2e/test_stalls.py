@@ -1,6 +1,7 @@
 """An origin that stops sending: the daemon gives up after upstreamTimeout, never hangs its clients."""
 import http.server, threading, time
 import pytest
+from lib.origin import serving
 from lib.client import curl
 
 BLOB = "sha256:" + "ab" * 32
@@ -31,10 +32,8 @@ class Staller(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def staller():
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Staller)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield srv.server_address[1]
-    srv.shutdown()
+    with serving(Staller) as port:
+        yield port
 
 
 @pytest.mark.parametrize("path", ["/v2/silent/manifests/1", "/v2/slow/manifests/1", f"/v2/slow/blobs/{BLOB}"])

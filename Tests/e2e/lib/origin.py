@@ -1,0 +1,14 @@
+"""A Python HTTP origin on 127.0.0.1 for the tests that need one that misbehaves on purpose."""
+import contextlib, http.server, threading
+
+
+@contextlib.contextmanager
+def serving(handler):
+    """Serves `handler` (a BaseHTTPRequestHandler class) on a free port; yields the port."""
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield srv.server_address[1]
+    finally:
+        srv.shutdown()
+        srv.server_close()
