@@ -1,6 +1,6 @@
 // Module Cache: the piece cache every worker shares (storage facade, task keys, downloads into
 // pieces, readers, authorization confirmations, garbage collection).
-// May import: CUV (internally), UV, TLS, HTTP, Config.
+// May import: CUV (internally), UV, TLS, HTTP, Config, Metrics.
 
 import Foundation
 import UV
