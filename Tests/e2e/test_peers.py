@@ -12,13 +12,13 @@ SECRET = "e2e-peer-secret-0123456789abcdef\n"
 
 @pytest.fixture
 def cluster(daemon_factory, registry, tmp_path):
-    def make(n, workers=1, upload_yaml=""):
+    def make(n, workers=1, upload_yaml="", extra_yaml=""):
         key = tmp_path / "peers.key"
         key.write_text(SECRET)
         ports = [procs.free_port() for _ in range(n)]
         members = ", ".join(f'"127.0.0.1:{p}"' for p in ports)
         return [daemon_factory(name=f"peer{i}", workers=workers, peer_port=port, upload_yaml=upload_yaml,
-                               extra_yaml=f"peers:\n  members: [{members}]\n  secretFile: {key}\n",
+                               extra_yaml=extra_yaml + f"peers:\n  members: [{members}]\n  secretFile: {key}\n",
                                proxy_yaml=f"registryMirror:\n  dynamic: true\n  url: http://{registry.addr}\n")
                 for i, port in enumerate(ports)]
     return make
@@ -94,8 +94,10 @@ def test_ctr_pull_through_a_hosts_mirror_served_by_its_peers(cluster, registry, 
     assert from_peers, "at least one layer came from the peers"
 
 
-def test_upload_rate_limit_slows_peer_uploads(cluster, images):
-    hosts = cluster(2, upload_yaml="rateLimit: 32Mi\n")
+@pytest.mark.parametrize("limit", ["upload.rateLimit", "download.perPeerRateLimit"])
+def test_peer_rate_limits_slow_the_transfer_and_never_fail_it(cluster, images, limit):
+    hosts = (cluster(2, upload_yaml="rateLimit: 32Mi\n") if limit == "upload.rateLimit"
+             else cluster(2, extra_yaml="download:\n  perPeerRateLimit: 32Mi\n"))
     blob, size = big(images)
     first = owner(blob[7:], hosts)
     second = next(d for d in hosts if d is not first)
