@@ -1,5 +1,5 @@
 """What the benchmarks share: nginx as the reference server, worker RSS sampling, curl timings."""
-import os, subprocess, sys, threading, time
+import os, re, subprocess, sys, threading, time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "Tests", "e2e"))
@@ -17,7 +17,7 @@ def registry_with_image(work, started, repo, small=False):
     return reg, layout, blobs, os.path.getsize(reglib.blob_path(layout, blobs[0]))
 
 
-def nginx(work, name, server_body):
+def nginx(work, name, server_body, http_extra=""):
     """nginx (2 workers, as root so it reads the temp dirs) with one server block on a free port."""
     port = procs.free_port()
     d = os.path.join(work, name)
@@ -37,6 +37,7 @@ http {{
     fastcgi_temp_path {d}/tmp/fastcgi;
     uwsgi_temp_path {d}/tmp/uwsgi;
     scgi_temp_path {d}/tmp/scgi;
+    {http_extra}
     server {{
         listen 127.0.0.1:{port};
         {server_body}
@@ -102,3 +103,39 @@ def curl_w(fmt, *args):
     if r.returncode != 0:
         raise RuntimeError(f"curl {' '.join(args)}: {r.stderr.strip()}")
     return r.stdout
+
+
+def nginx_proxy_cache(work, upstream):
+    """nginx as a pull-through cache of `upstream` (the reference harness's port-8081 server):
+    proxy_cache with a lock so concurrent misses join one fetch, sendfile for hits."""
+    cache = os.path.join(work, "nginx-cache")
+    os.makedirs(cache, exist_ok=True)
+    return nginx(work, "nginx-proxy-cache", f"""sendfile on;
+        tcp_nopush on;
+        location / {{
+            proxy_pass http://{upstream};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache blobs;
+            proxy_cache_valid 200 7d;
+            proxy_cache_lock on;
+            proxy_cache_lock_timeout 600s;
+            proxy_cache_key $uri;
+        }}""", http_extra=f"proxy_cache_path {cache} levels=1:2 keys_zone=blobs:10m max_size=20g inactive=7d use_temp_path=off;\n    keepalive_requests 100000;")
+
+
+def wrk(url, conns=50, seconds=8, headers=()):
+    """wrk, 2 threads: (requests/s, p50 ms, p99 ms); any non-2xx answer fails the run."""
+    args = ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--latency"]
+    for h in headers:
+        args += ["-H", h]
+    out = subprocess.run(args + [url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def pct(p):
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)", out, re.M)
+        v, unit = float(m.group(1)), m.group(2)
+        return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+
+    assert not re.search(r"Non-2xx or 3xx responses: (\d+)", out), out
+    return rps, pct(50), pct(99)

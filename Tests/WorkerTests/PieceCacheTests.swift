@@ -161,6 +161,29 @@ final class PieceCacheTests: XCTestCase {
         flock(reading.dataFD, LOCK_UN)
         XCTAssertEqual(cache.collectGarbage(expireAfter: 1e9, maxBytes: 1000), [keys[2].id])
     }
+
+    func testHitsReuseOneOpenTaskUntilItIsEvicted() throws {
+        let cache = try PieceCache(root: root, pieceSize: pieceSize)
+        let bytes = content(2500)
+        let k = key(for: bytes)
+        let d = try download(cache, k, bytes)
+        let unfinished = try cache.open(k)
+        XCTAssertFalse(unfinished === d, "a task being downloaded is never shared")
+        XCTAssertTrue(try d.finish())
+        let a = try cache.open(k), b = try XCTUnwrap(cache.lookup(k))
+        XCTAssertTrue(a === b, "hits share the open complete task")
+        // Two readers, one shared lock: the first one done must not let garbage collection in.
+        a.beginReading()
+        b.beginReading()
+        a.endReading()
+        XCTAssertEqual(cache.collectGarbage(expireAfter: 0, maxBytes: nil), [], "never evicted under a reader")
+        b.endReading()
+        XCTAssertEqual(cache.collectGarbage(expireAfter: 0, maxBytes: nil), [k.id])
+        XCTAssertFalse(a.isLinked)
+        let fresh = try cache.open(k)
+        XCTAssertFalse(fresh === a, "an evicted task is not reused")
+        XCTAssertFalse(fresh.isComplete)
+    }
 }
 
 final class PieceCacheFailureTests: XCTestCase {

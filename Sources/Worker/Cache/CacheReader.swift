@@ -43,8 +43,7 @@ final class CacheReader {
 
     func start() {
         // A shared lock on the content: garbage collection never evicts a task under a reader.
-        flock(task.dataFD, LOCK_SH)
-        task.touch()
+        task.beginReading()
         exchange.onAbort = { [self] in stop() }
         exchange.onWritable = { [self] in pump() }
         if !task.isComplete {
@@ -145,12 +144,15 @@ final class CacheReader {
         guard !done else { return }
         done = true
         stop()
+        // A served request is told by its access line (task, source, bytes, duration); only a
+        // reader that failed gets a line of its own.
+        guard error != nil else { return }
         let ms = stopwatch.elapsedMs
         var f: [(String, LogValue)] = [("taskId", .string(task.key.id)), ("source", .string(source)),
                                        ("bytes", .int(Int(max(0, pos - (range.resolve(length: task.contentLength ?? 0)?.lowerBound ?? 0))))),
                                        ("costMs", .double(ms.rounded())), ("peer", .string(exchange.peer))]
         if let error { f.append(("error", .string(error))) }
-        Log.shared.write(error == nil ? "info" : "warn", "peer task done", f)
+        Log.shared.write("warn", "peer task done", f)
     }
 
     private func stop() {
@@ -159,7 +161,7 @@ final class CacheReader {
         watch = nil
         probe?.close()
         probe = nil
-        flock(task.dataFD, LOCK_UN)
+        task.endReading()
         exchange.onWritable = nil
     }
 }

@@ -16,6 +16,9 @@ package protocol TaskSource: AnyObject {
 }
 
 package final class CacheService {
+    /// Tasks this worker has logged its `register peer task result` line for.
+    private var registered = Set<String>()
+    static let maxRegistered = 100_000
     package let cache: PieceCache
     /// The peers, when the daemon has members; nil: every task comes from the origin.
     package var peers: TaskSource?
@@ -52,8 +55,12 @@ package final class CacheService {
         }
         ex.logFields.append(("taskId", .string(k.id)))
         ex.logFields.append(("upstream", .string(url.authority)))
-        Log.shared.info("register peer task result:true[200] for taskId:\(k.id),peerIp:\(ex.peer),securityDomain:,idc:,scheduler:local",
-                        ["taskId": k.id, "peerId": peerID, "url": url.description])
+        // The seed's line, once per task per worker (the access line tells every request).
+        if registered.insert(k.id).inserted {
+            if registered.count > CacheService.maxRegistered { registered = [k.id] }
+            Log.shared.info("register peer task result:true[200] for taskId:\(k.id),peerIp:\(ex.peer),securityDomain:,idc:,scheduler:local",
+                            ["taskId": k.id, "peerId": peerID, "url": url.description])
+        }
         let claimed: Bool
         let origin = AuthConfirmations.origin(url)
         do { claimed = task.isComplete ? false : try task.claim(pieceSize: cache.pieceSize, origin: origin) } catch {
@@ -305,6 +312,9 @@ package final class CacheService {
             }
         }
         let removed = cache.collectGarbage(expireAfter: storage.taskExpireTime, maxBytes: limit)
-        if !removed.isEmpty { Log.shared.info("cache gc", ["evicted": removed.count, "tasks": removed.joined(separator: ",")]) }
+        if !removed.isEmpty {
+            cache.dropEvicted()
+            Log.shared.info("cache gc", ["evicted": removed.count, "tasks": removed.joined(separator: ",")])
+        }
     }
 }

@@ -323,4 +323,26 @@ public final class CacheTask {
 
     /// Records an access for the least-recently-used eviction.
     public func touch() { futimens(meta.fd, nil) }
+
+    /// Readers in this process of this (shared) task object: one shared lock on the content for
+    /// all of them, so garbage collection never evicts a task under a reader. (flock belongs to the
+    /// open file: the first reader takes it, the last one lets it go.)
+    private var readers = 0
+
+    func beginReading() {
+        if readers == 0 { flock(dataFD, LOCK_SH) }
+        readers += 1
+        touch()
+    }
+
+    func endReading() {
+        readers -= 1
+        if readers == 0 { flock(dataFD, LOCK_UN) }
+    }
+
+    /// Still the task on disk: garbage collection has not unlinked it.
+    var isLinked: Bool {
+        var st = stat()
+        return fstat(meta.fd, &st) == 0 && st.st_nlink > 0
+    }
 }

@@ -24,15 +24,51 @@ public final class PieceCache {
         ("\(root)/\(id).meta", "\(root)/\(id).data")
     }
 
+    /// Complete tasks this worker has open, reused by every hit: no open, mmap, munmap and close
+    /// per request. A complete task does not change; one that garbage collection unlinked is
+    /// dropped at its next use. At most `openLimit` (two descriptors each).
+    private var complete: [String: (task: CacheTask, used: UInt64)] = [:]
+    private var uses: UInt64 = 0
+    static let openLimit = 512
+
     /// The task for `key`, created empty when absent.
     public func open(_ key: TaskKey) throws -> CacheTask {
+        if let t = openComplete(key.id) { return t }
         let p = paths(key.id)
-        return try CacheTask(key: key, metaPath: p.meta, dataPath: p.data)
+        let t = try CacheTask(key: key, metaPath: p.meta, dataPath: p.data)
+        if t.isComplete { keep(t) }
+        return t
     }
 
     /// The task if the cache has heard of it.
     public func lookup(_ key: TaskKey) -> CacheTask? {
-        FileManager.default.fileExists(atPath: paths(key.id).meta) ? try? open(key) : nil
+        if let t = openComplete(key.id) { return t }
+        return FileManager.default.fileExists(atPath: paths(key.id).meta) ? try? open(key) : nil
+    }
+
+    private func openComplete(_ id: String) -> CacheTask? {
+        guard let e = complete[id] else { return nil }
+        guard e.task.isComplete, e.task.isLinked else {
+            complete[id] = nil
+            return nil
+        }
+        uses += 1
+        complete[id] = (e.task, uses)
+        return e.task
+    }
+
+    /// Closes the kept tasks that garbage collection (of any worker) unlinked, so their disk space
+    /// is given back; the worker calls it every few seconds.
+    public func dropEvicted() {
+        for (id, e) in complete where !e.task.isLinked { complete[id] = nil }
+    }
+
+    private func keep(_ t: CacheTask) {
+        if complete.count >= PieceCache.openLimit, let oldest = complete.min(by: { $0.value.used < $1.value.used }) {
+            complete[oldest.key] = nil
+        }
+        uses += 1
+        complete[t.key.id] = (t, uses)
     }
 
     public struct Entry {

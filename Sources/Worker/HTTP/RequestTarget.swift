@@ -7,7 +7,8 @@ public struct RequestTarget: Equatable, CustomStringConvertible {
     public let query: String?
 
     public init(_ target: String) {
-        if let q = target.firstIndex(of: "?") {
+        // Byte searches: every request is split here, and `Character` searches cost grapheme breaking.
+        if let q = target.utf8.firstIndex(of: UInt8(ascii: "?")) {
             path = String(target[..<q])
             query = String(target[target.index(after: q)...])
         } else {
@@ -45,19 +46,44 @@ public struct RequestTarget: Equatable, CustomStringConvertible {
 
     /// The lower-case hex digest of a `.../blobs/sha256:<64 hex>` path, if that is what it is.
     public var blobDigest: String? {
-        guard let r = path.range(of: RequestTarget.blobMarker) else { return nil }
-        let hex = path[r.upperBound...].lowercased()
-        guard hex.utf8.count == 64, hex.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }) else { return nil }
-        return hex
+        guard let r = RequestTarget.find(RequestTarget.blobMarker, in: path) else { return nil }
+        let hex = path.utf8[r.upperBound...]
+        guard hex.count == 64 else { return nil }
+        var out = [UInt8]()
+        out.reserveCapacity(64)
+        for c in hex {
+            let l = c >= 0x41 && c <= 0x46 ? c + 0x20 : c  // A-F → a-f
+            guard (l >= 0x30 && l <= 0x39) || (l >= 0x61 && l <= 0x66) else { return nil }
+            out.append(l)
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// `/v2/<name>/blobs/...` or `/v2/<name>/manifests/...` → `<name>`.
     public var repository: String? {
         guard path.hasPrefix("/v2/") else { return nil }
+        let nameStart = path.utf8.index(path.startIndex, offsetBy: 4)
         for marker in ["/blobs/", "/manifests/"] {
-            if let r = path.range(of: marker), r.lowerBound >= path.index(path.startIndex, offsetBy: 4) {
-                return String(path[path.index(path.startIndex, offsetBy: 4)..<r.lowerBound])
+            if let r = RequestTarget.find(marker, in: path), r.lowerBound >= nameStart {
+                return String(path[nameStart..<r.lowerBound])
             }
+        }
+        return nil
+    }
+
+    /// The first occurrence of the ASCII `needle` in `hay`, by bytes.
+    static func find(_ needle: String, in hay: String) -> Range<String.Index>? {
+        let n = Array(needle.utf8), h = hay.utf8
+        guard let first = n.first, n.count <= h.count else { return nil }
+        var i = h.startIndex
+        while let start = h[i...].firstIndex(of: first) {
+            var a = start, b = 0
+            while b < n.count, a < h.endIndex, h[a] == n[b] {
+                a = h.index(after: a)
+                b += 1
+            }
+            if b == n.count { return start..<a }
+            i = h.index(after: start)
         }
         return nil
     }

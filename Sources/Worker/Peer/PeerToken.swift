@@ -26,16 +26,7 @@ public struct PeerToken: Sendable {
     }
 }
 
-func hex(_ bytes: [UInt8]) -> String {
-    let digits = Array("0123456789abcdef".utf8)
-    var out = [UInt8]()
-    out.reserveCapacity(bytes.count * 2)
-    for b in bytes {
-        out.append(digits[Int(b >> 4)])
-        out.append(digits[Int(b & 0xf)])
-    }
-    return String(decoding: out, as: UTF8.self)
-}
+func hex(_ bytes: [UInt8]) -> String { SHA256Digest.lowerHex(bytes) }
 
 func unhex<S: StringProtocol>(_ s: S) -> [UInt8]? {
     let u = Array(s.utf8)

@@ -63,7 +63,8 @@ public enum MirrorUpstream {
         let path = RequestTarget(target).path
         guard path == "/v2" || path.hasPrefix("/v2/") else { return .notRegistryAPI }
         // `..` segments could climb out of /v2/ at the origin.
-        guard !path.split(separator: "/").contains(where: { $0 == ".." || $0 == "." }) else { return .notRegistryAPI }
+        guard !path.utf8.split(separator: UInt8(ascii: "/")).contains(where: { $0.elementsEqual("..".utf8) || $0.elementsEqual(".".utf8) })
+        else { return .notRegistryAPI }
         return .pull
     }
 }

@@ -19,6 +19,7 @@ public enum WorkerMain {
         let loaded = try ConfigLoader.load(text: text, file: env[WorkerEnvironment.configFile] ?? "dfget.yaml")
         Log.shared = try Log.open(logDir: loaded.config.logDir, role: "worker")
         Log.shared.echoToStderr = false
+        Log.shared.bufferAccess = true
         _ = try TLSSetup.prepare(loaded.config)
         if let slab {
             do {

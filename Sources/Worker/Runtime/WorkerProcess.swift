@@ -91,6 +91,10 @@ public final class WorkerProcess {
                 let ms = UInt64(max(1, config.gcInterval) * 1000)
                 t.start(ms: ms, repeatMs: ms) { [config] in service.collectGarbage(config.storage) }
             }
+            // Evicted tasks this worker still holds open give their space back within seconds.
+            let sweep = LoopTimer()
+            sweep.unref()
+            sweep.start(ms: 2000, repeatMs: 2000) { cache.dropEvicted() }
         } catch {
             Log.shared.error("piece cache unavailable: requests stream through uncached", ["worker": index, "error": "\(error)"])
         }
@@ -162,7 +166,7 @@ public final class WorkerProcess {
     }
 
     private func exitWorker() {
-        Log.shared.info("worker exiting", ["worker": index])
+        Log.shared.info("worker exiting", ["worker": index])  // flushes the buffered access lines too
         exit(0)
     }
 }

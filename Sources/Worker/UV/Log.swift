@@ -14,6 +14,10 @@ public enum LogValue {
         case .bool(let b): return b ? "true" : "false"
         }
     }
+
+    func appendJSON(to out: inout [UInt8]) {
+        if case .string(let s) = self { Log.appendQuoted(s, to: &out) } else { out.append(contentsOf: json.utf8) }
+    }
 }
 
 /// Values a log line can carry.
@@ -38,6 +42,7 @@ public final class Log {
     public let path: String?
     let role: String
     let pid = Int(getpid())
+    private lazy var pidText = String(pid)
     /// Warnings and errors are also printed to stderr (startup problems must be visible).
     public var echoToStderr = true
 
@@ -64,6 +69,7 @@ public final class Log {
         guard let path else { return nil }
         let fresh = Foundation.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o640)
         guard fresh >= 0 else { return String(cString: strerror(errno)) }
+        flush()
         let old = fd
         fd = fresh
         if old >= 0 { Foundation.close(old) }
@@ -75,14 +81,62 @@ public final class Log {
     public func info(_ msg: String, _ fields: Fields = [:]) { write("info", msg, fields.map { ($0.key, $0.value.logValue) }) }
     public func warn(_ msg: String, _ fields: Fields = [:]) { write("warn", msg, fields.map { ($0.key, $0.value.logValue) }) }
     public func error(_ msg: String, _ fields: Fields = [:]) { write("error", msg, fields.map { ($0.key, $0.value.logValue) }) }
-    public func access(_ fields: [(String, LogValue)]) { write("info", "access", fields) }
+    public func access(_ fields: [(String, LogValue)]) { write("info", "access", fields, buffer: bufferAccess) }
 
-    public func write(_ level: String, _ msg: String, _ fields: [(String, LogValue)]) {
-        var line = "{\"level\":\"\(level)\",\"ts\":\"\(timestamp())\",\"role\":\"\(role)\",\"pid\":\(pid),\"msg\":\(Log.quote(msg))"
-        for (k, v) in fields { line += ",\(Log.quote(k)):\(v.json)" }
-        line += "}\n"
-        let bytes = Array(line.utf8)
-        if fd >= 0 { bytes.withUnsafeBytes { _ = Foundation.write(fd, $0.baseAddress, $0.count) } }
+    /// Access lines wait in memory (up to `bufferLimit` bytes or `flushAfterMs`) and go to the file in
+    /// one write, like nginx's `access_log ... buffer=`: a busy worker makes one system call per 64
+    /// KiB of log, not one per request. Any other line flushes them first, so the order holds.
+    public var bufferAccess = false
+    private var pending: [UInt8] = []
+    private var flushTimer: LoopTimer?
+    static let bufferLimit = 64 << 10
+    static let flushAfterMs: UInt64 = 100
+
+    /// Writes the buffered access lines now (before an exit, a reopen, or any other line).
+    public func flush() {
+        guard !pending.isEmpty else { return }
+        if fd >= 0 { pending.withUnsafeBytes { _ = Foundation.write(fd, $0.baseAddress, $0.count) } }
+        pending.removeAll(keepingCapacity: true)
+    }
+
+    public func write(_ level: String, _ msg: String, _ fields: [(String, LogValue)], buffer: Bool = false) {
+        // Built as bytes: an access line is written for every request.
+        var line = [UInt8]()
+        line.reserveCapacity(512)
+        line.append(contentsOf: "{\"level\":\"".utf8)
+        line.append(contentsOf: level.utf8)
+        line.append(contentsOf: "\",\"ts\":\"".utf8)
+        line.append(contentsOf: timestamp().utf8)
+        line.append(contentsOf: "\",\"role\":\"".utf8)
+        line.append(contentsOf: role.utf8)
+        line.append(contentsOf: "\",\"pid\":".utf8)
+        line.append(contentsOf: pidText.utf8)
+        line.append(contentsOf: ",\"msg\":".utf8)
+        Log.appendQuoted(msg, to: &line)
+        for (k, v) in fields {
+            line.append(UInt8(ascii: ","))
+            Log.appendQuoted(k, to: &line)
+            line.append(UInt8(ascii: ":"))
+            v.appendJSON(to: &line)
+        }
+        line.append(contentsOf: "}\n".utf8)
+        if buffer && fd >= 0 {
+            let first = pending.isEmpty
+            pending.append(contentsOf: line)
+            if pending.count >= Log.bufferLimit {
+                flush()
+            } else if first {
+                if flushTimer == nil {
+                    let t = LoopTimer()
+                    t.unref()
+                    flushTimer = t
+                }
+                flushTimer?.start(ms: Log.flushAfterMs) { [weak self] in self?.flush() }
+            }
+            return
+        }
+        flush()
+        if fd >= 0 { line.withUnsafeBytes { _ = Foundation.write(fd, $0.baseAddress, $0.count) } }
         if fd < 0 || (echoToStderr && level != "info") {
             let plain = "dfget \(level): \(msg)" + fields.map { " \($0.0)=\($0.1.plain)" }.joined() + "\n"
             FileHandle.standardError.write(plain.data(using: .utf8)!)
@@ -111,19 +165,32 @@ public final class Log {
     private static func pad2(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
 
     static func quote(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
+        var out = [UInt8]()
+        appendQuoted(s, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// `s` as a JSON string. UTF-8 bytes of 0x80 and above pass as they are (a Swift string is valid
+    /// UTF-8); quotes, backslashes and control characters are escaped.
+    static func appendQuoted(_ s: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        var s = s
+        s.withUTF8 { u in
+            for b in u {
+                switch b {
+                case UInt8(ascii: "\""): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
+                case UInt8(ascii: "\\"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
+                case 0x0a: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
+                case 0x0d: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
+                case 0x09: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
+                case 0..<0x20:
+                    let hex = Array("0123456789abcdef".utf8)
+                    out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(b >> 4)], hex[Int(b & 0xf)]])
+                default: out.append(b)
+                }
             }
         }
-        return out + "\""
+        out.append(UInt8(ascii: "\""))
     }
 }
 

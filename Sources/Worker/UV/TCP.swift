@@ -123,7 +123,7 @@ public final class TCP: UVStream {
 
 /// The one `host:port` formatter: IPv6 literals go in brackets.
 public enum HostPort {
-    public static func bracketed(_ host: String) -> String { host.contains(":") ? "[\(host)]" : host }
+    public static func bracketed(_ host: String) -> String { host.utf8.contains(UInt8(ascii: ":")) ? "[\(host)]" : host }
     public static func format(_ host: String, _ port: Int) -> String { "\(bracketed(host)):\(port)" }
 }
 
