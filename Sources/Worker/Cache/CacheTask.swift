@@ -324,6 +324,11 @@ public final class CacheTask {
     /// Records an access for the least-recently-used eviction.
     public func touch() { futimens(meta.fd, nil) }
 
+    /// The last touch by a reader of this object: garbage collection counts age in minutes, so a
+    /// busy task is touched once every few seconds, not on every hit.
+    private var touchedMs: UInt64 = 0
+    static let touchEveryMs: UInt64 = 5000
+
     /// Readers in this process of this (shared) task object: one shared lock on the content for
     /// all of them, so garbage collection never evicts a task under a reader. (flock belongs to the
     /// open file: the first reader takes it, the last one lets it go.)
@@ -332,7 +337,11 @@ public final class CacheTask {
     func beginReading() {
         if readers == 0 { flock(dataFD, LOCK_SH) }
         readers += 1
-        touch()
+        let now = EventLoop.nowMs
+        if touchedMs == 0 || now &- touchedMs >= CacheTask.touchEveryMs {
+            touchedMs = now
+            touch()
+        }
     }
 
     func endReading() {

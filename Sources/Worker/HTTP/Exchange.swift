@@ -131,6 +131,7 @@ public final class Exchange {
         guard case .body(let writer) = state, b.count > 0, request.method != "HEAD" else { return }
         bodyBytes += UInt64(b.count)
         if writer == .chunked {
+            connection.flushWrites()
             ChunkedEncoder.write(b, to: connection.socket)
         } else {
             connection.write(b)

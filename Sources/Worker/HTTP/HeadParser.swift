@@ -50,7 +50,7 @@ public enum HeadParser {
 
     public static func parseRequest(_ b: UnsafeRawBufferPointer) -> HeadParseResult<HTTPRequestHead> {
         parse(b) { first, headers in
-            let parts = first.split(separator: " ", omittingEmptySubsequences: false)
+            let parts = first.utf8.split(separator: 0x20, omittingEmptySubsequences: false).map { Substring($0) }
             guard parts.count == 3, !parts[0].isEmpty, !parts[1].isEmpty else {
                 throw HTTPParseError.malformed("malformed request line")
             }
@@ -65,7 +65,7 @@ public enum HeadParser {
 
     public static func parseResponse(_ b: UnsafeRawBufferPointer) -> HeadParseResult<HTTPResponseHead> {
         parse(b) { first, headers in
-            let parts = first.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: false)
+            let parts = first.utf8.split(separator: 0x20, maxSplits: 2, omittingEmptySubsequences: false).map { Substring($0) }
             guard parts.count >= 2, let status = Int(parts[1]), parts[1].count == 3, status >= 100 else {
                 throw HTTPParseError.malformed("malformed status line")
             }
@@ -103,10 +103,10 @@ public enum HeadParser {
         do {
             var headers = HTTPHeaders()
             for line in lines.dropFirst() {
-                if line.first == " " || line.first == "\t" {
+                if line.utf8.first == 0x20 || line.utf8.first == 0x09 {
                     throw HTTPParseError.malformed("obsolete header line folding")
                 }
-                guard let colon = line.firstIndex(of: ":") else { throw HTTPParseError.malformed("header line without colon") }
+                guard let colon = line.utf8.firstIndex(of: UInt8(ascii: ":")) else { throw HTTPParseError.malformed("header line without colon") }
                 let name = line[line.startIndex..<colon]
                 guard !name.isEmpty, name.utf8.allSatisfy(isTokenChar) else {
                     throw HTTPParseError.malformed("malformed header name")

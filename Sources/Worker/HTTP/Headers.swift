@@ -51,10 +51,10 @@ extension StringProtocol {
     }
 
     package func trimmingSpaces() -> String {
-        var s = Substring(self)
-        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
-        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
-        return String(s)
+        let s = Substring(self), u = s.utf8
+        guard let first = u.firstIndex(where: { $0 != 0x20 && $0 != 0x09 }),
+              let last = u.lastIndex(where: { $0 != 0x20 && $0 != 0x09 }) else { return "" }
+        return String(s[first...last])
     }
 }
 

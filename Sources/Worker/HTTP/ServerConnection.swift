@@ -26,6 +26,9 @@ public final class ServerConnection {
     private let timer = LoopTimer()
     /// Cuts a client that stops taking the bytes queued for it.
     private let writeWatch = LoopTimer()
+    private var corked: [UInt8] = []
+    private let corkTimer = LoopTimer()
+    static let corkLimit = 16 << 10
     private var processing = false
     private var peerClosed = false
     /// Responses are queued beyond the high-water mark: no further request is read or handled
@@ -63,6 +66,7 @@ public final class ServerConnection {
     private func closeTimers() {
         timer.close()
         writeWatch.close()
+        corkTimer.close()
     }
 
     private func drained() {
@@ -209,7 +213,7 @@ public final class ServerConnection {
         current = exchange
         state = framing == .none ? .awaitingResponse : .readingBody
         if framing != .none, head.headers.first("Expect")?.lowercased() == "100-continue" {
-            socket.write(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
+            write(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
         }
         handler(exchange)
     }
@@ -224,8 +228,27 @@ public final class ServerConnection {
         if inbuf.count <= Limits.pipelineBuffer && !peerClosed { socket.resumeReading() }
     }
 
-    func write(_ b: UnsafeRawBufferPointer) { socket.write(b) }
-    func write(_ b: [UInt8]) { socket.write(b) }
+    /// Small writes of one turn of the loop go out in one system call and one segment (a response
+    /// head and a small body together; several pipelined answers): they wait here until a bigger
+    /// write, an end of the connection, or the loop's next turn (a 0 ms timer), whichever is first.
+    func write(_ b: UnsafeRawBufferPointer) {
+        if b.count <= ServerConnection.corkLimit, corked.count + b.count <= 4 * ServerConnection.corkLimit {
+            if corked.isEmpty { corkTimer.start(ms: 0) { [weak self] in self?.flushWrites() } }
+            corked.append(contentsOf: b)
+            return
+        }
+        flushWrites()
+        socket.write(b)
+    }
+
+    func write(_ b: [UInt8]) { b.withUnsafeBytes { write($0) } }
+
+    func flushWrites() {
+        guard !corked.isEmpty else { return }
+        corkTimer.stop()
+        socket.write(corked)
+        corked.removeAll(keepingCapacity: true)
+    }
     var isWriteBlocked: Bool { socket.isWriteBlocked }
 
     /// The response is complete: keep the connection for the next request or close it.
@@ -235,6 +258,7 @@ public final class ServerConnection {
         let keep = reusable && state == .awaitingResponse && exchange.request.wantsKeepAlive && !closeAfterResponse && !peerClosed
         guard keep else {
             state = .closed
+            flushWrites()
             socket.closeAfterWrites()
             return
         }
@@ -250,6 +274,7 @@ public final class ServerConnection {
 
     /// Gives the socket to a tunnel (CONNECT): the connection stops speaking HTTP.
     func detachForTunnel() -> (ByteStream, [UInt8]) {
+        flushWrites()
         state = .tunnel
         timer.stop()
         socket.stopReading()
@@ -276,8 +301,8 @@ public final class ServerConnection {
         head.headers.add("Content-Type", "text/plain; charset=utf-8")
         head.headers.add("Content-Length", String(body.utf8.count))
         head.headers.add("Connection", "close")
-        socket.write(head.serialized())
-        socket.write(Array(body.utf8))
+        flushWrites()
+        socket.write(head.serialized() + Array(body.utf8))
         if let ex = current {
             ex.status = status
             ex.logAccess(bytes: 0)
@@ -299,6 +324,7 @@ public final class ServerConnection {
     }
 
     public func close() {
+        flushWrites()
         if state != .tunnel { state = .closed }
         current?.connectionAborted()
         current = nil
