@@ -26,7 +26,7 @@ final class CacheReader {
     /// Caching stopped mid-stream: send bytes `[from, to)` from the origin instead.
     var onContinue: ((_ from: Int64, _ to: Int64) -> Void)?
 
-    static let chunk = 1 << 20
+    static let chunk = 256 << 10
     /// Bytes go from the file to the client's socket through this during one call.
     private let buffer = EventLoop.context.scratch(for: CacheReader.self, bytes: CacheReader.chunk)
     static let probeMs: UInt64 = 1000

@@ -170,7 +170,9 @@ package final class CacheService {
         h.remove("Range")
         h.remove("If-None-Match")
         h.remove("If-Modified-Since")
-        let d = CacheDownload(task: task, fetch: OriginFetch(method: "GET", headers: h, url: url, pool: pool, policy: policy))
+        let fetch = OriginFetch(method: "GET", headers: h, url: url, pool: pool, policy: policy)
+        fetch.isDownload = true
+        let d = CacheDownload(task: task, fetch: fetch)
         d.recordPieceDigests = peers != nil
         d.start()
     }

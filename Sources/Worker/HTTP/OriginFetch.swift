@@ -36,8 +36,11 @@ package final class OriginFetch {
     /// Off for authorization checks: a redirect already says the registry would serve the client.
     package var followRedirects = true
 
-    /// `download.totalRateLimit`, shared by every worker; set at worker start.
+    /// `download.totalRateLimit`, shared by every worker; set at worker start. It holds for the
+    /// fetches that fill the cache (`isDownload`: from the origin or the peers), as the reference
+    /// daemon's does for its tasks; what streams straight through is not a download of the daemon's.
     nonisolated(unsafe) package static var totalRate: SharedRate?
+    package var isDownload = false
     /// `download.perPeerRateLimit` for the member this fetch asks (peer fetches only).
     package var peerRate: SharedRate?
     /// Which counter the response bytes go to: the origin's, or the peers' (`peer_bytes_total{in}`).
@@ -102,7 +105,7 @@ package final class OriginFetch {
     private func meter(_ n: Int) {
         Metrics.count(fromPeer ? .peerBytesIn : .originBytes, n)
         let now = SharedRate.now()
-        var wait = OriginFetch.totalRate?.reserve(n, nowNs: now) ?? 0
+        var wait = isDownload ? OriginFetch.totalRate?.reserve(n, nowNs: now) ?? 0 : 0
         if let peerRate { wait = max(wait, peerRate.reserve(n, nowNs: now)) }
         guard wait > 0, pacer == nil else { return }
         conn?.pauseReading()

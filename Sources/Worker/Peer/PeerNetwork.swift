@@ -44,6 +44,7 @@ package final class PeerNetwork: TaskSource {
         let f = OriginFetch(method: method, headers: h, url: url, pool: pool, policy: .standard,
                             framing: body.map { $0.isEmpty ? .none : .length(UInt64($0.count)) } ?? .none)
         f.fromPeer = true
+        f.isDownload = true
         if perPeerRate > 0 { f.peerRate = Metrics.region?.peerRate(member.description, perPeerRate) }
         return f
     }

@@ -23,7 +23,7 @@ public class UVStream: UVHandle {
     /// Called once if a queued write fails (the peer is gone); the owner decides what to close.
     public var onWriteError: ((any Error) -> Void)?
     public var lowWater = 64 * 1024
-    public var highWater = 1024 * 1024
+    public var highWater = 256 * 1024
 
     override func willClose() {
         onRead = nil
