@@ -105,12 +105,13 @@ def curl_w(fmt, *args):
     return r.stdout
 
 
-def nginx_proxy_cache(work, upstream):
+def nginx_proxy_cache(work, upstream, name="nginx-proxy-cache"):
     """nginx as a pull-through cache of `upstream` (the reference harness's port-8081 server):
-    proxy_cache with a lock so concurrent misses join one fetch, sendfile for hits."""
-    cache = os.path.join(work, "nginx-cache")
+    proxy_cache with a lock so concurrent misses join one fetch, sendfile for hits. A new `name`
+    is a new, empty cache."""
+    cache = os.path.join(work, name, "cache")
     os.makedirs(cache, exist_ok=True)
-    return nginx(work, "nginx-proxy-cache", f"""sendfile on;
+    return nginx(work, name, f"""sendfile on;
         tcp_nopush on;
         location / {{
             proxy_pass http://{upstream};
