@@ -5,14 +5,27 @@ import HTTP
 import Metrics
 
 /// Fetches a task from the origin once, into pieces: the response head decides the pieces, each
-/// full piece is on disk before it is marked present, and the digest is checked at the end. It
+/// full piece is written before it is marked present, and the digest is checked at the end. It
 /// serves no client itself: every client of the task reads the pieces.
+///
+/// The disk is off the loop: a full piece goes to libuv's thread pool, which writes it and hashes
+/// it while the loop goes on receiving the next one. Pieces are written one at a time, in order;
+/// with `maxQueued` pieces waiting, reading from the origin pauses until the disk catches up.
 final class CacheDownload {
     let task: CacheTask
     let fetch: OriginFetch
-    private let buffer: UnsafeMutableRawPointer
+    /// The piece being received.
+    private var buffer: UnsafeMutableRawPointer
     private var filled = 0
     private var piece = 0
+    /// Full pieces waiting for the disk (the first one being written), and spare buffers.
+    private var queued: [(k: Int, buffer: UnsafeMutableRawPointer, count: Int)] = []
+    private var spare: [UnsafeMutableRawPointer] = []
+    private var writing = false
+    private var pausedForDisk = false
+    /// The origin's body ended while pieces were still queued.
+    private var endedWhileQueued = false
+    static let maxQueued = 2
     private var finished = false
     /// Verified, waiting for the flush that seals the task.
     private var sealing = false
@@ -37,7 +50,11 @@ final class CacheDownload {
         buffer = UnsafeMutableRawPointer.allocate(byteCount: task.pieceSize, alignment: 64)
     }
 
-    deinit { buffer.deallocate() }
+    deinit {
+        buffer.deallocate()
+        for b in spare { b.deallocate() }
+        for q in queued { q.buffer.deallocate() }
+    }
 
     /// Bytes received, and at the last stall check: an origin that trickles (each byte in time for
     /// the idle timeout) would otherwise park every joiner of the task forever.
@@ -72,7 +89,8 @@ final class CacheDownload {
         }
         fetch.onBody = { [self] b in take(b) }
         fetch.onEnd = { [self] in
-            if !finished { complete() }
+            guard !finished else { return }
+            if queued.isEmpty { complete() } else { endedWhileQueued = true }
         }
         fetch.onFail = { [self] error in giveUp(error.description) }
         fetch.onRedirect = { [self] status, next in redirects.append("\(status) \(next.authority)") }
@@ -105,29 +123,57 @@ final class CacheDownload {
         }
     }
 
+    /// A full piece: queued for the disk; a fresh buffer takes the next one.
     private func storeCurrent() {
-        do {
-            let bytes = UnsafeRawBufferPointer(start: buffer, count: filled)
-            if recordPieceDigests {
-                let h = SHA256Digest()
-                h.update(bytes)
-                try task.setPieceDigest(piece, h.finalize())
-            }
-            try task.storePiece(piece, bytes)
-            piece += 1
-            filled = 0
-        } catch let e as SystemError where e.isDiskFull {
-            if !CacheDownload.diskFullLogged {
-                CacheDownload.diskFullLogged = true
-                Log.shared.error("disk full: not caching", ["taskId": task.key.id, "error": "\(e)"])
-            }
-            guard !finished else { return }
-            task.stopCaching()
-            fetch.cancel()
-            end("disk full")
-        } catch {
-            giveUp("\(error)")
+        queued.append((piece, buffer, filled))
+        piece += 1
+        filled = 0
+        buffer = spare.popLast() ?? UnsafeMutableRawPointer.allocate(byteCount: task.pieceSize, alignment: 64)
+        if queued.count >= CacheDownload.maxQueued && !pausedForDisk {
+            pausedForDisk = true
+            fetch.pauseResponse()
         }
+        writeNext()
+    }
+
+    /// Writes (and hashes) the first queued piece on the thread pool; marks it present on the loop.
+    private func writeNext() {
+        guard !writing, !finished, let q = queued.first else { return }
+        writing = true
+        let task = task, withDigest = recordPieceDigests
+        var result: Result<[UInt8]?, Error> = .success(nil)
+        ThreadPool.run({
+            result = Result { try task.writePiece(q.k, UnsafeRawBufferPointer(start: q.buffer, count: q.count), withDigest: withDigest) }
+        }, then: { [self] in
+            writing = false
+            queued.removeFirst()
+            spare.append(q.buffer)
+            guard !finished else { return }
+            do {
+                try task.markStored(q.k, digest: try result.get())
+            } catch let e as SystemError where e.isDiskFull {
+                return diskFull(e)
+            } catch {
+                return giveUp("\(error)")
+            }
+            if pausedForDisk && queued.count < CacheDownload.maxQueued {
+                pausedForDisk = false
+                fetch.resumeResponse()
+            }
+            if queued.isEmpty && endedWhileQueued { return complete() }
+            writeNext()
+        })
+    }
+
+    private func diskFull(_ e: SystemError) {
+        if !CacheDownload.diskFullLogged {
+            CacheDownload.diskFullLogged = true
+            Log.shared.error("disk full: not caching", ["taskId": task.key.id, "error": "\(e)"])
+        }
+        guard !finished else { return }
+        task.stopCaching()
+        fetch.cancel()
+        end("disk full")
     }
 
     private func complete() {

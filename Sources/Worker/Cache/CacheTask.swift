@@ -107,16 +107,32 @@ public final class CacheTask {
     /// "Here is piece k, store it": written to the page cache and marked present (every worker reads
     /// it from there); the disk gets it with the one flush that seals the task (`seal`).
     public func storePiece(_ k: Int, _ bytes: UnsafeRawBufferPointer) throws {
+        _ = try writePiece(k, bytes, withDigest: false)
+        try markStored(k, digest: nil)
+    }
+
+    /// The half of storing piece `k` that may run on a pool thread: the write, the blob's running
+    /// hash (pieces in order), and with `withDigest` the piece's own sha256. One at a time per task,
+    /// and the loop touches neither the hasher nor the piece until it is done.
+    func writePiece(_ k: Int, _ bytes: UnsafeRawBufferPointer, withDigest: Bool) throws -> [UInt8]? {
         precondition(isDownloader)
         guard k >= 0, k < pieceCount, Int64(bytes.count) == pieceRange(k).count else {
             throw SystemError(op: "store piece \(k)", path: dataPath, errno: EINVAL)
         }
-        let r = pieceRange(k)
-        try pwriteAll(dataFD, bytes, at: r.lowerBound, path: dataPath)
+        try pwriteAll(dataFD, bytes, at: pieceRange(k).lowerBound, path: dataPath)
         if let hasher, hashedPieces == k {
             hasher.update(bytes)
             hashedPieces += 1
         }
+        guard withDigest else { return nil }
+        let h = SHA256Digest()
+        h.update(bytes)
+        return h.finalize()
+    }
+
+    /// The loop's half: the piece (and its digest) is there for every reader.
+    func markStored(_ k: Int, digest: [UInt8]?) throws {
+        if let digest { try setPieceDigest(k, digest) }
         try meta.markPiece(k)
     }
 

@@ -90,12 +90,12 @@ package final class OriginFetch {
         clear()
     }
 
-    func pauseResponse() {
+    package func pauseResponse() {
         heldByConsumer = true
         conn?.pauseReading()
     }
 
-    func resumeResponse() {
+    package func resumeResponse() {
         heldByConsumer = false
         if pacer == nil { conn?.resumeReading() }
     }
