@@ -141,28 +141,40 @@ final class CacheDownload {
         guard !writing, !finished, let q = queued.first else { return }
         writing = true
         let task = task, withDigest = recordPieceDigests
-        var result: Result<[UInt8]?, Error> = .success(nil)
-        ThreadPool.run({
-            result = Result { try task.writePiece(q.k, UnsafeRawBufferPointer(start: q.buffer, count: q.count), withDigest: withDigest) }
-        }, then: { [self] in
+        let bytes = UnsafeRawBufferPointer(start: q.buffer, count: q.count)
+        // The write and the hash of the piece run side by side on two pool threads.
+        var written: Result<Void, Error> = .success(())
+        var digest: [UInt8]?
+        var pending = 2
+        let both = { [self] in
+            pending -= 1
+            if pending == 0 { stored(q, written.map { digest }) }
+        }
+        ThreadPool.run({ written = Result { try task.writeBytes(q.k, bytes) } }, then: both)
+        ThreadPool.run({ digest = task.hashPiece(q.k, bytes, withDigest: withDigest) }, then: both)
+    }
+
+    /// Both halves of the first queued piece are done: it is present for every reader.
+    private func stored(_ q: (k: Int, buffer: UnsafeMutableRawPointer, count: Int), _ result: Result<[UInt8]?, Error>) {
+        do {
             writing = false
             queued.removeFirst()
             spare.append(q.buffer)
-            guard !finished else { return }
-            do {
-                try task.markStored(q.k, digest: try result.get())
-            } catch let e as SystemError where e.isDiskFull {
-                return diskFull(e)
-            } catch {
-                return giveUp("\(error)")
-            }
-            if pausedForDisk && queued.count < CacheDownload.maxQueued {
-                pausedForDisk = false
-                fetch.resumeResponse()
-            }
-            if queued.isEmpty && endedWhileQueued { return complete() }
-            writeNext()
-        })
+        }
+        guard !finished else { return }
+        do {
+            try task.markStored(q.k, digest: try result.get())
+        } catch let e as SystemError where e.isDiskFull {
+            return diskFull(e)
+        } catch {
+            return giveUp("\(error)")
+        }
+        if pausedForDisk && queued.count < CacheDownload.maxQueued {
+            pausedForDisk = false
+            fetch.resumeResponse()
+        }
+        if queued.isEmpty && endedWhileQueued { return complete() }
+        writeNext()
     }
 
     private func diskFull(_ e: SystemError) {

@@ -115,11 +115,22 @@ public final class CacheTask {
     /// hash (pieces in order), and with `withDigest` the piece's own sha256. One at a time per task,
     /// and the loop touches neither the hasher nor the piece until it is done.
     func writePiece(_ k: Int, _ bytes: UnsafeRawBufferPointer, withDigest: Bool) throws -> [UInt8]? {
+        try writeBytes(k, bytes)
+        return hashPiece(k, bytes, withDigest: withDigest)
+    }
+
+    /// The write of piece `k`: may run on a pool thread beside `hashPiece` of the same piece.
+    func writeBytes(_ k: Int, _ bytes: UnsafeRawBufferPointer) throws {
         precondition(isDownloader)
         guard k >= 0, k < pieceCount, Int64(bytes.count) == pieceRange(k).count else {
             throw SystemError(op: "store piece \(k)", path: dataPath, errno: EINVAL)
         }
         try pwriteAll(dataFD, bytes, at: pieceRange(k).lowerBound, path: dataPath)
+    }
+
+    /// The blob's running hash over piece `k` (pieces in order, one at a time) and, with
+    /// `withDigest`, the piece's own sha256.
+    func hashPiece(_ k: Int, _ bytes: UnsafeRawBufferPointer, withDigest: Bool) -> [UInt8]? {
         if let hasher, hashedPieces == k {
             hasher.update(bytes)
             hashedPieces += 1
