@@ -17,3 +17,4 @@ EVP_PKEY *cuv_evp_ec_gen(const char *curve) { return EVP_EC_gen(curve); }
 EVP_PKEY *cuv_evp_rsa_gen(unsigned int bits) { return EVP_RSA_gen(bits); }
 int cuv_general_names_push(GENERAL_NAMES *names, GENERAL_NAME *name) { return sk_GENERAL_NAME_push(names, name); }
 void cuv_x509v3_set_ctx_nodb(X509V3_CTX *ctx) { X509V3_set_ctx_nodb(ctx); }
+long cuv_ssl_ctx_set_ticket_keys(SSL_CTX *ctx, unsigned char *keys, long len) { return SSL_CTX_set_tlsext_ticket_keys(ctx, keys, len); }

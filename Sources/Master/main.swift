@@ -6,6 +6,7 @@ import ArgumentParser
 import Foundation
 import UV
 import Config
+import TLS
 import Worker
 import Metrics
 
@@ -75,6 +76,8 @@ struct Daemon: ParsableCommand {
         }
         setenv(WorkerEnvironment.configText, loaded.text, 1)
         setenv(WorkerEnvironment.configFile, config, 1)
+        // One set of ticket keys for the daemon's life (reloads keep them): sessions resume on any worker.
+        setenv(WorkerEnvironment.ticketKeys, SessionTickets.make(), 1)
         let files = EventLoop.raiseFileLimit()
         // Counters and daemon-wide rate limits live in memory every worker maps.
         let region: SharedRegion?

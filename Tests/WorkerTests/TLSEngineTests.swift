@@ -139,4 +139,13 @@ final class TLSEngineTests: XCTestCase {
         }
         XCTAssertThrowsError(try HijackAuthority.load(cert: "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n", key: Self.ca.key))
     }
+
+    func testSessionTicketKeysRoundTripThroughTheEnvironmentForm() {
+        let a = SessionTickets.make(), b = SessionTickets.make()
+        XCTAssertNotEqual(a, b, "fresh keys each daemon")
+        XCTAssertEqual(SessionTickets.parse(a)?.count, 80)
+        XCTAssertEqual(SessionTickets.parse(a).map(SHA256Digest.lowerHex), a)
+        XCTAssertNil(SessionTickets.parse(String(a.dropLast())))
+        XCTAssertNil(SessionTickets.parse(String(repeating: "zz", count: 80)))
+    }
 }

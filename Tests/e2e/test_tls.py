@@ -239,3 +239,37 @@ def test_non_ca_cert_is_served_as_is_and_open_key_warned(daemon_factory, tls_reg
     assert d.access(mode="hijack", status=200), "served by the daemon with the given certificate, not tunnelled"
     warnings = [l.get("warning", "") for l in d.log_lines() if l["msg"] == "tls"]
     assert any("readable by group or others" in w for w in warnings) and any("is not a CA" in w for w in warnings)
+
+
+@pytest.mark.parametrize("version", ["TLSv1_2", "TLSv1_3"])
+def test_hijacked_clients_resume_their_tls_sessions_on_any_worker(hijacker, tls_registry, pki, etc_hosts, version):
+    """Session tickets work whichever worker a reconnection lands on (the workers share the ticket keys)."""
+    import ssl
+    ctx = ssl.create_default_context(cafile=f"{pki}/ca.crt")
+    ctx.minimum_version = ctx.maximum_version = getattr(ssl.TLSVersion, version)
+
+    def connect(session=None):
+        s = socket.create_connection(("127.0.0.1", hijacker.port), timeout=10)
+        s.sendall(f"CONNECT registry.test:{tls_registry.port} HTTP/1.1\r\nHost: registry.test\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(1)
+        assert b" 200 " in head.split(b"\r\n")[0], head
+        t = ctx.wrap_socket(s, server_hostname="registry.test", session=session)
+        t.sendall(b"GET /v2/ HTTP/1.1\r\nHost: registry.test\r\nConnection: close\r\n\r\n")
+        body = b""
+        while chunk := t.recv(65536):
+            body += chunk
+        assert body.startswith(b"HTTP/1.1 200"), body[:100]
+        reused, session = t.session_reused, t.session
+        t.close()
+        return reused, session
+
+    reused, session = connect()
+    assert not reused
+    # Round robin over two workers: four reconnections land on both.
+    results = []
+    for _ in range(4):
+        reused, session = connect(session)
+        results.append(reused)
+    assert all(results), results

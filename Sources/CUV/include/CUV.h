@@ -69,3 +69,5 @@ EVP_PKEY *cuv_evp_rsa_gen(unsigned int bits);
 /* sk_GENERAL_NAME_push: on success the stack owns `name`. */
 int cuv_general_names_push(GENERAL_NAMES *names, GENERAL_NAME *name);
 void cuv_x509v3_set_ctx_nodb(X509V3_CTX *ctx);
+/* SSL_CTX_set_tlsext_ticket_keys: `keys` is 80 bytes (name, HMAC secret, AES key). */
+long cuv_ssl_ctx_set_ticket_keys(SSL_CTX *ctx, unsigned char *keys, long len);

@@ -13,6 +13,8 @@ public enum Handoff: UInt8 {
 public enum WorkerEnvironment {
     public static let configText = "DFGET_CONFIG_YAML"
     public static let configFile = "DFGET_CONFIG_FILE"
+    /// The TLS session ticket keys all workers share (hex; see `SessionTickets`).
+    public static let ticketKeys = "DFGET_TLS_TICKET_KEYS"
     /// The descriptor at which a worker finds the master's shared region (see `SharedRegion`).
     public static let sharedFd: Int32 = 4
 }

@@ -1,6 +1,7 @@
 import Foundation
 import UV
 import Config
+import TLS
 import HTTP
 import Metrics
 
@@ -20,6 +21,7 @@ public enum WorkerMain {
         Log.shared = try Log.open(logDir: loaded.config.logDir, role: "worker")
         Log.shared.echoToStderr = false
         Log.shared.bufferAccess = true
+        SessionTickets.keys = env[WorkerEnvironment.ticketKeys].flatMap(SessionTickets.parse)
         _ = try TLSSetup.prepare(loaded.config)
         if let slab {
             do {

@@ -27,6 +27,14 @@ enum TLSPolicy {
     static func serverContext() throws -> OpaquePointer {
         guard let ctx = SSL_CTX_new(TLS_server_method()) else { throw TLSError.current(nil, handshake: false) }
         common(ctx)
+        // Resumption: one session id context for every server context (required with client
+        // certificates), and the daemon's ticket keys, so a client resumes on whichever worker its
+        // next connection lands.
+        let sid = Array("dfget".utf8)
+        _ = SSL_CTX_set_session_id_context(ctx, sid, UInt32(sid.count))
+        if var keys = SessionTickets.keys, keys.count == SessionTickets.keyBytes {
+            _ = cuv_ssl_ctx_set_ticket_keys(ctx, &keys, keys.count)
+        }
         SSL_CTX_set_alpn_select_cb(ctx, { _, out, outlen, inp, inlen, _ in
             var selected: UnsafeMutablePointer<UInt8>?
             let rc = TLSPolicy.alpn.withUnsafeBufferPointer {
@@ -74,5 +82,31 @@ enum TLSPolicy {
             ERR_clear_error()
             throw TLSError.config("cannot set the expected TLS peer name \(host)")
         }
+    }
+}
+
+/// The TLS session ticket keys every worker of the daemon shares (the master makes them and hands
+/// them over with the config), so tickets one worker issued open on another.
+public enum SessionTickets {
+    static let keyBytes = 80
+    /// Set before any server context is made; nil: each context has keys of its own.
+    public nonisolated(unsafe) static var keys: [UInt8]?
+
+    /// Fresh random keys, as hex (for the environment).
+    public static func make() -> String {
+        var g = SystemRandomNumberGenerator()
+        return SHA256Digest.lowerHex((0..<keyBytes).map { _ in UInt8.random(in: 0...255, using: &g) })
+    }
+
+    /// Keys from their hex form; nil when malformed.
+    public static func parse(_ hex: String) -> [UInt8]? {
+        let u = Array(hex.utf8)
+        guard u.count == 2 * keyBytes else { return nil }
+        var out = [UInt8]()
+        for i in stride(from: 0, to: u.count, by: 2) {
+            guard let b = UInt8(String(decoding: u[i..<i + 2], as: UTF8.self), radix: 16) else { return nil }
+            out.append(b)
+        }
+        return out
     }
 }
