@@ -94,6 +94,12 @@ final class PeerTests: XCTestCase {
         XCTAssertEqual(sources([owner], assignee: other, since: 0, now: 6000), [owner], "unless it waited too long")
         XCTAssertEqual(sources([owner, other], assignee: me), [other], "a follower has it: the owner is spared")
         XCTAssertEqual(sources([], assignee: me), [])
+        // Endgame: the owner (done, its uplink idle) serves the last pieces beside the followers.
+        XCTAssertEqual(PiecePicker.sources(0, holding: [owner, other], owner: owner, assignee: other, me: me, ownerOnlySinceMs: nil,
+                                           nowMs: 0, patienceMs: 6000, endgame: true), [owner, other])
+        XCTAssertTrue(PiecePicker.endgame(missing: 6, pieceCount: 51, parallel: 6))
+        XCTAssertFalse(PiecePicker.endgame(missing: 7, pieceCount: 51, parallel: 6))
+        XCTAssertTrue(PiecePicker.endgame(missing: 100, pieceCount: 800, parallel: 6), "an eighth of a big blob")
     }
 
     func testEquallyRarePiecesInAPerHostOrder() {

@@ -120,7 +120,7 @@ public final class CacheTask {
     }
 
     /// The write of piece `k`: may run on a pool thread beside `hashPiece` of the same piece.
-    func writeBytes(_ k: Int, _ bytes: UnsafeRawBufferPointer) throws {
+    package func writeBytes(_ k: Int, _ bytes: UnsafeRawBufferPointer) throws {
         precondition(isDownloader)
         guard k >= 0, k < pieceCount, Int64(bytes.count) == pieceRange(k).count else {
             throw SystemError(op: "store piece \(k)", path: dataPath, errno: EINVAL)
@@ -142,7 +142,7 @@ public final class CacheTask {
     }
 
     /// The loop's half: the piece (and its digest) is there for every reader.
-    func markStored(_ k: Int, digest: [UInt8]?) throws {
+    package func markStored(_ k: Int, digest: [UInt8]?) throws {
         if let digest { try setPieceDigest(k, digest) }
         try meta.markPiece(k)
     }
@@ -164,7 +164,7 @@ public final class CacheTask {
             throw SystemError(op: "finish", path: dataPath, errno: EINVAL)
         }
         if let expected = key.expectedDigest {
-            let actual = "sha256:" + (hashedPieces == pieceCount ? hasher!.finalizeHex() : try hashFile(length))
+            let actual = "sha256:" + (hasher != nil && hashedPieces == pieceCount ? hasher!.finalizeHex() : try hashFile(length))
             guard actual == expected else {
                 Log.shared.error("digest mismatch: not cached", ["taskId": key.id, "expected": expected, "actual": actual])
                 drop(.corrupt)
@@ -222,6 +222,59 @@ public final class CacheTask {
             off += Int64(n)
         }
         return h
+    }
+
+    // MARK: Pieces out of order (from peers)
+
+    /// Pieces that arrive out of order are hashed later, in order, on a pool thread: each round
+    /// reads the pieces present after the last hashed one back from the page cache. So the blob's
+    /// sha256 is ready when the last piece lands, instead of a read of the whole file at the end.
+    /// Whoever stores pieces while this runs must not hash them itself (`writeBytes`, `markStored`).
+    private var catchingUp = false
+    private var caughtUp: [() -> Void] = []
+
+    /// Hashes what is there in order; `then` runs on the loop once a round found nothing more to do.
+    package func catchUpHash(then: (() -> Void)? = nil) {
+        if let then { caughtUp.append(then) }
+        guard !catchingUp else { return }
+        var end = hashedPieces
+        while end < pieceCount && hasPiece(end) { end += 1 }
+        guard let hasher, end > hashedPieces, let length = contentLength else {
+            let waiting = caughtUp
+            caughtUp = []
+            waiting.forEach { $0() }
+            return
+        }
+        catchingUp = true
+        let fd = dataFD, path = dataPath
+        let from = pieceRange(hashedPieces).lowerBound, to = min(length, pieceRange(end - 1).upperBound)
+        var ok = true
+        ThreadPool.run({
+            let buf = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 64)
+            defer { buf.deallocate() }
+            var off = from
+            while off < to {
+                guard let n = try? preadFull(fd, into: buf, count: Int(min(Int64(1 << 20), to - off)), at: off, path: path), n > 0 else {
+                    ok = false
+                    return
+                }
+                hasher.update(UnsafeRawBufferPointer(start: buf, count: n))
+                off += Int64(n)
+            }
+        }, then: { [self] in
+            catchingUp = false
+            // The download started over meanwhile: that round was for a hash nobody uses now.
+            guard self.hasher === hasher else { return catchUpHash() }
+            guard ok else {
+                // The hash is now of an unknown prefix: verify() reads the whole file instead.
+                self.hasher = nil
+                let waiting = caughtUp
+                caughtUp = []
+                return waiting.forEach { $0() }
+            }
+            hashedPieces = end
+            catchUpHash()
+        })
     }
 
     /// Gives the task up: readers see it failed, the files go, the next request starts over.

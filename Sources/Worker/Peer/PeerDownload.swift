@@ -143,6 +143,9 @@ final class PeerDownload {
         let me = network.membership.me
         let followers = ownerInfo.holders.compactMap(member)
         let now = EventLoop.nowMs
+        let missing = (0..<task.pieceCount).filter { !task.hasPiece($0) }.count
+        let endgame = ownerInfo.state == "complete"
+            && PiecePicker.endgame(missing: missing, pieceCount: task.pieceCount, parallel: PeerDownload.parallel)
         while inFlight.count < PeerDownload.parallel {
             let pick = PiecePicker.pick(
                 pieceCount: task.pieceCount,
@@ -151,7 +154,8 @@ final class PeerDownload {
                     let holding = self.infos.filter { !self.avoid.contains($0.key) && $0.value.has(k) }.map(\.key)
                     if holding == [owner], self.ownerOnlySince[k] == nil { self.ownerOnlySince[k] = now }
                     return PiecePicker.sources(k, holding: holding, owner: owner, assignee: self.assignee(k, followers), me: me,
-                                               ownerOnlySinceMs: self.ownerOnlySince[k], nowMs: now, patienceMs: PeerDownload.patienceMs)
+                                               ownerOnlySinceMs: self.ownerOnlySince[k], nowMs: now, patienceMs: PeerDownload.patienceMs,
+                                               endgame: endgame)
                 },
                 spread: { k in self.spread(k, me ?? owner) })
             guard let pick, let digest = ownerInfo.digest(pick.piece),
@@ -203,8 +207,10 @@ final class PeerDownload {
                 return step()
             }
             do {
-                try task.setPieceDigest(k, digest)
-                try bytes.withUnsafeBytes { try task.storePiece(k, $0) }
+                try bytes.withUnsafeBytes { try task.writeBytes(k, $0) }
+                try task.markStored(k, digest: digest)
+                // Pieces land out of order: the blob's hash follows them on the thread pool.
+                task.catchUpHash()
             } catch {
                 return fallBack("\(error)")
             }
@@ -231,11 +237,13 @@ final class PeerDownload {
         guard !finished, !sealing else { return }
         sealing = true
         poll.stop()
-        task.verifyFlushAndSeal { [self] error in
-            sealing = false
-            guard !finished else { return }
-            if let error { return fallBack(error) }
-            end(nil)
+        task.catchUpHash { [self] in
+            task.verifyFlushAndSeal { [self] error in
+                sealing = false
+                guard !finished else { return }
+                if let error { return fallBack(error) }
+                end(nil)
+            }
         }
     }
 

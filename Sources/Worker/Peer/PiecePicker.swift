@@ -23,14 +23,23 @@ enum PiecePicker {
     /// piece is assigned to (by rendezvous over the followers), or to anyone once it has waited
     /// `patienceMs` at the owner alone. The owner's uplink then carries each piece about once and
     /// the followers trade the rest among themselves.
+    /// In the endgame (the owner has all of it and this host lacks only its last few pieces) the
+    /// owner's uplink, idle by then, serves alongside the followers: the tail does not wait behind
+    /// the busiest follower.
     static func sources(_ k: Int, holding: [Member], owner: Member, assignee: Member?, me: Member?,
-                        ownerOnlySinceMs: UInt64?, nowMs: UInt64, patienceMs: UInt64) -> [Member] {
+                        ownerOnlySinceMs: UInt64?, nowMs: UInt64, patienceMs: UInt64, endgame: Bool = false) -> [Member] {
+        if endgame { return holding }
         let others = holding.filter { $0 != owner }
         if !others.isEmpty { return others }
         guard holding.contains(owner) else { return [] }
         if assignee == nil || assignee == me { return [owner] }
         if let since = ownerOnlySinceMs, nowMs &- since >= patienceMs { return [owner] }
         return []
+    }
+
+    /// The endgame starts when at most this many pieces are missing (and the owner has them all).
+    static func endgame(missing: Int, pieceCount: Int, parallel: Int) -> Bool {
+        missing <= max(parallel, pieceCount / 8)
     }
 
     /// The holder with the fewest fetches in flight from it (the first on ties).

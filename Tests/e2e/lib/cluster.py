@@ -51,6 +51,15 @@ class Cluster:
         r = self.star.run(h, "curl", "-sS", "-o", "-", "-w", "", f"http://127.0.0.1:{PROXY_PORT}/v2/{repo}/blobs/{blob}", timeout=600)
         out[h] = (r.returncode, "sha256:" + hashlib.sha256(r.stdout).hexdigest())
 
+    def pull_timed(self, h, blob, repo="test/big"):
+        """GET of a blob through host `h`'s mirror, the body thrown away as it comes: (curl's exit,
+        bytes received, curl's own total time in seconds). For the benchmark: nothing but the
+        client's work is in the time, and no copy of the body competes with the daemons for CPU."""
+        r = self.star.run(h, "curl", "-sS", "-o", "/dev/null", "-w", "%{size_download} %{time_total}",
+                          f"http://127.0.0.1:{PROXY_PORT}/v2/{repo}/blobs/{blob}", timeout=600)
+        size, total = r.stdout.split() if r.returncode == 0 else (b"0", b"0")
+        return r.returncode, int(size), float(total)
+
     def owner_of(self, task, hosts=None):
         """The rendezvous owner, computed as every member computes it."""
         def weight(h):
