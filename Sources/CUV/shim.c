@@ -2,6 +2,7 @@
 #include "CUV.h"
 #include <string.h>
 #include <sys/mman.h>
+#include <fcntl.h>
 
 int cuv_spawn_with_ipc(uv_loop_t *loop, uv_process_t *process, const char *file, char **args,
                        uv_pipe_t *ipc, int extra_fd, uv_exit_cb exit_cb) {
@@ -49,3 +50,5 @@ void cuv_tcp_hints(struct addrinfo *hints) {
 void cuv_ignore_sigpipe(void) { signal(SIGPIPE, SIG_IGN); }
 
 int cuv_memfd_create(const char *name) { return memfd_create(name, 0); }
+
+int cuv_start_writeback(int fd, int64_t off, int64_t len) { return sync_file_range(fd, off, len, SYNC_FILE_RANGE_WRITE); }

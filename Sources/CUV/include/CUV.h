@@ -22,6 +22,10 @@ int cuv_spawn_with_ipc(uv_loop_t *loop, uv_process_t *process, const char *file,
 /* memfd_create(2) (glibc declares it only under _GNU_SOURCE); flags 0: inherited across exec. */
 int cuv_memfd_create(const char *name);
 
+/* sync_file_range(fd, off, len, SYNC_FILE_RANGE_WRITE): starts writing those dirty pages back
+ * without waiting (also _GNU_SOURCE only). */
+int cuv_start_writeback(int fd, int64_t off, int64_t len);
+
 /* Atomic operations on 64-bit words that several processes map (relaxed where a counter needs no
  * ordering; the compare-and-swap is sequentially consistent). */
 static inline void cuv_atomic_add_u64(uint64_t *p, uint64_t v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
