@@ -13,7 +13,19 @@ final class AuthConfirmations {
     /// registry + repository + a digest of the credential (never the credential itself) + the blob.
     static func key(url: UpstreamURL, authorization: String?) -> String {
         let t = RequestTarget(url.target)
-        return "\(origin(url))|\(AuthConfirmations.repository(url.target))|\(SHA256Digest.hex(Array((authorization ?? "").utf8)))|\(t.blobDigest ?? t.path)"
+        return "\(origin(url))|\(t.repository ?? t.path)|\(credentialDigest(authorization))|\(t.blobDigest ?? t.path)"
+    }
+
+    /// The sha256 of a credential, remembered for the few credentials a worker sees (every hit
+    /// needs one; most have no credential at all).
+    nonisolated(unsafe) private static var digests: [String: String] = [:]  // loop thread only
+    static func credentialDigest(_ authorization: String?) -> String {
+        let a = authorization ?? ""
+        if let d = digests[a] { return d }
+        let d = SHA256Digest.hex(Array(a.utf8))
+        if digests.count >= 1024 { digests.removeAll() }
+        digests[a] = d
+        return d
     }
 
     /// A registry as a task records where its bytes came from.

@@ -87,35 +87,41 @@ public enum HeadParser {
             return b.count > maxHeadSize ? .failed(.headTooLarge) : .needMore
         }
         if end > maxHeadSize { return .failed(.headTooLarge) }
-        // Lines are split on bytes: Swift's String treats "\r\n" as one Character.
-        var lines: [Substring] = []
+        // Lines are split on bytes (Swift's String treats "\r\n" as one Character), and header
+        // fields are cut from the bytes too: only the request line, names and values become strings.
+        var lines: [(start: Int, stop: Int)] = []
         var start = 0
         for i in 0..<end where b[i] == 0x0A {
             var stop = i
             if stop > start && b[stop - 1] == 0x0D { stop -= 1 }
             let bytes = UnsafeRawBufferPointer(rebasing: b[start..<stop])
             if bytes.contains(0x0D) || bytes.contains(0) { return .failed(.malformed("bare CR or NUL in head")) }
-            lines.append(Substring(String(decoding: bytes, as: UTF8.self)))
+            lines.append((start, stop))
             start = i + 1
         }
-        while lines.last?.isEmpty == true { lines.removeLast() }
-        guard let first = lines.first, !first.isEmpty else { return .failed(.malformed("empty request line")) }
+        while let l = lines.last, l.start == l.stop { lines.removeLast() }
+        guard let f = lines.first, f.stop > f.start else { return .failed(.malformed("empty request line")) }
+        let first = Substring(String(decoding: UnsafeRawBufferPointer(rebasing: b[f.start..<f.stop]), as: UTF8.self))
         do {
             var headers = HTTPHeaders()
-            for line in lines.dropFirst() {
-                if line.utf8.first == 0x20 || line.utf8.first == 0x09 {
+            for l in lines.dropFirst() {
+                let line = UnsafeRawBufferPointer(rebasing: b[l.start..<l.stop])
+                if line.first == 0x20 || line.first == 0x09 {
                     throw HTTPParseError.malformed("obsolete header line folding")
                 }
-                guard let colon = line.utf8.firstIndex(of: UInt8(ascii: ":")) else { throw HTTPParseError.malformed("header line without colon") }
-                let name = line[line.startIndex..<colon]
-                guard !name.isEmpty, name.utf8.allSatisfy(isTokenChar) else {
+                guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { throw HTTPParseError.malformed("header line without colon") }
+                let name = line[..<colon]
+                guard !name.isEmpty, name.allSatisfy(isTokenChar) else {
                     throw HTTPParseError.malformed("malformed header name")
                 }
-                let value = line[line.index(after: colon)...].trimmingSpaces()
-                guard value.utf8.allSatisfy({ $0 >= 0x20 || $0 == 0x09 }), !value.utf8.contains(0x7F) else {
-                    throw HTTPParseError.malformed("control character in header \(name)")
+                var v0 = colon + 1, v1 = line.count
+                while v0 < v1 && (line[v0] == 0x20 || line[v0] == 0x09) { v0 += 1 }
+                while v1 > v0 && (line[v1 - 1] == 0x20 || line[v1 - 1] == 0x09) { v1 -= 1 }
+                let value = line[v0..<v1]
+                guard value.allSatisfy({ $0 >= 0x20 || $0 == 0x09 }), !value.contains(0x7F) else {
+                    throw HTTPParseError.malformed("control character in header \(String(decoding: name, as: UTF8.self))")
                 }
-                headers.add(String(name), value)
+                headers.add(String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self))
                 if headers.fields.count > maxHeaderCount { throw HTTPParseError.headTooLarge }
             }
             return .complete(try build(first, headers), consumed: end)

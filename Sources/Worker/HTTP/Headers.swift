@@ -14,6 +14,17 @@ public struct HTTPHeaders: Sequence, Equatable {
 
     public func makeIterator() -> IndexingIterator<[(name: String, value: String)]> { fields.makeIterator() }
 
+    /// `Name: value` lines and the blank line that ends a head, as bytes.
+    func append(to out: inout [UInt8]) {
+        for (n, v) in fields {
+            out.append(contentsOf: n.utf8)
+            out.append(contentsOf: [0x3A, 0x20])
+            out.append(contentsOf: v.utf8)
+            out.append(contentsOf: [0x0D, 0x0A])
+        }
+        out.append(contentsOf: [0x0D, 0x0A])
+    }
+
     public subscript(name: String) -> String? { first(name) }
 
     public func first(_ name: String) -> String? {
@@ -78,10 +89,16 @@ public struct HTTPRequestHead {
     }
 
     public func serialized() -> [UInt8] {
-        var s = "\(method) \(target) HTTP/1.\(minorVersion)\r\n"
-        for (n, v) in headers { s += "\(n): \(v)\r\n" }
-        s += "\r\n"
-        return Array(s.utf8)
+        var out = [UInt8]()
+        out.reserveCapacity(256)
+        out.append(contentsOf: method.utf8)
+        out.append(0x20)
+        out.append(contentsOf: target.utf8)
+        out.append(contentsOf: " HTTP/1.".utf8)
+        out.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: minorVersion))
+        out.append(contentsOf: [0x0D, 0x0A])
+        headers.append(to: &out)
+        return out
     }
 }
 
@@ -99,10 +116,17 @@ public struct HTTPResponseHead {
     }
 
     public func serialized() -> [UInt8] {
-        var s = "HTTP/1.\(minorVersion) \(status) \(reason)\r\n"
-        for (n, v) in headers { s += "\(n): \(v)\r\n" }
-        s += "\r\n"
-        return Array(s.utf8)
+        var out = [UInt8]()
+        out.reserveCapacity(384)
+        out.append(contentsOf: "HTTP/1.".utf8)
+        out.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: minorVersion))
+        out.append(0x20)
+        out.append(contentsOf: String(status).utf8)
+        out.append(0x20)
+        out.append(contentsOf: reason.utf8)
+        out.append(contentsOf: [0x0D, 0x0A])
+        headers.append(to: &out)
+        return out
     }
 
     public static func reasonPhrase(_ status: Int) -> String {
