@@ -42,7 +42,7 @@ public struct RequestTarget: Equatable, CustomStringConvertible {
         return RequestTarget(kept.isEmpty ? path : path + "?" + kept.joined(separator: "&"))
     }
 
-    static let blobMarker = "/blobs/sha256:"
+    static let blobMarker: StaticString = "/blobs/sha256:"
 
     /// The lower-case hex digest of a `.../blobs/sha256:<64 hex>` path, if that is what it is.
     public var blobDigest: String? {
@@ -63,7 +63,7 @@ public struct RequestTarget: Equatable, CustomStringConvertible {
     public var repository: String? {
         guard path.hasPrefix("/v2/") else { return nil }
         let nameStart = path.utf8.index(path.startIndex, offsetBy: 4)
-        for marker in ["/blobs/", "/manifests/"] {
+        for marker: StaticString in ["/blobs/", "/manifests/"] {
             if let r = RequestTarget.find(marker, in: path), r.lowerBound >= nameStart {
                 return String(path[nameStart..<r.lowerBound])
             }
@@ -72,19 +72,27 @@ public struct RequestTarget: Equatable, CustomStringConvertible {
     }
 
     /// The first occurrence of the ASCII `needle` in `hay`, by bytes.
-    static func find(_ needle: String, in hay: String) -> Range<String.Index>? {
-        let n = Array(needle.utf8), h = hay.utf8
-        guard let first = n.first, n.count <= h.count else { return nil }
-        var i = h.startIndex
-        while let start = h[i...].firstIndex(of: first) {
-            var a = start, b = 0
-            while b < n.count, a < h.endIndex, h[a] == n[b] {
-                a = h.index(after: a)
-                b += 1
+    static func find(_ needle: StaticString, in hay: String) -> Range<String.Index>? {
+        var hay = hay
+        let found: Range<Int>? = hay.withUTF8 { h in
+            needle.withUTF8Buffer { n in
+                guard n.count > 0, n.count <= h.count else { return nil }
+                var i = 0
+                let last = h.count - n.count
+                while i <= last {
+                    if h[i] == n[0] {
+                        var j = 1
+                        while j < n.count && h[i + j] == n[j] { j += 1 }
+                        if j == n.count { return i..<i + n.count }
+                    }
+                    i += 1
+                }
+                return nil
             }
-            if b == n.count { return start..<a }
-            i = h.index(after: start)
         }
-        return nil
+        guard let found else { return nil }
+        let u = hay.utf8
+        let lo = u.index(u.startIndex, offsetBy: found.lowerBound)
+        return lo..<u.index(lo, offsetBy: found.count)
     }
 }

@@ -58,13 +58,30 @@ public enum MirrorUpstream {
     }
 
     /// A pull-only mirror: `GET` and `HEAD` of the registry API (`/v2/...`), nothing else.
+    /// A `.` or `..` segment anywhere in the path (scanned by bytes, no array of segments).
+    static func hasDotSegment(_ path: String) -> Bool {
+        var dots = 0, segmentStart = true
+        for c in path.utf8 {
+            if c == UInt8(ascii: "/") {
+                if segmentStart && (dots == 1 || dots == 2) { return true }
+                dots = 0
+                segmentStart = true
+            } else if c == UInt8(ascii: ".") && segmentStart {
+                dots += 1
+            } else {
+                segmentStart = false
+                dots = 0
+            }
+        }
+        return segmentStart && (dots == 1 || dots == 2)
+    }
+
     public static func admit(method: String, target: String) -> Admission {
         guard method == "GET" || method == "HEAD" else { return .methodNotAllowed }
         let path = RequestTarget(target).path
         guard path == "/v2" || path.hasPrefix("/v2/") else { return .notRegistryAPI }
         // `..` segments could climb out of /v2/ at the origin.
-        guard !path.utf8.split(separator: UInt8(ascii: "/")).contains(where: { $0.elementsEqual("..".utf8) || $0.elementsEqual(".".utf8) })
-        else { return .notRegistryAPI }
+        guard !MirrorUpstream.hasDotSegment(path) else { return .notRegistryAPI }
         return .pull
     }
 }

@@ -176,6 +176,11 @@ public final class Log {
         out.append(UInt8(ascii: "\""))
         var s = s
         s.withUTF8 { u in
+            // Most values need no escape: one copy.
+            if !u.contains(where: { $0 == 0x22 || $0 == 0x5C || $0 < 0x20 }) {
+                out.append(contentsOf: u)
+                return
+            }
             for b in u {
                 switch b {
                 case UInt8(ascii: "\""): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
