@@ -67,8 +67,8 @@ def main():
             for p in started:
                 p.stop()
     print(f"\n{HOSTS} hosts pull one {size / 2**20:.0f} MiB layer at once, links {RATE_MBIT} mbit (ideal {rows[0]['ideal']:.1f} s)")
-    print(f"| mode | origin egress (x layer) | p50 s | p99 s | fan-out efficiency | failed |")
-    print(f"|---|---|---|---|---|---|")
+    print("| mode | origin egress (x layer) | p50 s | p99 s | fan-out efficiency | failed |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['mode']} | {r['egress']:.2f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['eff']:.2f} | {len(r['bad'])} |")
 
