@@ -39,6 +39,10 @@ final class PeerTests: XCTestCase {
     func testRoutes() {
         XCTAssertEqual(PeerProtocol.route(method: "GET", target: "/peer/v1/tasks/\(id)"), .info(id))
         XCTAssertEqual(PeerProtocol.route(method: "GET", target: "/peer/v1/tasks/\(id)/pieces/12"), .piece(id, 12))
+        XCTAssertEqual(PeerProtocol.route(method: "GET", target: "/peer/v1/tasks/\(id)/pieces"), .bitmap(id))
+        XCTAssertNil(PeerProtocol.route(method: "POST", target: "/peer/v1/tasks/\(id)/pieces"))
+        let held = TaskInfo.holding([0b0000_0101])
+        XCTAssertTrue(held.has(0) && !held.has(1) && held.has(2) && !held.has(8))
         XCTAssertEqual(PeerProtocol.route(method: "POST", target: "/peer/v1/tasks/\(id)/origin"), .origin(id))
         XCTAssertEqual(PeerProtocol.route(method: "POST", target: "/peer/v1/tasks/\(id)/holders"), .holders(id))
         XCTAssertNil(PeerProtocol.route(method: "GET", target: "/peer/v1/tasks/../etc/passwd"))

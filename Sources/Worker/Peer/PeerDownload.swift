@@ -99,8 +99,10 @@ final class PeerDownload {
         }
         var pending = asked.count
         for m in asked {
-            call("GET", m, PeerProtocol.taskPath(task.key.id)) { [self] status, body in
-                if status == 200, let info = TaskInfo.parse(body) {
+            // The owner's whole info (state, digests, holders); the other holders' bitmaps alone.
+            let path = m == owner ? PeerProtocol.taskPath(task.key.id) : PeerProtocol.bitmapPath(task.key.id)
+            call("GET", m, path) { [self] status, body in
+                if status == 200, let info = m == owner ? TaskInfo.parse(body) : TaskInfo.holding(body) {
                     infos[m] = info
                 } else if m == owner {
                     return ownerFailed(m, "task info: \(status.map(String.init) ?? "no answer")")

@@ -52,6 +52,16 @@ public final class PeerHandler {
             ex.sendHead(HTTPResponseHead(status: 200, headers: h), bodyLength: UInt64(body.count))
             ex.sendBody(Array(body))
             ex.finish()
+        case .bitmap(let id):
+            guard let key = TaskKey.forDigest(id), let task = service.cache.lookup(key) else {
+                return ex.respond(status: 404, body: "no such task\n")
+            }
+            let bits = task.bitmap
+            var h = HTTPHeaders()
+            h.add("Content-Type", "application/octet-stream")
+            ex.sendHead(HTTPResponseHead(status: 200, headers: h), bodyLength: UInt64(bits.count))
+            ex.sendBody(bits)
+            ex.finish()
         case .piece(let id, let k):
             servePiece(ex, id, k, service)
         case .origin(let id):

@@ -4,6 +4,8 @@ import Cache
 /// The peer protocol, version 1: HTTP/1.1 on the peer port, every request signed (`PeerToken`).
 ///
 ///     GET  /peer/v1/tasks/<sha256 hex>              TaskInfo (JSON): state, length, pieces, digests, holders
+///     GET  /peer/v1/tasks/<id>/pieces               the piece bitmap alone, raw bytes (what a follower
+///                                                   polls other holders for; the owner is asked for all)
 ///     GET  /peer/v1/tasks/<id>/pieces/<k>           piece k's bytes (X-Dragonfly-Piece-Digest: its sha256)
 ///     POST /peer/v1/tasks/<id>/origin               body OriginRequest: the owner fetches the blob from
 ///                                                   the origin with the client's credentials (202)
@@ -16,11 +18,13 @@ enum PeerProtocol {
 
     static func taskPath(_ id: String) -> String { prefix + id }
     static func piecePath(_ id: String, _ k: Int) -> String { prefix + id + "/pieces/\(k)" }
+    static func bitmapPath(_ id: String) -> String { prefix + id + "/pieces" }
     static func originPath(_ id: String) -> String { prefix + id + "/origin" }
     static func holdersPath(_ id: String) -> String { prefix + id + "/holders" }
 
     enum Route: Equatable {
         case info(String)
+        case bitmap(String)
         case piece(String, Int)
         case origin(String)
         case holders(String)
@@ -33,6 +37,7 @@ enum PeerProtocol {
         guard let id = parts.first.map(String.init), TaskKey.forDigest(id) != nil else { return nil }
         switch (method, parts.count) {
         case ("GET", 1): return .info(id)
+        case ("GET", 2) where parts[1] == "pieces": return .bitmap(id)
         case ("GET", 3) where parts[1] == "pieces":
             guard parts[2].utf8.count <= 6, parts[2].utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let k = Int(parts[2]) else { return nil }
             return .piece(id, k)
@@ -80,6 +85,13 @@ struct TaskInfo: Codable, Equatable {
     private mutating func decodeWire() {
         bits = unhex(pieces) ?? []
         pieceDigests = digests.map { unhex($0).flatMap { $0.count == 32 ? $0 : nil } }
+    }
+
+    /// What a holder's bitmap alone says (`/pieces`): which pieces it has, nothing else.
+    static func holding(_ bitmap: [UInt8]) -> TaskInfo {
+        var info = TaskInfo(state: "downloading", length: nil, pieceSize: 0, contentType: "", pieces: "", digests: [], holders: [])
+        info.bits = bitmap
+        return info
     }
 
     init(state: String, length: Int64?, pieceSize: Int, contentType: String, pieces: String, digests: [String], holders: [String]) {
