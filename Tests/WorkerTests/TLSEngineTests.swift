@@ -144,7 +144,7 @@ final class TLSEngineTests: XCTestCase {
         let a = SessionTickets.make(), b = SessionTickets.make()
         XCTAssertNotEqual(a, b, "fresh keys each daemon")
         XCTAssertEqual(SessionTickets.parse(a)?.count, 80)
-        XCTAssertEqual(SessionTickets.parse(a).map(SHA256Digest.lowerHex), a)
+        XCTAssertEqual(SessionTickets.parse(a).map(Hex.encode), a)
         XCTAssertNil(SessionTickets.parse(String(a.dropLast())))
         XCTAssertNil(SessionTickets.parse(String(repeating: "zz", count: 80)))
     }

@@ -4,6 +4,7 @@
 
 import Foundation
 import UV
+import TLS
 import HTTP
 import Cache
 import Metrics
@@ -103,7 +104,7 @@ public final class PeerHandler {
         guard n == bytes.count else { return ex.respond(status: 500, body: "cannot read the piece\n") }
         var h = HTTPHeaders()
         h.add("Content-Type", "application/octet-stream")
-        h.add("X-Dragonfly-Piece-Digest", hex(digest))
+        h.add("X-Dragonfly-Piece-Digest", Hex.encode(digest))
         let send = {
             ex.sendHead(HTTPResponseHead(status: 200, headers: h), bodyLength: UInt64(n))
             ex.sendBody(bytes)

@@ -1,4 +1,5 @@
 import Foundation
+import TLS
 import Cache
 
 /// The peer protocol, version 1: HTTP/1.1 on the peer port, every request signed (`PeerToken`).
@@ -70,8 +71,8 @@ struct TaskInfo: Codable, Equatable {
         length = task.contentLength
         pieceSize = task.pieceSize
         contentType = task.contentType
-        pieces = hex(task.bitmap)
-        digests = task.pieceDigests().map { $0.map(hex) ?? "" }
+        pieces = Hex.encode(task.bitmap)
+        digests = task.pieceDigests().map { $0.map(Hex.encode) ?? "" }
         holders = task.holders
     }
 
@@ -83,8 +84,8 @@ struct TaskInfo: Codable, Equatable {
     }
 
     private mutating func decodeWire() {
-        bits = unhex(pieces) ?? []
-        pieceDigests = digests.map { unhex($0).flatMap { $0.count == 32 ? $0 : nil } }
+        bits = Hex.decode(pieces) ?? []
+        pieceDigests = digests.map { Hex.decode($0).flatMap { $0.count == 32 ? $0 : nil } }
     }
 
     /// What a holder's bitmap alone says (`/pieces`): which pieces it has, nothing else.

@@ -12,39 +12,16 @@ public struct PeerToken: Sendable {
     public init(secret: [UInt8]) { self.secret = secret }
 
     public func sign(method: String, target: String, now: Int64) -> String {
-        "\(now)." + hex(mac(method, target, now))
+        "\(now)." + Hex.encode(mac(method, target, now))
     }
 
     public func verify(_ value: String?, method: String, target: String, now: Int64) -> Bool {
         guard let value, let dot = value.firstIndex(of: "."), let ts = Int64(value[..<dot]),
-              abs(ts - now) <= PeerToken.skewSeconds, let given = unhex(value[value.index(after: dot)...]) else { return false }
+              abs(ts - now) <= PeerToken.skewSeconds, let given = Hex.decode(value[value.index(after: dot)...]) else { return false }
         return HMACSHA256.equal(given, mac(method, target, ts))
     }
 
     private func mac(_ method: String, _ target: String, _ ts: Int64) -> [UInt8] {
         HMACSHA256.mac(key: secret, Array("\(method) \(target) \(ts)".utf8))
     }
-}
-
-func hex(_ bytes: [UInt8]) -> String { SHA256Digest.lowerHex(bytes) }
-
-func unhex<S: StringProtocol>(_ s: S) -> [UInt8]? {
-    let u = Array(s.utf8)
-    guard u.count % 2 == 0, u.count <= 1 << 16 else { return nil }
-    func v(_ c: UInt8) -> UInt8? {
-        switch c {
-        case 0x30...0x39: return c - 0x30
-        case 0x61...0x66: return c - 0x61 + 10
-        default: return nil
-        }
-    }
-    var out = [UInt8]()
-    out.reserveCapacity(u.count / 2)
-    var i = 0
-    while i < u.count {
-        guard let hi = v(u[i]), let lo = v(u[i + 1]) else { return nil }
-        out.append(hi << 4 | lo)
-        i += 2
-    }
-    return out
 }

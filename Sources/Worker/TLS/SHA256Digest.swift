@@ -29,22 +29,7 @@ public final class SHA256Digest {
         var out = [UInt8](repeating: 0, count: 32)
         var len: UInt32 = 0
         EVP_DigestFinal_ex(ctx, &out, &len)
-        return SHA256Digest.lowerHex(out)
-    }
-
-    /// Lowercase hex of `bytes` (a table, not `String(format:)`, which costs a formatter per byte:
-    /// every cache hit hashes its authorization key).
-    public static func lowerHex(_ bytes: [UInt8]) -> String {
-        let digits: StaticString = "0123456789abcdef"
-        return String(unsafeUninitializedCapacity: bytes.count * 2) { buf in
-            digits.withUTF8Buffer { d in
-                for (i, b) in bytes.enumerated() {
-                    buf[2 * i] = d[Int(b >> 4)]
-                    buf[2 * i + 1] = d[Int(b & 0x0f)]
-                }
-            }
-            return bytes.count * 2
-        }
+        return Hex.encode(out)
     }
 
     public static func hex(_ bytes: [UInt8]) -> String {

@@ -95,18 +95,11 @@ public enum SessionTickets {
     /// Fresh random keys, as hex (for the environment).
     public static func make() -> String {
         var g = SystemRandomNumberGenerator()
-        return SHA256Digest.lowerHex((0..<keyBytes).map { _ in UInt8.random(in: 0...255, using: &g) })
+        return Hex.encode((0..<keyBytes).map { _ in UInt8.random(in: 0...255, using: &g) })
     }
 
     /// Keys from their hex form; nil when malformed.
     public static func parse(_ hex: String) -> [UInt8]? {
-        let u = Array(hex.utf8)
-        guard u.count == 2 * keyBytes else { return nil }
-        var out = [UInt8]()
-        for i in stride(from: 0, to: u.count, by: 2) {
-            guard let b = UInt8(String(decoding: u[i..<i + 2], as: UTF8.self), radix: 16) else { return nil }
-            out.append(b)
-        }
-        return out
+        hex.utf8.count == 2 * keyBytes ? Hex.decode(hex) : nil
     }
 }
