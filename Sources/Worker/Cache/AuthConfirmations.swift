@@ -13,7 +13,7 @@ final class AuthConfirmations {
     /// registry + repository + a digest of the credential (never the credential itself) + the blob.
     static func key(url: UpstreamURL, authorization: String?) -> String {
         let t = RequestTarget(url.target)
-        return "\(origin(url))|\(t.repository ?? t.path)|\(credentialDigest(authorization))|\(t.blobDigest ?? t.path)"
+        return "\(origin(url))|\(repository(t))|\(credentialDigest(authorization))|\(t.blobDigest ?? t.path)"
     }
 
     /// The sha256 of a credential, remembered for the few credentials a worker sees (every hit
@@ -32,10 +32,8 @@ final class AuthConfirmations {
     static func origin(_ url: UpstreamURL) -> String { "\(url.scheme)://\(HostPort.format(url.host.lowercased(), url.port))" }
 
     /// `/v2/<name>/blobs/...` → `<name>`; other paths stand for themselves.
-    static func repository(_ target: String) -> String {
-        let t = RequestTarget(target)
-        return t.repository ?? t.path
-    }
+    static func repository(_ target: String) -> String { repository(RequestTarget(target)) }
+    static func repository(_ t: RequestTarget) -> String { t.repository ?? t.path }
 
     func isGranted(_ key: String, now: UInt64) -> Bool {
         guard let until = granted[key] else { return false }

@@ -106,21 +106,16 @@ public final class CacheTask {
     }
 
     /// "Here is piece k, store it": written to the page cache and marked present (every worker reads
-    /// it from there); the disk gets it with the one flush that seals the task (`seal`).
+    /// it from there); the disk gets it with the one flush that seals the task (`seal`). Its parts,
+    /// `writeBytes`, `hashPiece` and `markStored`, are there for a caller that runs them apart.
     public func storePiece(_ k: Int, _ bytes: UnsafeRawBufferPointer) throws {
-        _ = try writePiece(k, bytes, withDigest: false)
+        try writeBytes(k, bytes)
+        _ = hashPiece(k, bytes, withDigest: false)
         try markStored(k, digest: nil)
     }
 
-    /// The half of storing piece `k` that may run on a pool thread: the write, the blob's running
-    /// hash (pieces in order), and with `withDigest` the piece's own sha256. One at a time per task,
-    /// and the loop touches neither the hasher nor the piece until it is done.
-    func writePiece(_ k: Int, _ bytes: UnsafeRawBufferPointer, withDigest: Bool) throws -> [UInt8]? {
-        try writeBytes(k, bytes)
-        return hashPiece(k, bytes, withDigest: withDigest)
-    }
-
-    /// The write of piece `k`: may run on a pool thread beside `hashPiece` of the same piece.
+    /// The write of piece `k`: may run on a pool thread beside `hashPiece` of the same piece (the
+    /// loop touches neither the hasher nor the piece until both are done).
     package func writeBytes(_ k: Int, _ bytes: UnsafeRawBufferPointer) throws {
         precondition(isDownloader)
         guard k >= 0, k < pieceCount, Int64(bytes.count) == pieceRange(k).count else {
