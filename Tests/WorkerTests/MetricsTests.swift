@@ -61,6 +61,20 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(r3.reserve(Int(16 * mib), nowNs: now + 3_600_000_000_000), 900, accuracy: 1)
     }
 
+    func testSharedRateSlowsButNeverRefuses() {
+        var clock: UInt64 = 0
+        withUnsafeMutablePointer(to: &clock) { c in
+            let b = SharedRate(clock: c, bytesPerSecond: 1000, burstBytes: 500)
+            let ms: UInt64 = 1_000_000, t0: UInt64 = 7_000 * ms
+            XCTAssertEqual(b.reserve(500, nowNs: t0), 0, "the burst goes at once")
+            XCTAssertEqual(b.reserve(1000, nowNs: t0), 1000, "then a second per thousand bytes")
+            XCTAssertEqual(b.reserve(0, nowNs: t0 + 500 * ms), 500, "the debt is paid back over time")
+            XCTAssertEqual(b.reserve(0, nowNs: t0 + 1000 * ms), 0)
+            XCTAssertEqual(b.reserve(100, nowNs: t0 + 10_000 * ms), 0, "idle time refills up to the burst only")
+            XCTAssertEqual(b.reserve(500, nowNs: t0 + 10_000 * ms), 100)
+        }
+    }
+
     func testTwoLimitersOnOneClockShareTheRate() throws {
         let r = try SharedRegion.create()
         let a = r.uploadRate(10 << 20), b = r.uploadRate(10 << 20)

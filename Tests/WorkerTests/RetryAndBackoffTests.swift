@@ -23,14 +23,4 @@ final class RetryAndBackoffTests: XCTestCase {
                                                    responseDelivered: f[3], cancelled: f[4]), "flag \(i)")
         }
     }
-
-    func testTokenBucketSlowsButNeverRefuses() {
-        var b = TokenBucket(bytesPerSecond: 1000, burst: 500, nowMs: 0)
-        XCTAssertEqual(b.reserve(500, nowMs: 0), 0, "the burst goes at once")
-        XCTAssertEqual(b.reserve(1000, nowMs: 0), 1000, "then a second per thousand bytes")
-        XCTAssertEqual(b.reserve(0, nowMs: 500), 500, "the debt is paid back over time")
-        XCTAssertEqual(b.reserve(0, nowMs: 1000), 0)
-        XCTAssertEqual(b.reserve(100, nowMs: 10_000), 0, "idle time refills up to the burst only")
-        XCTAssertEqual(b.reserve(500, nowMs: 10_000), 100)
-    }
 }
