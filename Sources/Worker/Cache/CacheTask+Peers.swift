@@ -1,0 +1,76 @@
+import Foundation
+import UV
+
+/// What the peer exchange keeps beside a task: each piece's sha256 and the members that hold pieces.
+extension CacheTask {
+    /// `<id>.digests`: the sha256 of each piece (32 bytes at k*32), recorded by whoever stores the
+    /// piece; peers check every piece they fetch against the digests of the host that got the bytes
+    /// from the origin. `<id>.holders`: the members known to hold pieces (one `host:port` a line),
+    /// kept by the task's owner.
+    static func sidecars(dataPath: String) -> (digests: String, holders: String) {
+        let base = String(dataPath.dropLast(".data".count))
+        return (base + ".digests", base + ".holders")
+    }
+
+    static func unlinkSidecars(dataPath: String) {
+        let s = sidecars(dataPath: dataPath)
+        unlink(s.digests)
+        unlink(s.holders)
+    }
+
+    private var digestsFD: Int32 {
+        if openedDigestsFD == -2 {
+            openedDigestsFD = open(CacheTask.sidecars(dataPath: dataPath).digests, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        }
+        return openedDigestsFD
+    }
+
+    /// Records piece `k`'s sha256 (before it is marked present).
+    public func setPieceDigest(_ k: Int, _ digest: [UInt8]) throws {
+        guard digestsFD >= 0, digest.count == 32 else { throw SystemError(op: "piece digest \(k)", path: dataPath, errno: EINVAL) }
+        try digest.withUnsafeBytes { try pwriteAll(digestsFD, $0, at: Int64(k) * 32, path: dataPath) }
+    }
+
+    /// Piece `k`'s recorded sha256, if any.
+    public func pieceDigest(_ k: Int) -> [UInt8]? {
+        guard digestsFD >= 0, hasPiece(k) else { return nil }
+        var out = [UInt8](repeating: 0, count: 32)
+        let n = (try? out.withUnsafeMutableBytes { try preadFull(digestsFD, into: $0.baseAddress!, count: 32, at: Int64(k) * 32, path: dataPath) }) ?? 0
+        return n == 32 && out.contains(where: { $0 != 0 }) ? out : nil
+    }
+
+    /// Every piece's recorded sha256 (nil where absent), read in one go.
+    public func pieceDigests() -> [[UInt8]?] {
+        let count = pieceCount
+        guard digestsFD >= 0, count > 0 else { return [] }
+        var all = [UInt8](repeating: 0, count: count * 32)
+        let n = (try? all.withUnsafeMutableBytes { try preadFull(digestsFD, into: $0.baseAddress!, count: count * 32, at: 0, path: dataPath) }) ?? 0
+        return (0..<count).map { k in
+            let d = Array(all[k * 32..<(k + 1) * 32])
+            return hasPiece(k) && (k + 1) * 32 <= n && d.contains(where: { $0 != 0 }) ? d : nil
+        }
+    }
+
+    /// Adds a member to the task's holders (the owner's tracker); idempotent enough: readers dedupe.
+    public func addHolder(_ member: String) {
+        let path = CacheTask.sidecars(dataPath: dataPath).holders
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        let line = Array((member + "\n").utf8)
+        _ = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    }
+
+    public var holders: [String] {
+        let path = CacheTask.sidecars(dataPath: dataPath).holders
+        guard let data = FileManager.default.contents(atPath: path) else { return [] }
+        var seen = Set<String>()
+        return String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init).filter { seen.insert($0).inserted }
+    }
+
+    /// The piece bitmap, as peers exchange it: one bit per piece, lowest piece in the lowest bit.
+    public var bitmap: [UInt8] { (0..<(pieceCount + 7) / 8).map { byte in (0..<8).reduce(UInt8(0)) { acc, bit in
+        let k = byte * 8 + bit
+        return k < pieceCount && hasPiece(k) ? acc | (1 << UInt8(bit)) : acc
+    } } }
+}
