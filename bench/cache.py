@@ -5,25 +5,21 @@ byte of a hit; peak worker RSS.
 
     bash scripts/install-deps.sh --bench && swift build -c release && python3 bench/cache.py
 """
-import argparse, os, shutil, statistics, subprocess, sys, tempfile, time
+import argparse, os, shutil, statistics, subprocess, sys, time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "Tests", "e2e"))
 from lib import procs, registry as reglib  # noqa: E402
 from lib.daemon import Daemon  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PeakRSS, curl_w, nginx_static, registry_with_image  # noqa: E402
+from common import PeakRSS, curl_w, nginx_static, parse_args, registry_with_image, workspace  # noqa: E402
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--bin", default=os.path.join(ROOT, ".build", "release", "dfget"))
-    a = ap.parse_args()
-    os.environ["DFGET_BIN"] = a.bin
-    work = tempfile.mkdtemp(prefix="dfget-bench-cache-")
-    started = []
-    try:
+    a = parse_args(ap)
+    with workspace("dfget-bench-cache-") as (work, started):
         reg, layout, blobs, size = registry_with_image(work, started, "bench/big")
         blob = blobs[0]
         www = os.path.join(work, "www")
@@ -70,10 +66,6 @@ def main():
         print(f"| 8 concurrent misses: the origin download  | {download_ms / 1000:7.2f} s    | (all 8 clients served from its pieces) |")
         print(f"| time to first byte of a hit               | {ttfb * 1000:7.2f} ms   |                       |")
         print(f"| peak worker RSS                           | {rss.mib:7.1f} MiB  |                       |")
-    finally:
-        for p in reversed(started):
-            p.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

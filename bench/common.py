@@ -1,5 +1,5 @@
 """What the benchmarks share: nginx as the reference server, worker RSS sampling, curl timings."""
-import os, re, subprocess, sys, threading, time
+import contextlib, os, re, shutil, subprocess, sys, tempfile, threading, time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "Tests", "e2e"))
@@ -140,3 +140,38 @@ def wrk(url, conns=50, seconds=8, headers=()):
 
     assert not re.search(r"Non-2xx or 3xx responses: (\d+)", out), out
     return rps, pct(50), pct(99)
+
+
+def parse_args(ap):
+    """The script's arguments plus `--bin` (the dfget binary, release build by default), which the
+    daemons the script starts will run."""
+    ap.add_argument("--bin", default=os.path.join(ROOT, ".build", "release", "dfget"))
+    a = ap.parse_args()
+    os.environ["DFGET_BIN"] = a.bin
+    return a
+
+
+@contextlib.contextmanager
+def workspace(prefix):
+    """A temp dir and a list for the processes started in it: on the way out they are stopped (last
+    first) and the dir is removed."""
+    work = tempfile.mkdtemp(prefix=prefix)
+    started = []
+    try:
+        yield work, started
+    finally:
+        for p in reversed(started):
+            p.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def hosts_entry(*names):
+    """`names` resolve to 127.0.0.1 (Go clients skip proxies for 127.0.0.1); /etc/hosts is restored after."""
+    original = open("/etc/hosts").read()
+    try:
+        with open("/etc/hosts", "a") as f:
+            f.write("\n127.0.0.1 " + " ".join(names) + "  # dfget bench\n")
+        yield
+    finally:
+        open("/etc/hosts", "w").write(original)

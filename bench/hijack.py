@@ -7,14 +7,14 @@ handshake + one small request per connection, 4 client threads).
     bash scripts/install-deps.sh --bench && swift build -c release && python3 bench/hijack.py
 Edits /etc/hosts (registry.test -> 127.0.0.1) for the run and restores it.
 """
-import argparse, http.client, os, shutil, ssl, statistics, subprocess, sys, tempfile, threading, time
+import argparse, http.client, os, shutil, ssl, statistics, subprocess, sys, threading, time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "Tests", "e2e"))
 from lib import pki as pkilib, procs, registry as reglib  # noqa: E402
 from lib.daemon import Daemon  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import curl_w  # noqa: E402
+from common import curl_w, hosts_entry, parse_args, workspace  # noqa: E402
 
 
 def squid(work, pki, port):
@@ -87,15 +87,8 @@ def handshakes_per_s(proxy_port, reg_port, cafile, seconds=5.0, threads=4):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--bin", default=os.path.join(ROOT, ".build", "release", "dfget"))
-    a = ap.parse_args()
-    os.environ["DFGET_BIN"] = a.bin
-    work = tempfile.mkdtemp(prefix="dfget-bench-hijack-")
-    hosts = open("/etc/hosts").read()
-    started = []
-    try:
-        with open("/etc/hosts", "a") as f:
-            f.write("\n127.0.0.1 registry.test  # dfget bench\n")
+    a = parse_args(ap)
+    with workspace("dfget-bench-hijack-") as (work, started), hosts_entry("registry.test"):
         pki = pkilib.make(os.path.join(work, "pki"))
         layout = os.path.join(work, "oci-big")
         _, blobs = reglib.build_image(layout, "--big-mib", "200", "--gzip-level", "1")
@@ -149,11 +142,6 @@ def main():
             h = f"{hs[name]:11.0f}" if name in hs else f"{'-':>11}"
             print(f"| {name:<26} | {med[name] / 1e6:7.0f} | {med[name] / sq:8.2f} | {h} |")
         print("\ntarget: dfget >= 3x squid's throughput")
-    finally:
-        open("/etc/hosts", "w").write(hosts)
-        for p in reversed(started):
-            p.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

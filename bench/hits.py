@@ -5,10 +5,10 @@ connections; prints requests/s and p50/p99 latency, and the log bytes dfget wrot
 
     bash scripts/install-deps.sh --bench && swift build -c release && python3 bench/hits.py
 """
-import argparse, os, shutil, sys, tempfile
+import argparse, os, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import ROOT, nginx_proxy_cache, registry_with_image, wrk  # noqa: E402
+from common import nginx_proxy_cache, parse_args, registry_with_image, workspace, wrk  # noqa: E402
 from lib import registry as reglib  # noqa: E402
 from lib.daemon import Daemon  # noqa: E402
 
@@ -41,12 +41,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--conns", type=int, default=50)
     ap.add_argument("--seconds", type=int, default=8)
-    ap.add_argument("--bin", default=os.path.join(ROOT, ".build", "release", "dfget"))
-    a = ap.parse_args()
-    os.environ["DFGET_BIN"] = a.bin
-    work = tempfile.mkdtemp(prefix="dfget-bench-hits-")
-    started = []
-    try:
+    a = parse_args(ap)
+    with workspace("dfget-bench-hits-") as (work, started):
         res, size, log_per_req = measure(work, started, a.conns, a.seconds)
         ng = res["nginx proxy_cache hit"][0]
         print(f"\nA cached {size}-byte blob, wrk 2 threads x {a.conns} keep-alive connections, {a.seconds} s each\n")
@@ -55,10 +51,6 @@ def main():
         for name, (rps, p50, p99) in res.items():
             print(f"| {name:<24} | {rps:8.0f} | {rps / ng:8.2f} | {p50:7.2f} | {p99:7.2f} |")
         print(f"\ndfget log: {log_per_req:.0f} bytes per request; target: dfget >= 1x nginx proxy_cache")
-    finally:
-        for p in reversed(started):
-            p.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -5,42 +5,23 @@ in one run. wrk, keep-alive connections, prints requests/s and p50/p99 latency.
 
     bash scripts/install-deps.sh --bench && swift build -c release && python3 bench/manifests.py
 """
-import argparse, os, re, shutil, subprocess, sys, tempfile
+import argparse, os, sys
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "Tests", "e2e"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib.daemon import Daemon  # noqa: E402
-from common import nginx_reverse_proxy, registry_with_image  # noqa: E402
+from common import nginx_reverse_proxy, parse_args, registry_with_image, workspace, wrk  # noqa: E402
 
-ACCEPT = "application/vnd.oci.image.manifest.v1+json"
-
-
-def wrk(url, conns, seconds):
-    out = subprocess.run(["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--latency", "-H", f"Accept: {ACCEPT}", url],
-                         capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-
-    def pct(p):
-        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)", out, re.M)
-        v, unit = float(m.group(1)), m.group(2)
-        return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
-
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    assert not non2xx, out
-    return rps, pct(50), pct(99)
+ACCEPT_HEADER = ["Accept: application/vnd.oci.image.manifest.v1+json"]
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--conns", type=int, default=50)
     ap.add_argument("--seconds", type=int, default=8)
-    ap.add_argument("--bin", default=os.path.join(ROOT, ".build", "release", "dfget"))
-    a = ap.parse_args()
-    os.environ["DFGET_BIN"] = a.bin
-    work = tempfile.mkdtemp(prefix="dfget-bench-manifests-")
-    started = []
-    try:
+    a = parse_args(ap)
+    with workspace("dfget-bench-manifests-") as (work, started):
         reg, layout, _, _ = registry_with_image(work, started, "bench/img", small=True)
         nginx, nport = nginx_reverse_proxy(work, reg.addr)
         started.append(nginx)
@@ -53,8 +34,8 @@ def main():
                  ("dfget mirror", f"{d.url}{path}")]
         res = {}
         for name, url in cases:
-            wrk(url, a.conns, 1)  # warm-up
-            res[name] = wrk(url, a.conns, a.seconds)
+            wrk(url, a.conns, 1, headers=ACCEPT_HEADER)  # warm-up
+            res[name] = wrk(url, a.conns, a.seconds, headers=ACCEPT_HEADER)
         ng = res["nginx reverse proxy"][0]
         print(f"\nManifest GETs (~700 B), wrk 2 threads x {a.conns} keep-alive connections, {a.seconds} s each\n")
         print(f"| {'path':<28} | {'req/s':>8} | {'vs nginx':>8} | {'p50 ms':>7} | {'p99 ms':>7} |")
@@ -63,10 +44,6 @@ def main():
             rps, p50, p99 = res[name]
             print(f"| {name:<28} | {rps:8.0f} | {rps / ng:8.2f} | {p50:7.2f} | {p99:7.2f} |")
         print("\ntarget: dfget mirror >= 1x nginx")
-    finally:
-        for p in reversed(started):
-            p.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -5,13 +5,13 @@ throughput (median of N runs), ratios, and the peak RSS of dfget's workers durin
 
     bash scripts/install-deps.sh --bench && swift build -c release && python3 bench/passthrough.py [--runs 5]
 """
-import argparse, os, shutil, statistics, sys, tempfile
+import argparse, os, statistics, sys
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "Tests", "e2e"))
 from lib.daemon import Daemon  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PeakRSS, curl_w, nginx_reverse_proxy, registry_with_image  # noqa: E402
+from common import PeakRSS, curl_w, nginx_reverse_proxy, parse_args, registry_with_image, workspace  # noqa: E402
 
 
 def curl_speed(args):
@@ -22,12 +22,8 @@ def curl_speed(args):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--bin", default=os.path.join(ROOT, ".build", "release", "dfget"))
-    a = ap.parse_args()
-    os.environ["DFGET_BIN"] = a.bin
-    work = tempfile.mkdtemp(prefix="dfget-bench-")
-    started = []
-    try:
+    a = parse_args(ap)
+    with workspace("dfget-bench-") as (work, started):
         reg, layout, blobs, size = registry_with_image(work, started, "bench/big")
         blob = blobs[0]
         nginx, nport = nginx_reverse_proxy(work, reg.addr)
@@ -62,10 +58,6 @@ def main():
             print(f"| {name:<28} | {med[name] / 1e6:8.0f} | {med[name] / direct:9.2f} | {med[name] / nginx_s:8.2f} |")
         print(f"\npeak dfget worker RSS during the transfers: {rss.mib:.1f} MiB (target < 64 MiB)")
         print("targets: pass-through >= 0.9x direct")
-    finally:
-        for p in reversed(started):
-            p.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
