@@ -1,8 +1,8 @@
 """Resource bounds an attacker cannot talk the daemon out of: a pipelining client that never reads,
 a slowloris head, a reader that stalls, an idle tunnel, more requests than maxConcurrency, and an
 SNI the hijack rule does not accept. Each holds by construction; no wall-clock bound is asserted."""
-import http.server, os, socket, ssl, threading, time
-import pytest
+import http.server, socket, ssl, threading, time
+from lib.origin import serving
 from lib import procs
 from lib.client import curl, sha
 from test_tls import hijack_yaml
@@ -112,33 +112,31 @@ class Slow(http.server.BaseHTTPRequestHandler):
 
 
 def test_max_concurrency_answers_503_and_never_hangs(daemon_factory):
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
     Slow.release.clear()
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        d = daemon_factory(proxy_yaml=f"maxConcurrency: 2\nregistryMirror:\n  url: http://127.0.0.1:{srv.server_address[1]}\n")
-        results = []
+    with serving(Slow) as port:
+        try:
+            d = daemon_factory(proxy_yaml=f"maxConcurrency: 2\nregistryMirror:\n  url: http://127.0.0.1:{port}\n")
+            results = []
 
-        def get():
-            r = curl("-s", "-o", "/dev/null", "-D", "-", "--max-time", "60", f"{d.url}/v2/slow", check=False)
-            results.append(r.stdout)
+            def get():
+                r = curl("-s", "-o", "/dev/null", "-D", "-", "--max-time", "60", f"{d.url}/v2/slow", check=False)
+                results.append(r.stdout)
 
-        threads = [threading.Thread(target=get) for _ in range(6)]
-        for t in threads:
-            t.start()
-        # Refusals come at once; the admitted requests wait for the origin until released.
-        procs.wait_until(lambda: sum(r.startswith(b"HTTP/1.1 503 ") for r in results) >= 4, timeout=30, what="503s")
-        Slow.release.set()
-        for t in threads:
-            t.join()
-        refused = [r for r in results if r.startswith(b"HTTP/1.1 503 ")]
-        served = [r for r in results if r.startswith(b"HTTP/1.1 200 ")]
-        assert len(results) == 6 and len(refused) + len(served) == 6, results
-        assert len(served) == 2 and all(b"Retry-After: 1" in r for r in refused), results
-        assert any(l.get("msg") == "over maxConcurrency: 503" for l in d.log_lines())
-    finally:
-        Slow.release.set()
-        srv.shutdown()
+            threads = [threading.Thread(target=get) for _ in range(6)]
+            for t in threads:
+                t.start()
+            # Refusals come at once; the admitted requests wait for the origin until released.
+            procs.wait_until(lambda: sum(r.startswith(b"HTTP/1.1 503 ") for r in results) >= 4, timeout=30, what="503s")
+            Slow.release.set()
+            for t in threads:
+                t.join()
+            refused = [r for r in results if r.startswith(b"HTTP/1.1 503 ")]
+            served = [r for r in results if r.startswith(b"HTTP/1.1 200 ")]
+            assert len(results) == 6 and len(refused) + len(served) == 6, results
+            assert len(served) == 2 and all(b"Retry-After: 1" in r for r in refused), results
+            assert any(l.get("msg") == "over maxConcurrency: 503" for l in d.log_lines())
+        finally:
+            Slow.release.set()
 
 
 def test_no_leaf_for_an_sni_the_hijack_rule_does_not_accept(daemon_factory, pki, tls_registry, etc_hosts):
@@ -216,15 +214,10 @@ class Downgrader(http.server.BaseHTTPRequestHandler):
 
 
 def test_a_redirect_from_https_to_http_is_refused(daemon_factory, pki, etc_hosts):
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Downgrader)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(f"{pki}/registry.test.crt", f"{pki}/registry.test.key")
-    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        d = daemon_factory(proxy_yaml=f"registryMirror:\n  url: https://registry.test:{srv.server_address[1]}\n"
+    with serving(Downgrader, tls=ctx) as port:
+        d = daemon_factory(proxy_yaml=f"registryMirror:\n  url: https://registry.test:{port}\n"
                                       f"  certs: [{pki}/test-ca.crt]\n")
         r = curl("-i", f"{d.url}/v2/x/manifests/latest", check=False)
         assert r.stdout.startswith(b"HTTP/1.1 403 ") and b"redirect from https to http" in r.stdout, r.stdout[:300]
-    finally:
-        srv.shutdown()

@@ -1,7 +1,8 @@
 """The shared piece cache: one origin download per blob across all workers, verified, ranges, restart,
 authorization, takeover when the downloading worker dies, garbage collection, containerd pulls."""
-import http.server, os, signal, socket, subprocess, threading, time
+import http.server, os, signal, socket, subprocess, time
 import pytest
+from lib.origin import serving
 from lib import procs, registry as reglib
 from lib.containerd import Containerd
 from lib.client import curl, sha
@@ -168,10 +169,8 @@ def test_kill9_of_the_downloading_worker_mid_blob(daemon_factory, images):
     SlowOrigin.data = open(reglib.blob_path(images["big"][0], blob), "rb").read()
     SlowOrigin.digest = blob
     SlowOrigin.gets = 0
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowOrigin)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        d = daemon_factory(proxy_yaml=f"registryMirror:\n  url: http://127.0.0.1:{srv.server_address[1]}\n")
+    with serving(SlowOrigin) as port:
+        d = daemon_factory(proxy_yaml=f"registryMirror:\n  url: http://127.0.0.1:{port}\n")
         url = f"{d.url}/v2/test/big/blobs/{blob}"
         first = socket.create_connection(("127.0.0.1", d.port))
         first.sendall(f"GET /v2/test/big/blobs/{blob} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
@@ -199,8 +198,6 @@ def test_kill9_of_the_downloading_worker_mid_blob(daemon_factory, images):
             pass
         assert len(got) < size, "the dead worker's client never got a complete body"
         first.close()
-    finally:
-        srv.shutdown()
 
 
 def test_gc_by_expiry_and_by_threshold(daemon_factory, registry, images):

@@ -1,7 +1,7 @@
 """An attacker on the daemon's network: crafted requests kill no worker, the mirror is pull-only,
 the daemon is no relay to itself or to targets the whiteList leaves out, and basicAuth guards
 every request form."""
-import http.server, os, threading
+import http.server, os
 import pytest
 from lib.origin import serving
 from lib import registry as reglib
@@ -144,17 +144,15 @@ class FakeRegistry(http.server.BaseHTTPRequestHandler):
 
 
 def test_a_cached_private_layer_needs_proof_of_possession(daemon_factory, registry, images, etc_hosts):
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeRegistry)
     FakeRegistry.seen = []
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
+    with serving(FakeRegistry) as port:
         d = daemon_factory(proxy_yaml=f"registryMirror:\n  dynamic: true\n  url: http://{registry.addr}\n")
         layout, _, blobs = images["small"]
         # The largest layer: a million offsets to pick from, so two probes (almost) never coincide.
         blob = max(blobs, key=lambda b: os.path.getsize(reglib.blob_path(layout, b)))
         assert sha(curl(f"{d.url}/v2/test/img/blobs/{blob}").stdout) == blob
         for _ in range(2):
-            r = curl("-i", "-H", f"X-Dragonfly-Registry: http://127.0.0.1:{srv.server_address[1]}",
+            r = curl("-i", "-H", f"X-Dragonfly-Registry: http://127.0.0.1:{port}",
                      f"{d.url}/v2/anything/blobs/{blob}", check=False)
             assert r.stdout.startswith(b"HTTP/1.1 403 ") and b"did not prove it holds" in r.stdout, r.stdout[:300]
         assert all(m == "GET" and rng and rng.startswith("bytes=") for m, _, rng in FakeRegistry.seen), FakeRegistry.seen
@@ -165,5 +163,3 @@ def test_a_cached_private_layer_needs_proof_of_possession(daemon_factory, regist
         assert r.stdout.startswith(b"HTTP/1.1 200 ") and sha(r.stdout.partition(b"\r\n\r\n")[2]) == blob
         line = d.access(until=lambda ls: any(l.get("authorization") == "possession proven" for l in ls))
         assert any(l.get("authorization") == "possession proven" and l.get("source") == "cache" for l in line), line
-    finally:
-        srv.shutdown()

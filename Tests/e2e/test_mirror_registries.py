@@ -1,7 +1,8 @@
 """The mirror with every kind of registry a user has: htpasswd, token auth, TLS via containerd's ?ns=,
 redirects to storage; containerd (ctr and CRI), skopeo; hosts.toml generation with fallback."""
-import hashlib, http.server, os, subprocess, threading
+import hashlib, http.server, os, subprocess
 import pytest
+from lib.origin import serving
 from lib import procs
 from lib.containerd import Containerd
 from lib.daemon import binary
@@ -111,13 +112,9 @@ class Recorder(http.server.BaseHTTPRequestHandler):
 
 
 def test_redirects_followed_and_authorization_dropped_off_host(daemon_factory, etc_hosts):
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    port = srv.server_address[1]
-    Recorder.storage = f"reg-origin.test:{port}"  # another host name: the redirect leaves the registry
     Recorder.seen = []
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    try:
+    with serving(Recorder) as port:
+        Recorder.storage = f"reg-origin.test:{port}"  # another host name: the redirect leaves the registry
         d = daemon_factory(proxy_yaml=f"registryMirror:\n  url: http://127.0.0.1:{port}\n")
         digest = "sha256:" + hashlib.sha256(b"layer bytes from storage").hexdigest()
         r = curl("-i", "-H", "Authorization: Bearer registry-token", f"{d.url}/v2/test/img/blobs/{digest}")
@@ -128,8 +125,6 @@ def test_redirects_followed_and_authorization_dropped_off_host(daemon_factory, e
         assert second[2] is None, "object storage never sees the registry token"
         task = procs.wait_until(lambda: [l for l in d.log_lines() if l["msg"] == "task downloaded"], what="download line")
         assert task[-1]["redirect"] == f"307 reg-origin.test:{port}"
-    finally:
-        srv.shutdown()
 
 
 def test_gen_containerd_hosts_and_fallback_when_daemon_down(containerd, registry, images, tmp_path, etc_hosts):

@@ -1,5 +1,5 @@
 """An origin that stops sending: the daemon gives up after upstreamTimeout, never hangs its clients."""
-import http.server, threading, time
+import http.server, time
 import pytest
 from lib.origin import serving
 from lib.client import curl
@@ -71,12 +71,8 @@ class Trickler(http.server.BaseHTTPRequestHandler):
 
 
 def test_a_trickling_origin_is_given_up_by_the_cache(daemon_factory):
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        d = daemon_factory(extra_yaml="upstreamTimeout: 2s\n", proxy_yaml=f"registryMirror:\n  url: http://127.0.0.1:{srv.server_address[1]}\n")
+    with serving(Trickler) as port:
+        d = daemon_factory(extra_yaml="upstreamTimeout: 2s\n", proxy_yaml=f"registryMirror:\n  url: http://127.0.0.1:{port}\n")
         r = curl("-i", "--max-time", "50", f"{d.url}/v2/slow/blobs/{BLOB}", check=False)
         assert r.returncode not in (0, 28), "cut short by the daemon, not by curl's limit"
         assert any(l.get("error", "").startswith("origin stalled") for l in d.log_lines())
-    finally:
-        srv.shutdown()
