@@ -10,7 +10,6 @@ import Metrics
 package final class ConcurrencyLimit {
     package let limit: Int
     package private(set) var inFlight = 0
-    package private(set) var refused = 0
 
     package init(limit: Int) { self.limit = limit }
 
@@ -22,7 +21,6 @@ package final class ConcurrencyLimit {
         let total = Metrics.region == nil ? Int64(inFlight) : Metrics.total(.requestsInFlight)
         guard total <= Int64(limit) else {
             release()
-            refused += 1
             Metrics.count(.concurrencyRefused)
             Log.shared.info("over maxConcurrency: 503", ["peer": ex.peer, "inFlight": Int(total - 1), "limit": limit])
             ex.logFields.append(("error", .string("over maxConcurrency")))

@@ -104,9 +104,10 @@ package final class OriginFetch {
     /// say, then goes on (a limit slows a response down, it never fails it).
     private func meter(_ n: Int) {
         Metrics.count(fromPeer ? .peerBytesIn : .originBytes, n)
+        let total = isDownload ? OriginFetch.totalRate : nil
+        guard total != nil || peerRate != nil else { return }  // pass-through: no limit, no clock
         let now = SharedRate.now()
-        var wait = isDownload ? OriginFetch.totalRate?.reserve(n, nowNs: now) ?? 0 : 0
-        if let peerRate { wait = max(wait, peerRate.reserve(n, nowNs: now)) }
+        let wait = max(total?.reserve(n, nowNs: now) ?? 0, peerRate?.reserve(n, nowNs: now) ?? 0)
         guard wait > 0, pacer == nil else { return }
         conn?.pauseReading()
         let t = LoopTimer()

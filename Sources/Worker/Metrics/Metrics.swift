@@ -25,11 +25,6 @@ public enum Metrics {
     /// A gauge goes up or down by `delta` (the sum over slabs is read as signed).
     public static func gauge(_ s: Scalar, _ delta: Int) { add(s.rawValue, UInt64(bitPattern: Int64(delta))) }
 
-    public static func value(_ s: Scalar) -> Int64 {
-        guard let slab else { return 0 }
-        return Int64(bitPattern: cuv_atomic_load_u64(slab + s.rawValue))
-    }
-
     public static func responseBytes(_ source: ByteSource, _ n: Int) {
         guard n > 0 else { return }
         add(Slot.bytes(source), UInt64(n))
@@ -45,5 +40,5 @@ public enum Metrics {
     }
 
     /// A daemon-wide gauge: the sum over every worker's slab (e.g. requests in flight for `maxConcurrency`).
-    public static func total(_ s: Scalar) -> Int64 { region?.sum(s) ?? value(s) }
+    public static func total(_ s: Scalar) -> Int64 { region?.sum(s) ?? 0 }
 }
