@@ -106,6 +106,13 @@ final class PeerTests: XCTestCase {
         XCTAssertTrue(PiecePicker.endgame(missing: 100, pieceCount: 800, parallel: 6), "an eighth of a big blob")
     }
 
+    func testPiecesAreDealtRoundTheFollowersInTurn() {
+        let f = ["a", "b", "c"].map { Member(host: $0, port: 1) }
+        XCTAssertEqual((0..<7).map { PiecePicker.dealt($0, to: f)! }, [f[0], f[1], f[2], f[0], f[1], f[2], f[0]],
+                       "consecutive pieces go to different followers, and each gets the same share")
+        XCTAssertNil(PiecePicker.dealt(3, to: []))
+    }
+
     func testEquallyRarePiecesInAPerHostOrder() {
         let a = Member(host: "a", port: 1)
         let pick = PiecePicker.pick(pieceCount: 4, wanted: { _ in true }, holders: { _ in [a] }, spread: { UInt64(10 - $0) })

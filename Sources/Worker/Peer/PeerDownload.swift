@@ -25,7 +25,7 @@ final class PeerDownload {
 
     private var infos: [Member: TaskInfo] = [:]
     private var inFlight: [Int: Member] = [:]
-    private var assignments: (followers: [Member], byPiece: [Int: Member?]) = ([], [:])
+    private var assignments: (followers: [Member], order: [Member]) = ([], [])
     private var spreadWeights: [Int: UInt64] = [:]
     /// When each piece was first seen at the owner and nowhere else.
     private var ownerOnlySince: [Int: UInt64] = [:]
@@ -166,15 +166,15 @@ final class PeerDownload {
         }
     }
 
-    /// The follower piece `k` is assigned to; the hashes are worked out once per follower list,
-    /// not on every pick of every poll.
+    /// The follower piece `k` is assigned to: the followers in the task's rendezvous order, dealt
+    /// the pieces in turn, so every follower takes the same share of the owner's uplink and
+    /// consecutive pieces (which reach the owner one after another) go to different followers.
     private func assignee(_ k: Int, _ followers: [Member]) -> Member? {
         guard !followers.isEmpty else { return nil }
-        if assignments.followers != followers { assignments = (followers, [:]) }
-        if let a = assignments.byPiece[k] { return a }
-        let a = Rendezvous.order("\(task.key.id)#\(k)", followers).first
-        assignments.byPiece[k] = a
-        return a
+        if assignments.followers != followers {
+            assignments = (followers, Rendezvous.order(task.key.id, followers))
+        }
+        return PiecePicker.dealt(k, to: assignments.order)
     }
 
     /// This host's order among equally rare pieces (constant for the download).

@@ -37,6 +37,11 @@ enum PiecePicker {
         return []
     }
 
+    /// Piece `k`'s follower when the pieces are dealt round the followers in turn.
+    static func dealt(_ k: Int, to followers: [Member]) -> Member? {
+        followers.isEmpty ? nil : followers[k % followers.count]
+    }
+
     /// The endgame starts when at most this many pieces are missing (and the owner has them all).
     static func endgame(missing: Int, pieceCount: Int, parallel: Int) -> Bool {
         missing <= max(parallel, pieceCount / 8)
