@@ -42,6 +42,7 @@ final class CacheReader {
     }
 
     func start() {
+        if serveSmall() { return }
         // A shared lock on the content: garbage collection never evicts a task under a reader.
         task.beginReading()
         exchange.onAbort = { [self] in stop() }
@@ -65,6 +66,17 @@ final class CacheReader {
             probe = t
         }
         pump()
+    }
+
+    /// A small complete blob goes out from memory in one piece (see `CacheTask.smallBody`).
+    private func serveSmall() -> Bool {
+        guard let body = task.smallBody(), let r = range.resolve(length: Int64(body.count)) else { return false }
+        task.touchIfDue()
+        done = true
+        exchange.sendHead(task.responseHead(partial: range == .whole ? nil : r, peerID: peerID), bodyLength: UInt64(r.count))
+        body.withUnsafeBytes { exchange.sendBody(UnsafeRawBufferPointer(rebasing: $0[Int(r.lowerBound)..<Int(r.upperBound)])) }
+        exchange.finish()
+        return true
     }
 
     private func checkDownloader() {

@@ -315,6 +315,11 @@ public final class CacheTask {
     func beginReading() {
         if readers == 0 { flock(dataFD, LOCK_SH) }
         readers += 1
+        touchIfDue()
+    }
+
+    /// Marks the task used for garbage collection, at most once every `touchEveryMs`.
+    func touchIfDue() {
         let now = EventLoop.nowMs
         if touchedMs == 0 || now &- touchedMs >= CacheTask.touchEveryMs {
             touchedMs = now
@@ -322,10 +327,30 @@ public final class CacheTask {
         }
     }
 
+    /// Complete blobs up to this size are kept in memory by each worker that serves them.
+    static let smallLimit: Int64 = 16 * 1024
+    private var small: [UInt8]?
+
+    /// A small complete blob's bytes: read once, then served from memory with no lock and no
+    /// read (a hit on a config blob is then one write). The bytes were verified before the task
+    /// completed, and a complete task never changes; if garbage collection unlinks it meanwhile,
+    /// the open file still holds them, and the worker drops the task within seconds.
+    func smallBody() -> [UInt8]? {
+        if let small { return small }
+        guard isComplete, let n = contentLength, n <= CacheTask.smallLimit else { return nil }
+        var b = [UInt8](repeating: 0, count: Int(n))
+        guard (try? b.withUnsafeMutableBytes { try read(offset: 0, into: $0) }) == Int(n) else { return nil }
+        small = b
+        return b
+    }
+
     func endReading() {
         readers -= 1
         if readers == 0 { flock(dataFD, LOCK_UN) }
     }
+
+    /// When `isLinked` last said yes (a hit on a kept task asks at most once a second).
+    var linkedAtMs: UInt64 = 0
 
     /// Still the task on disk: garbage collection has not unlinked it.
     var isLinked: Bool {

@@ -48,10 +48,14 @@ public final class PieceCache {
 
     private func openComplete(_ id: String) -> CacheTask? {
         guard let e = complete[id] else { return nil }
-        guard e.task.isComplete, e.task.isLinked else {
+        // Whether garbage collection unlinked it is asked at most once a second per task.
+        let now = EventLoop.nowMs
+        let linked = now &- e.task.linkedAtMs < 1000 || e.task.isLinked
+        guard e.task.isComplete, linked else {
             complete[id] = nil
             return nil
         }
+        if now &- e.task.linkedAtMs >= 1000 { e.task.linkedAtMs = now }
         uses += 1
         complete[id] = (e.task, uses)
         return e.task
@@ -103,6 +107,8 @@ public final class PieceCache {
         unlink(p.data)
         unlink(p.meta)
         CacheTask.unlinkSidecars(dataPath: p.data)
+        // This worker's hits stop here at once; other workers notice within a second.
+        complete[id] = nil
         return true
     }
 
