@@ -12,9 +12,15 @@ final class AuthConfirmations {
 
     /// registry + repository + a digest of the credential (never the credential itself) + the blob.
     static func key(url: UpstreamURL, authorization: String?) -> String {
+        // Every hit needs its key; the same one comes again and again (loop thread only).
+        if let m = lastKey, m.url == url, m.authorization == authorization { return m.key }
         let t = RequestTarget(url.target)
-        return "\(origin(url))|\(repository(t))|\(credentialDigest(authorization))|\(t.blobDigest ?? t.path)"
+        let key = "\(origin(url))|\(repository(t))|\(credentialDigest(authorization))|\(t.blobDigest ?? t.path)"
+        lastKey = (url, authorization, key)
+        return key
     }
+
+    nonisolated(unsafe) private static var lastKey: (url: UpstreamURL, authorization: String?, key: String)?
 
     /// The sha256 of a credential, remembered for the few credentials a worker sees (every hit
     /// needs one; most have no credential at all).

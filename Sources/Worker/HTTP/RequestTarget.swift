@@ -7,10 +7,18 @@ public struct RequestTarget: Equatable, CustomStringConvertible {
     public let query: String?
 
     public init(_ target: String) {
-        // Byte searches: every request is split here, and `Character` searches cost grapheme breaking.
-        if let q = target.utf8.firstIndex(of: UInt8(ascii: "?")) {
-            path = String(target[..<q])
-            query = String(target[target.index(after: q)...])
+        // A byte search (memchr): every request is split here, several times, and a `Character`
+        // search costs grapheme breaking, a generic one an index check per byte.
+        var t = target
+        let q: Int? = t.withUTF8 { b in
+            guard let base = b.baseAddress, let p = memchr(base, Int32(UInt8(ascii: "?")), b.count) else { return nil }
+            return base.distance(to: p.assumingMemoryBound(to: UInt8.self))
+        }
+        if let q {
+            let u = t.utf8
+            let i = u.index(u.startIndex, offsetBy: q)
+            path = String(t[..<i])
+            query = String(t[u.index(after: i)...])
         } else {
             path = target
             query = nil
@@ -46,6 +54,17 @@ public struct RequestTarget: Equatable, CustomStringConvertible {
 
     /// The lower-case hex digest of a `.../blobs/sha256:<64 hex>` path, if that is what it is.
     public var blobDigest: String? {
+        // A request asks for it several times (routing, the task key, the grant): the last answer
+        // is kept (loop thread only).
+        if let m = RequestTarget.lastDigest, m.path == path { return m.digest }
+        let d = computeBlobDigest()
+        RequestTarget.lastDigest = (path, d)
+        return d
+    }
+
+    nonisolated(unsafe) private static var lastDigest: (path: String, digest: String?)?
+
+    private func computeBlobDigest() -> String? {
         guard let r = RequestTarget.find(RequestTarget.blobMarker, in: path) else { return nil }
         let hex = path.utf8[r.upperBound...]
         guard hex.count == 64 else { return nil }
