@@ -39,7 +39,8 @@ public enum HeadParser {
         var i = 0
         let n = b.count
         while i < n {
-            guard let nl = (i..<n).first(where: { b[$0] == 0x0A }) else { return nil }
+            guard let p = memchr(b.baseAddress! + i, 0x0A, n - i) else { return nil }
+            let nl = b.baseAddress!.distance(to: UnsafeRawPointer(p))
             // A line end is LF or CRLF; the head ends at an empty line.
             if nl + 1 < n, b[nl + 1] == 0x0A { return nl + 2 }
             if nl + 2 < n, b[nl + 1] == 0x0D, b[nl + 2] == 0x0A { return nl + 3 }
@@ -49,22 +50,28 @@ public enum HeadParser {
     }
 
     public static func parseRequest(_ b: UnsafeRawBufferPointer) -> HeadParseResult<HTTPRequestHead> {
-        parse(b) { first, headers in
-            let parts = first.utf8.split(separator: 0x20, omittingEmptySubsequences: false).map { Substring($0) }
-            guard parts.count == 3, !parts[0].isEmpty, !parts[1].isEmpty else {
+        parse(b) { line, headers in
+            // Cut on bytes: method SP target SP version, exactly two spaces.
+            guard let s1 = line.firstIndex(of: 0x20), let s2 = line[(s1 + 1)...].firstIndex(of: 0x20),
+                  !line[(s2 + 1)...].contains(0x20) else {
                 throw HTTPParseError.malformed("malformed request line")
             }
-            guard parts[0].utf8.allSatisfy(isTokenChar) else { throw HTTPParseError.malformed("malformed method") }
-            guard parts[1].utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+            let method = line[..<s1], target = line[(s1 + 1)..<s2]
+            guard !method.isEmpty, !target.isEmpty else { throw HTTPParseError.malformed("malformed request line") }
+            guard method.allSatisfy(isTokenChar) else { throw HTTPParseError.malformed("malformed method") }
+            guard target.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
                 throw HTTPParseError.malformed("malformed request target")
             }
-            let minor = try version(parts[2])
-            return HTTPRequestHead(method: String(parts[0]), target: String(parts[1]), minorVersion: minor, headers: headers)
+            let minor = try version(Substring(String(decoding: UnsafeRawBufferPointer(rebasing: line[(s2 + 1)...]), as: UTF8.self)))
+            return HTTPRequestHead(method: String(decoding: UnsafeRawBufferPointer(rebasing: method), as: UTF8.self),
+                                   target: String(decoding: UnsafeRawBufferPointer(rebasing: target), as: UTF8.self),
+                                   minorVersion: minor, headers: headers)
         }
     }
 
     public static func parseResponse(_ b: UnsafeRawBufferPointer) -> HeadParseResult<HTTPResponseHead> {
-        parse(b) { first, headers in
+        parse(b) { line, headers in
+            let first = Substring(String(decoding: line, as: UTF8.self))
             let parts = first.utf8.split(separator: 0x20, maxSplits: 2, omittingEmptySubsequences: false).map { Substring($0) }
             guard parts.count >= 2, let status = Int(parts[1]), parts[1].count == 3, status >= 100 else {
                 throw HTTPParseError.malformed("malformed status line")
@@ -82,7 +89,7 @@ public enum HeadParser {
         }
     }
 
-    private static func parse<H>(_ b: UnsafeRawBufferPointer, build: (Substring, HTTPHeaders) throws -> H) -> HeadParseResult<H> {
+    private static func parse<H>(_ b: UnsafeRawBufferPointer, build: (UnsafeRawBufferPointer, HTTPHeaders) throws -> H) -> HeadParseResult<H> {
         guard let end = headEnd(b) else {
             return b.count > maxHeadSize ? .failed(.headTooLarge) : .needMore
         }
@@ -101,7 +108,7 @@ public enum HeadParser {
         }
         while let l = lines.last, l.start == l.stop { lines.removeLast() }
         guard let f = lines.first, f.stop > f.start else { return .failed(.malformed("empty request line")) }
-        let first = Substring(String(decoding: UnsafeRawBufferPointer(rebasing: b[f.start..<f.stop]), as: UTF8.self))
+        let first = UnsafeRawBufferPointer(rebasing: b[f.start..<f.stop])
         do {
             var headers = HTTPHeaders()
             for l in lines.dropFirst() {

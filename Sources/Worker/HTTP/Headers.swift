@@ -84,6 +84,7 @@ public struct HTTPRequestHead {
 
     /// Whether the client allows the connection to stay open after this exchange.
     public var wantsKeepAlive: Bool {
+        guard headers.contains("Connection") else { return minorVersion >= 1 }
         let conn = headers.tokens("Connection")
         return minorVersion >= 1 ? !conn.contains("close") : conn.contains("keep-alive")
     }

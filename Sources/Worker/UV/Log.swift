@@ -16,7 +16,50 @@ public enum LogValue {
     }
 
     func appendJSON(to out: inout [UInt8]) {
-        if case .string(let s) = self { Log.appendQuoted(s, to: &out) } else { out.append(contentsOf: json.utf8) }
+        switch self {
+        case .string(let s): Log.appendQuoted(s, to: &out)
+        case .int(let i): LogValue.appendDecimal(i, to: &out)
+        case .double(let d):
+            // Durations have at most three decimals: written from integers, as Swift would print
+            // them ("12.0", "0.685"); anything else goes through Swift's shortest form.
+            let scaled = (d * 1000).rounded()
+            guard d.isFinite, abs(d) < 1e12, abs(scaled - d * 1000) < 1e-6 else { return out.append(contentsOf: json.utf8) }
+            let m = Int(scaled)
+            if m < 0 { out.append(UInt8(ascii: "-")) }
+            let a = abs(m)
+            LogValue.appendDecimal(a / 1000, to: &out)
+            out.append(UInt8(ascii: "."))
+            var frac = a % 1000, digits = 3
+            if frac == 0 { return out.append(UInt8(ascii: "0")) }
+            while frac % 10 == 0 { frac /= 10; digits -= 1 }
+            var buf: [UInt8] = [0x30, 0x30, 0x30]
+            for k in stride(from: digits - 1, through: 0, by: -1) {
+                buf[k] = UInt8(ascii: "0") + UInt8(frac % 10)
+                frac /= 10
+            }
+            out.append(contentsOf: buf[0..<digits])
+        case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
+        }
+    }
+
+    /// `i` in decimal, without a String in between (every access line has several).
+    static func appendDecimal(_ i: Int, to out: inout [UInt8]) {
+        if i < 0 {
+            out.append(UInt8(ascii: "-"))
+            if i == Int.min { return out.append(contentsOf: String(i).utf8.dropFirst()) }
+        }
+        var v = i < 0 ? -i : i
+        if v < 10 { return out.append(UInt8(ascii: "0") + UInt8(v)) }
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: enough for Int.max
+        var n = 0
+        withUnsafeMutableBytes(of: &digits) { d in
+            while v > 0 {
+                d[23 - n] = UInt8(ascii: "0") + UInt8(v % 10)
+                v /= 10
+                n += 1
+            }
+            out.append(contentsOf: d[(24 - n)...])
+        }
     }
 }
 
@@ -106,7 +149,7 @@ public final class Log {
         line.append(contentsOf: "{\"level\":\"".utf8)
         line.append(contentsOf: level.utf8)
         line.append(contentsOf: "\",\"ts\":\"".utf8)
-        line.append(contentsOf: timestamp().utf8)
+        appendTimestamp(to: &line)
         line.append(contentsOf: "\",\"role\":\"".utf8)
         line.append(contentsOf: role.utf8)
         line.append(contentsOf: "\",\"pid\":".utf8)
@@ -145,7 +188,7 @@ public final class Log {
 
     /// `2026-11-29 04:37:10.329`, local time. The part up to the seconds is formatted once a second:
     /// every access line needs one.
-    func timestamp() -> String {
+    func appendTimestamp(to out: inout [UInt8]) {
         var tv = timeval()
         gettimeofday(&tv, nil)
         if tv.tv_sec != cachedSecond {
@@ -156,7 +199,9 @@ public final class Log {
             cachedSecond = tv.tv_sec
         }
         let ms = Int(tv.tv_usec / 1000)
-        return cachedPrefix + (ms < 10 ? ".00" : ms < 100 ? ".0" : ".") + String(ms)
+        out.append(contentsOf: cachedPrefix.utf8)
+        out.append(contentsOf: [UInt8(ascii: "."), UInt8(ascii: "0") + UInt8(ms / 100), UInt8(ascii: "0") + UInt8(ms / 10 % 10),
+                                UInt8(ascii: "0") + UInt8(ms % 10)])
     }
 
     private var cachedSecond = -1
