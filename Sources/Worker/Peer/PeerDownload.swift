@@ -34,6 +34,8 @@ final class PeerDownload {
     /// `DFGET_TRACE_PIECES=1`: a log line per piece fetched from a peer (for the benchmark's timeline).
     static let trace = ProcessInfo.processInfo.environment["DFGET_TRACE_PIECES"] == "1"
     private var avoid: Set<Member> = []
+    private var ownerSlips = 0
+    static let ownerSlipsAllowed = 3
     private var bytesFrom: [String: Int] = [:]
     private let poll = LoopTimer()
     private var polls = 0
@@ -198,6 +200,7 @@ final class PeerDownload {
             inFlight[k] = nil
             guard !finished else { return }
             guard status == 200, bytes.count == expected else {
+                if m == owner, ownerSlip("piece \(k): status \(status), \(bytes.count) bytes") { return step() }
                 avoid.insert(m)
                 return step()
             }
@@ -216,6 +219,7 @@ final class PeerDownload {
             } catch {
                 return fallBack("\(error)")
             }
+            if m == owner { ownerSlips = 0 }
             bytesFrom[m.description, default: 0] += expected
             if PeerDownload.trace {
                 Log.shared.info("piece stored", ["taskId": task.key.id, "piece": k, "from": m.description, "ms": stopwatch.elapsedMs.rounded()])
@@ -227,12 +231,23 @@ final class PeerDownload {
         f.onFail = { [self] error in
             inFlight[k] = nil
             guard !finished else { return }
+            if m == owner, ownerSlip("piece \(k): \(error)") { return step() }
             network.membership.markDown(m, now: EventLoop.nowMs)
             avoid.insert(m)
             if m == owner { return ownerFailed(m, "\(error)") }
             step()
         }
         f.start()
+    }
+
+    /// A piece from the owner failed. The owner is given up (the next member would fetch the blob
+    /// from the origin a second time) only after a few failures in a row, or when its task info
+    /// cannot be had; one lost connection is retried. True while it is retried.
+    private func ownerSlip(_ why: String) -> Bool {
+        ownerSlips += 1
+        guard ownerSlips <= PeerDownload.ownerSlipsAllowed else { return false }
+        Log.shared.warn("piece from the owner failed: retrying", ["taskId": task.key.id, "peer": owner?.description ?? "-", "error": why])
+        return true
     }
 
     private func complete() {
