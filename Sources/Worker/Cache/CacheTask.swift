@@ -44,6 +44,8 @@ public final class CacheTask {
 
     /// The head of an answer from this task (200 for all of it, 206 with `partial` = the byte range).
     public func responseHead(partial: Range<Int64>? = nil, peerID: String) -> HTTPResponseHead {
+        // A complete task's whole answer is the same every time: built once (hits ask for it).
+        if partial == nil, let w = wholeHead, w.peerID == peerID { return w.head }
         var h = HTTPResponseHead(status: partial == nil ? 200 : 206)
         h.headers.add("Content-Type", contentType.isEmpty ? "application/octet-stream" : contentType)
         if !digestHeader.isEmpty { h.headers.add("Docker-Content-Digest", digestHeader) }
@@ -51,8 +53,11 @@ public final class CacheTask {
         if let r = partial { h.headers.add("Content-Range", "bytes \(r.lowerBound)-\(r.upperBound - 1)/\(contentLength ?? 0)") }
         h.headers.add("X-Dragonfly-Task", key.id)
         h.headers.add("X-Dragonfly-Peer", peerID)
+        if partial == nil && isComplete { wholeHead = (peerID, h) }
         return h
     }
+
+    private var wholeHead: (peerID: String, head: HTTPResponseHead)?
 
     /// Complete and verified: safe to serve without the origin.
     public var isComplete: Bool { meta.state == .complete && meta.contentLength != nil }

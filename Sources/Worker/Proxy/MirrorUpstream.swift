@@ -60,8 +60,17 @@ public enum MirrorUpstream {
     /// A pull-only mirror: `GET` and `HEAD` of the registry API (`/v2/...`), nothing else.
     /// A `.` or `..` segment anywhere in the path (scanned by bytes, no array of segments).
     static func hasDotSegment(_ path: String) -> Bool {
+        var path = path
+        return path.withUTF8 { u in
+            // Most paths have no dot at all (blob paths never do): one memchr says so.
+            guard let base = u.baseAddress, memchr(base, Int32(UInt8(ascii: ".")), u.count) != nil else { return false }
+            return hasDotSegment(u)
+        }
+    }
+
+    private static func hasDotSegment(_ u: UnsafeBufferPointer<UInt8>) -> Bool {
         var dots = 0, segmentStart = true
-        for c in path.utf8 {
+        for c in u {
             if c == UInt8(ascii: "/") {
                 if segmentStart && (dots == 1 || dots == 2) { return true }
                 dots = 0

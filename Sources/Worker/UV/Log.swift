@@ -143,29 +143,30 @@ public final class Log {
     }
 
     public func write(_ level: String, _ msg: String, _ fields: [(String, LogValue)], buffer: Bool = false) {
-        // Built as bytes: an access line is written for every request.
-        var line = [UInt8]()
-        line.reserveCapacity(512)
-        line.append(contentsOf: "{\"level\":\"".utf8)
-        line.append(contentsOf: level.utf8)
-        line.append(contentsOf: "\",\"ts\":\"".utf8)
-        appendTimestamp(to: &line)
-        line.append(contentsOf: "\",\"role\":\"".utf8)
-        line.append(contentsOf: role.utf8)
-        line.append(contentsOf: "\",\"pid\":".utf8)
-        line.append(contentsOf: pidText.utf8)
-        line.append(contentsOf: ",\"msg\":".utf8)
-        Log.appendQuoted(msg, to: &line)
+        // Built as bytes, straight into the buffer of pending lines: an access line is written for
+        // every request. Any other line first flushes what is pending, then goes out at once.
+        if !(buffer && fd >= 0) { flush() }
+        let first = pending.isEmpty
+        if first { pending.reserveCapacity(Log.bufferLimit + 1024) }
+        let start = pending.count
+        pending.append(contentsOf: "{\"level\":\"".utf8)
+        pending.append(contentsOf: level.utf8)
+        pending.append(contentsOf: "\",\"ts\":\"".utf8)
+        appendTimestamp(to: &pending)
+        pending.append(contentsOf: "\",\"role\":\"".utf8)
+        pending.append(contentsOf: role.utf8)
+        pending.append(contentsOf: "\",\"pid\":".utf8)
+        pending.append(contentsOf: pidText.utf8)
+        pending.append(contentsOf: ",\"msg\":".utf8)
+        Log.appendQuoted(msg, to: &pending)
         for (k, v) in fields {
-            line.append(UInt8(ascii: ","))
-            Log.appendQuoted(k, to: &line)
-            line.append(UInt8(ascii: ":"))
-            v.appendJSON(to: &line)
+            pending.append(UInt8(ascii: ","))
+            Log.appendQuoted(k, to: &pending)
+            pending.append(UInt8(ascii: ":"))
+            v.appendJSON(to: &pending)
         }
-        line.append(contentsOf: "}\n".utf8)
+        pending.append(contentsOf: "}\n".utf8)
         if buffer && fd >= 0 {
-            let first = pending.isEmpty
-            pending.append(contentsOf: line)
             if pending.count >= Log.bufferLimit {
                 flush()
             } else if first {
@@ -178,8 +179,11 @@ public final class Log {
             }
             return
         }
-        flush()
-        if fd >= 0 { line.withUnsafeBytes { _ = Foundation.write(fd, $0.baseAddress, $0.count) } }
+        if fd >= 0 {
+            flush()
+        } else {
+            pending.removeSubrange(start...)
+        }
         if fd < 0 || (echoToStderr && level != "info") {
             let plain = "dfget \(level): \(msg)" + fields.map { " \($0.0)=\($0.1.plain)" }.joined() + "\n"
             FileHandle.standardError.write(plain.data(using: .utf8)!)
