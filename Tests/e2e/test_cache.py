@@ -1,6 +1,6 @@
 """The shared piece cache: one origin download per blob across all workers, verified, ranges, restart,
 authorization, takeover when the downloading worker dies, garbage collection, containerd pulls."""
-import http.server, os, signal, socket, subprocess, time
+import http.server, os, signal, socket, subprocess, threading, time
 import pytest
 from lib.origin import serving
 from lib import procs, registry as reglib
@@ -198,6 +198,69 @@ def test_kill9_of_the_downloading_worker_mid_blob(daemon_factory, images):
             pass
         assert len(got) < size, "the dead worker's client never got a complete body"
         first.close()
+
+
+class GatedOrigin(http.server.BaseHTTPRequestHandler):
+    """Sends the first MiB of the blob, then waits for `gate` before the rest."""
+    data = b""
+    digest = ""
+    gate = threading.Event()
+
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(GatedOrigin.data)))
+        self.send_header("Docker-Content-Digest", GatedOrigin.digest)
+        self.end_headers()
+        try:
+            self.wfile.write(GatedOrigin.data[:1 << 20])
+            self.wfile.flush()
+            GatedOrigin.gate.wait(60)
+            self.wfile.write(GatedOrigin.data[1 << 20:])
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+def test_a_miss_streams_as_the_bytes_arrive_not_a_piece_at_a_time(daemon_factory, images):
+    """The downloading worker's own client gets the bytes from the download's buffer as they come:
+    a whole first MiB while the origin holds back the rest of the first 4 MiB piece."""
+    blob, size = big(images)
+    GatedOrigin.data = open(reglib.blob_path(images["big"][0], blob), "rb").read()
+    GatedOrigin.digest = blob
+    GatedOrigin.gate.clear()
+    with serving(GatedOrigin) as port:
+        d = daemon_factory(workers=1, proxy_yaml=f"registryMirror:\n  url: http://127.0.0.1:{port}\n")
+        c = socket.create_connection(("127.0.0.1", d.port))
+        c.sendall(f"GET /v2/test/big/blobs/{blob} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        got = bytearray()
+        c.settimeout(0.2)
+
+        def body_so_far():
+            try:
+                b = c.recv(1 << 20)
+                got.extend(b)
+            except TimeoutError:
+                pass
+            head_end = got.find(b"\r\n\r\n")
+            return head_end >= 0 and len(got) - head_end - 4 >= 1 << 20
+
+        try:
+            procs.wait_until(body_so_far, timeout=15, what="the first MiB before the rest of its piece exists")
+        finally:
+            GatedOrigin.gate.set()
+        c.settimeout(30)
+        while True:
+            b = c.recv(1 << 20)
+            if not b:
+                break
+            got.extend(b)
+            if len(got) >= got.find(b"\r\n\r\n") + 4 + size:
+                break
+        c.close()
+        head_end = got.find(b"\r\n\r\n") + 4
+        assert got.startswith(b"HTTP/1.1 200") and sha(bytes(got[head_end:])) == blob
 
 
 def test_gc_by_expiry_and_by_threshold(daemon_factory, registry, images):

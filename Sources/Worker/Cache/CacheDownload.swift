@@ -6,7 +6,9 @@ import Metrics
 
 /// Fetches a task from the origin once, into pieces: the response head decides the pieces, each
 /// full piece is written before it is marked present, and the digest is checked at the end. It
-/// serves no client itself: every client of the task reads the pieces.
+/// serves no client itself: every client of the task reads the pieces. Readers in this worker
+/// read the bytes not yet on disk straight from its buffers (`inMemory`), woken as they arrive;
+/// readers in other workers read the file.
 ///
 /// The disk is off the loop: a full piece goes to libuv's thread pool, which writes it and hashes
 /// it while the loop goes on receiving the next one. Pieces are written one at a time, in order;
@@ -42,6 +44,31 @@ final class CacheDownload {
 
     /// Record each piece's sha256 for peers to check what they fetch from this host.
     var recordPieceDigests = false
+
+    /// This worker's readers of the task, woken when bytes arrive.
+    private var listeners: [ObjectIdentifier: () -> Void] = [:]
+
+    func listen(_ reader: AnyObject, _ wake: @escaping () -> Void) { listeners[ObjectIdentifier(reader)] = wake }
+    func unlisten(_ reader: AnyObject) { listeners[ObjectIdentifier(reader)] = nil }
+
+    /// Received bytes from `offset` that are not on disk yet (the piece being received, or one
+    /// waiting for the disk), up to `max`; nil when `offset` is not among them. Valid until the
+    /// loop next runs this download (a stored piece's buffer is reused).
+    func inMemory(at offset: Int64, max: Int) -> UnsafeRawBufferPointer? {
+        guard !finished, max > 0, offset >= 0 else { return nil }
+        let k = Int(offset / Int64(task.pieceSize))
+        let within = Int(offset - Int64(k) * Int64(task.pieceSize))
+        let held: (UnsafeMutableRawPointer, Int)?
+        if k == piece {
+            held = (buffer, filled)
+        } else if let q = queued.first(where: { $0.k == k }) {
+            held = (q.buffer, q.count)
+        } else {
+            held = nil
+        }
+        guard let (base, count) = held, within < count else { return nil }
+        return UnsafeRawBufferPointer(start: base + within, count: Swift.min(max, count - within))
+    }
 
     init(task: CacheTask, fetch: OriginFetch) {
         self.task = task
@@ -120,6 +147,9 @@ final class CacheDownload {
             filled += n
             off += n
             if filled == Int(task.pieceRange(piece).count) { storeCurrent() }
+        }
+        if !listeners.isEmpty {
+            for wake in Array(listeners.values) { wake() }
         }
     }
 
@@ -214,6 +244,7 @@ final class CacheDownload {
 
     private func end(_ error: String?) {
         finished = true
+        listeners.removeAll()
         stallCheck.close()
         let ms = stopwatch.elapsedMs
         var fields: [(String, LogValue)] = [("taskId", .string(task.key.id)), ("source", .string("origin")),
