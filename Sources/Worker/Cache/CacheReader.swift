@@ -29,6 +29,8 @@ final class CacheReader {
     var onContinue: ((_ from: Int64, _ to: Int64) -> Void)?
 
     static let chunk = 256 << 10
+    /// What is copied when the client's socket is full (see `.send`).
+    static let probeChunk = 64 << 10
     /// Bytes go from the file to the client's socket through this during one call.
     private let buffer = EventLoop.context.scratch(for: CacheReader.self, bytes: CacheReader.chunk)
     static let probeMs: UInt64 = 1000
@@ -151,6 +153,21 @@ final class CacheReader {
                     exchange.sendBody(m)
                     pos += Int64(n)
                     continue
+                }
+                // On disk, to a plain TCP client: sendfile(2), no copy through this process. When the
+                // socket is full, one small chunk is copied instead: its queued write is what tells
+                // the loop the socket has room again (libuv watches its own sockets).
+                var n = n
+                switch exchange.sendBodyFromFile(task.dataFD, offset: pos, count: n) {
+                case .sent(let k)?:
+                    pos += Int64(k)
+                    continue
+                case .queueBusy?:
+                    return
+                case .full?:
+                    n = min(n, CacheReader.probeChunk)
+                case .unavailable?, nil:
+                    break
                 }
                 do {
                     let got = try task.read(offset: pos, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n]))

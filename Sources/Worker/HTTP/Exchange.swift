@@ -140,11 +140,29 @@ public final class Exchange {
 
     public func sendBody(_ b: [UInt8]) { b.withUnsafeBytes { sendBody($0) } }
 
+    /// Body bytes straight from a file to a plain TCP client (sendfile(2)), when the response has a
+    /// length and nothing is queued before them; nil when that is not possible here (TLS, chunked,
+    /// HEAD): send the bytes instead. `.queueBusy` means wait for `onWritable`, which then comes only
+    /// once every queued byte is out.
+    public func sendBodyFromFile(_ fd: Int32, offset: Int64, count: Int) -> UVStream.FileSend? {
+        guard case .body(let writer) = state, writer == .identity, request.method != "HEAD",
+              let tcp = connection.socket as? TCP else { return nil }
+        connection.flushWrites()
+        let r = tcp.sendFile(fd, offset: offset, count: count)
+        switch r {
+        case .sent(let n): bodyBytes += UInt64(n)
+        case .queueBusy, .full: tcp.lowWater = 0
+        case .unavailable: break
+        }
+        return r
+    }
+
     public var isWriteBlocked: Bool { connection.isWriteBlocked }
 
     /// The response is complete. The connection is reused when both sides allow it.
     public func finish() {
         guard let writer = state.finish() else { return }
+        (connection.socket as? TCP)?.lowWater = UVStream.defaultLowWater
         if writer == .chunked { connection.write(ChunkedEncoder.last) }
         logAccess(bytes: bodyBytes)
         clearCallbacks()

@@ -1,4 +1,5 @@
 internal import CUV
+import Glibc
 
 public enum ReadEvent {
     /// Valid only during the callback.
@@ -22,7 +23,8 @@ public class UVStream: UVHandle {
     public var onDrain: (() -> Void)?
     /// Called once if a queued write fails (the peer is gone); the owner decides what to close.
     public var onWriteError: ((any Error) -> Void)?
-    public var lowWater = 64 * 1024
+    public var lowWater = UVStream.defaultLowWater
+    public static let defaultLowWater = 64 * 1024
     public var highWater = 256 * 1024
 
     override func willClose() {
@@ -88,6 +90,34 @@ public class UVStream: UVHandle {
             }
         }
         queueWrite(UnsafeRawBufferPointer(rebasing: bytes[offset...]), sendHandle: nil, completion: nil)
+    }
+
+    /// What `sendFile` did.
+    public enum FileSend: Equatable {
+        /// These many bytes went from the file to the socket, in the kernel.
+        case sent(Int)
+        /// The socket is full: nothing sent.
+        case full
+        /// Queued bytes must go first: wait for `onDrain` with `lowWater` 0.
+        case queueBusy
+        /// Not possible here (an error): copy the bytes instead, which reports any socket error.
+        case unavailable
+    }
+
+    /// Sends `count` bytes of file `fd` from `offset` with sendfile(2), when nothing is queued
+    /// before them (bytes must go out in order).
+    public func sendFile(_ fd: Int32, offset: Int64, count: Int) -> FileSend {
+        guard !isClosing, count > 0 else { return .unavailable }
+        guard writeQueueSize == 0 else { return .queueBusy }
+        var sock: uv_os_fd_t = -1
+        guard uv_fileno(UnsafeMutableRawPointer(stream).assumingMemoryBound(to: uv_handle_t.self), &sock) == 0 else { return .unavailable }
+        var off = off_t(offset)
+        let n = Glibc.sendfile(sock, fd, &off, count)
+        if n > 0 {
+            lastWriteProgressMs = EventLoop.nowMs
+            return .sent(n)
+        }
+        return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? .full : .unavailable
     }
 
     /// Queues a copy of `bytes` (and, on IPC pipes, a handle to send) and calls `completion` with the status.
