@@ -28,13 +28,19 @@ package func syscall<T: BinaryInteger>(_ op: String, path: String? = nil, _ body
 }
 
 /// Writes all of `b` at `offset`.
+///
+/// In slices of `pwriteSlice`: one 4 MiB pwrite into a new file ran at 560-660 MB/s on the
+/// benchmark VM, the same bytes in 256 KiB writes at 4.1 GB/s (`dd bs=4M` against `bs=256K`).
 package func pwriteAll(_ fd: Int32, _ b: UnsafeRawBufferPointer, at offset: Int64, path: String) throws {
     var done = 0
     while done < b.count {
-        let n = try syscall("pwrite", path: path) { pwrite(fd, b.baseAddress! + done, b.count - done, off_t(offset) + off_t(done)) }
+        let len = min(b.count - done, pwriteSlice)
+        let n = try syscall("pwrite", path: path) { pwrite(fd, b.baseAddress! + done, len, off_t(offset) + off_t(done)) }
         done += n
     }
 }
+
+package let pwriteSlice = 256 * 1024
 
 /// Reads up to `count` bytes at `offset` (fewer only at end of file).
 package func preadFull(_ fd: Int32, into p: UnsafeMutableRawPointer, count: Int, at offset: Int64, path: String) throws -> Int {
