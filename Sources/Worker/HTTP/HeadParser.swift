@@ -139,7 +139,11 @@ public enum HeadParser {
         }
     }
 
-    static func isTokenChar(_ c: UInt8) -> Bool {
+    static func isTokenChar(_ c: UInt8) -> Bool { tokenChars[Int(c)] }
+
+    /// RFC 9110 tchar, by byte (every header name of every request is checked).
+    private static let tokenChars: [Bool] = (0..<256).map { i in
+        let c = UInt8(i)
         switch c {
         case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
             return true

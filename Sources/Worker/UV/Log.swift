@@ -160,9 +160,10 @@ public final class Log {
         pending.append(contentsOf: ",\"msg\":".utf8)
         Log.appendQuoted(msg, to: &pending)
         for (k, v) in fields {
-            pending.append(UInt8(ascii: ","))
-            Log.appendQuoted(k, to: &pending)
-            pending.append(UInt8(ascii: ":"))
+            // Field names are the code's own identifiers: nothing in them needs escaping.
+            pending.append(contentsOf: [UInt8(ascii: ","), UInt8(ascii: "\"")])
+            pending.append(contentsOf: k.utf8)
+            pending.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
             v.appendJSON(to: &pending)
         }
         pending.append(contentsOf: "}\n".utf8)
