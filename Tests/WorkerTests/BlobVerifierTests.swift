@@ -30,6 +30,30 @@ final class BlobVerifierTests: XCTestCase {
         }
     }
 
+    func testSkippedBytesAreHashedButNotSentAgain() {
+        // A continuation that starts before what the client already has: the first bytes of the
+        // origin's answer are hashed, not sent; the rest goes out, last byte after the match.
+        let prefix = 4, have = 5
+        for chunks in [1, 2, 5] {
+            let h = SHA256Digest()
+            blob[..<prefix].withUnsafeBytes { h.update($0) }
+            let v = BlobVerifier(digest: digest, hashedSoFar: h, skip: have)
+            v.arm(status: 206, framing: .length(UInt64(blob.count - prefix)))
+            let (out, ok) = relay(v, Array(blob[prefix...]), chunks: chunks)
+            XCTAssertTrue(ok)
+            XCTAssertEqual(out, Array(blob[(prefix + have)...]), "\(chunks) chunks")
+        }
+        var wrong = blob
+        wrong[prefix + 1] ^= 1  // a changed byte in the skipped part still fails the digest
+        let h = SHA256Digest()
+        blob[..<prefix].withUnsafeBytes { h.update($0) }
+        let v = BlobVerifier(digest: digest, hashedSoFar: h, skip: have)
+        v.arm(status: 206, framing: .length(UInt64(blob.count - prefix)))
+        let (out, ok) = relay(v, Array(wrong[prefix...]), chunks: 3)
+        XCTAssertFalse(ok)
+        XCTAssertEqual(out, Array(blob[(prefix + have)..<(blob.count - 1)]))
+    }
+
     func testAWrongBodyNeverGetsItsLastByte() {
         var wrong = blob
         wrong[3] ^= 1

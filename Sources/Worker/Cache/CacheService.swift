@@ -126,20 +126,26 @@ package final class CacheService {
     private func continueFromOrigin(_ ex: Exchange, url: UpstreamURL, policy: TLSContexts.ClientPolicy, task: CacheTask,
                                     whole: Bool, from: Int64, to: Int64) {
         var verifier: BlobVerifier?
+        var start = from
         if whole, let expected = task.key.expectedDigest {
+            // The part already sent is hashed from the file, as far as it is there: a reader in the
+            // downloading worker may have sent bytes from the download's buffer that never reached
+            // the disk (caching stopped). Those come again from the origin, hashed but not re-sent.
+            start = min(from, Int64(task.readableBytes(from: 0, max: Int(from))))
             do {
-                verifier = BlobVerifier(digest: String(expected.dropFirst("sha256:".count)), hashedSoFar: try task.hashPrefix(from))
+                verifier = BlobVerifier(digest: String(expected.dropFirst("sha256:".count)), hashedSoFar: try task.hashPrefix(start),
+                                        skip: Int(from - start))
             } catch {
                 ex.abort(reason: "cannot re-read the part already sent: \(error)")
                 return
             }
         }
         var h = ex.request.headers
-        h.replace("Range", "bytes=\(from)-\(to - 1)")
+        h.replace("Range", "bytes=\(start)-\(to - 1)")
         let fetch = OriginFetch(method: "GET", headers: h, url: url, pool: pool, policy: policy)
         ex.onAbort = { fetch.cancel() }
         fetch.onHead = { head, framing in
-            guard head.status == 206, framing == .length(UInt64(to - from)) else {
+            guard head.status == 206, framing == .length(UInt64(to - start)) else {
                 fetch.cancel()
                 ex.abort(reason: "origin answered \(head.status) to the range that would finish the response")
                 return

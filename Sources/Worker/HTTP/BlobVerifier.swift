@@ -12,12 +12,16 @@ package final class BlobVerifier {
     private var active = false
     private var remaining: UInt64?
     private var held: UInt8?
+    /// Leading body bytes that are hashed but not sent: the client already has them.
+    private var skip: Int
 
-    /// `hashedSoFar`: the hash of the bytes the client already got (a continuation).
-    package init(digest: String, hashedSoFar: SHA256Digest? = nil) {
+    /// `hashedSoFar`: the hash of the bytes before this body (a continuation); `skip`: how many
+    /// of this body's first bytes the client already got by other means (hashed, not sent again).
+    package init(digest: String, hashedSoFar: SHA256Digest? = nil, skip: Int = 0) {
         self.digest = digest
         hasher = hashedSoFar ?? SHA256Digest()
         continuation = hashedSoFar != nil
+        self.skip = skip
     }
 
     /// The response head arrived: verify a whole blob (or the continuation of one), with a known
@@ -31,6 +35,18 @@ package final class BlobVerifier {
     package func pass(_ b: UnsafeRawBufferPointer, send: (UnsafeRawBufferPointer) -> Void) {
         guard active, b.count > 0 else { return send(b) }
         hasher.update(b)
+        if skip > 0 {
+            let n = min(skip, b.count)
+            skip -= n
+            if let r = remaining { remaining = r - min(r, UInt64(n)) }
+            if n == b.count { return }
+            return passHashed(UnsafeRawBufferPointer(rebasing: b[n...]), send: send)
+        }
+        passHashed(b, send: send)
+    }
+
+    /// The part of a hashed chunk that goes to the client.
+    private func passHashed(_ b: UnsafeRawBufferPointer, send: (UnsafeRawBufferPointer) -> Void) {
         if let r = remaining {
             // The length is known: only the chunk that ends the body keeps a byte back.
             let n = UInt64(b.count)
