@@ -320,9 +320,6 @@ package final class CacheService {
             }
         }
         let removed = cache.collectGarbage(expireAfter: storage.taskExpireTime, maxBytes: limit)
-        if !removed.isEmpty {
-            cache.dropEvicted()
-            Log.shared.info("cache gc", ["evicted": removed.count, "tasks": removed.joined(separator: ",")])
-        }
+        if !removed.isEmpty { Log.shared.info("cache gc", ["evicted": removed.count, "tasks": removed.joined(separator: ",")]) }
     }
 }

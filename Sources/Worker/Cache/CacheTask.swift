@@ -354,14 +354,23 @@ public final class CacheTask {
         if readers == 0 { flock(dataFD, LOCK_UN) }
     }
 
-    /// When `isLinked` last said yes (a hit on a kept task asks at most once a second).
-    var linkedAtMs: UInt64 = 0
-
     /// Still the task on disk: garbage collection has not unlinked it.
     var isLinked: Bool {
         var st = stat()
         return fstat(meta.fd, &st) == 0 && st.st_nlink > 0
     }
+
+    /// `isLinked`, asked of the file at most once a second (a hit on a kept task asks every time).
+    var isLinkedLately: Bool {
+        let now = EventLoop.nowMs
+        if linkedAtMs != 0 && now &- linkedAtMs < 1000 { return true }
+        guard isLinked else { return false }
+        linkedAtMs = now
+        return true
+    }
+
+    /// When `isLinked` last said yes.
+    private var linkedAtMs: UInt64 = 0
 
     /// "Give me piece k": its bytes, if present.
     public func readPiece(_ k: Int, into buf: UnsafeMutableRawBufferPointer) throws -> Int? {

@@ -48,14 +48,10 @@ public final class PieceCache {
 
     private func openComplete(_ id: String) -> CacheTask? {
         guard let e = complete[id] else { return nil }
-        // Whether garbage collection unlinked it is asked at most once a second per task.
-        let now = EventLoop.nowMs
-        let linked = now &- e.task.linkedAtMs < 1000 || e.task.isLinked
-        guard e.task.isComplete, linked else {
+        guard e.task.isComplete, e.task.isLinkedLately else {
             complete[id] = nil
             return nil
         }
-        if now &- e.task.linkedAtMs >= 1000 { e.task.linkedAtMs = now }
         uses += 1
         complete[id] = (e.task, uses)
         return e.task
