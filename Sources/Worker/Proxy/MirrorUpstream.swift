@@ -57,7 +57,6 @@ public enum MirrorUpstream {
         case notRegistryAPI
     }
 
-    /// A pull-only mirror: `GET` and `HEAD` of the registry API (`/v2/...`), nothing else.
     /// A `.` or `..` segment anywhere in the path (scanned by bytes, no array of segments).
     static func hasDotSegment(_ path: String) -> Bool {
         var path = path
@@ -85,6 +84,7 @@ public enum MirrorUpstream {
         return segmentStart && (dots == 1 || dots == 2)
     }
 
+    /// A pull-only mirror: `GET` and `HEAD` of the registry API (`/v2/...`), nothing else.
     public static func admit(method: String, target: String) -> Admission {
         guard method == "GET" || method == "HEAD" else { return .methodNotAllowed }
         let path = RequestTarget(target).path
