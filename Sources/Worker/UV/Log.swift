@@ -29,15 +29,13 @@ public enum LogValue {
             let a = abs(m)
             LogValue.appendDecimal(a / 1000, to: &out)
             out.append(UInt8(ascii: "."))
-            var frac = a % 1000, digits = 3
-            if frac == 0 { return out.append(UInt8(ascii: "0")) }
-            while frac % 10 == 0 { frac /= 10; digits -= 1 }
-            var buf: [UInt8] = [0x30, 0x30, 0x30]
-            for k in stride(from: digits - 1, through: 0, by: -1) {
-                buf[k] = UInt8(ascii: "0") + UInt8(frac % 10)
-                frac /= 10
-            }
-            out.append(contentsOf: buf[0..<digits])
+            // The three decimals, trailing zeros dropped (at least one digit stays).
+            var frac = a % 1000, unit = 100
+            repeat {
+                out.append(UInt8(ascii: "0") + UInt8(frac / unit))
+                frac %= unit
+                unit /= 10
+            } while frac > 0
         case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
         }
     }
