@@ -134,24 +134,29 @@ def test_cached_blob_needs_the_registrys_yes(daemon_factory, htpasswd_registry, 
     assert reglib.origin_bytes(htpasswd_registry.log(), blob) == before, "served from the cache, only HEADs upstream"
 
 
-class SlowOrigin(http.server.BaseHTTPRequestHandler):
-    """A registry that trickles one blob (about 40 MiB/s), so a download can be interrupted."""
+class BlobOrigin(http.server.BaseHTTPRequestHandler):
+    """A registry of one blob (`data`, named `digest`, set on the subclass); subclasses say how its
+    bytes go out."""
     protocol_version = "HTTP/1.1"
     data = b""
     digest = ""
-    gets = 0
 
     def log_message(self, *a):
         pass
 
     def head(self):
         self.send_response(200)
-        self.send_header("Content-Length", str(len(SlowOrigin.data)))
-        self.send_header("Docker-Content-Digest", SlowOrigin.digest)
+        self.send_header("Content-Length", str(len(type(self).data)))
+        self.send_header("Docker-Content-Digest", type(self).digest)
         self.end_headers()
 
     def do_HEAD(self):
         self.head()
+
+
+class SlowOrigin(BlobOrigin):
+    """Trickles the blob (about 40 MiB/s), so a download can be interrupted."""
+    gets = 0
 
     def do_GET(self):
         SlowOrigin.gets += 1
@@ -200,20 +205,12 @@ def test_kill9_of_the_downloading_worker_mid_blob(daemon_factory, images):
         first.close()
 
 
-class GatedOrigin(http.server.BaseHTTPRequestHandler):
+class GatedOrigin(BlobOrigin):
     """Sends the first MiB of the blob, then waits for `gate` before the rest."""
-    data = b""
-    digest = ""
     gate = threading.Event()
 
-    def log_message(self, *a):
-        pass
-
     def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(GatedOrigin.data)))
-        self.send_header("Docker-Content-Digest", GatedOrigin.digest)
-        self.end_headers()
+        self.head()
         try:
             self.wfile.write(GatedOrigin.data[:1 << 20])
             self.wfile.flush()
