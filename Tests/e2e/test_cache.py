@@ -1,6 +1,6 @@
 """The shared piece cache: one origin download per blob across all workers, verified, ranges, restart,
 authorization, takeover when the downloading worker dies, garbage collection, containerd pulls."""
-import http.server, os, signal, socket, subprocess, threading, time
+import http.server, os, shutil, signal, socket, subprocess, threading, time
 import pytest
 from lib.origin import serving
 from lib import procs, registry as reglib
@@ -319,3 +319,42 @@ def test_disk_full_stops_caching_and_clients_still_get_everything(daemon_factory
     full = [l for l in d.log_lines() if l["msg"] == "disk full: not caching"]
     assert len(full) <= 2 and full, "logged once (per worker)"
     assert not [f for f in os.listdir(d.cache_dir) if f.startswith(blob[7:])], "nothing of the task is kept"
+
+
+FLUSH_GATE_SHIM = r"""
+#include <stdlib.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+/* fdatasync waits until the file named by DFGET_TEST_FLUSH_GATE exists. */
+int fdatasync(int fd) {
+    const char *gate = getenv("DFGET_TEST_FLUSH_GATE");
+    while (gate && access(gate, F_OK) != 0) usleep(10000);
+    return syscall(SYS_fdatasync, fd);
+}
+"""
+
+
+def test_the_client_of_a_miss_gets_its_last_byte_once_verified_not_once_flushed(daemon_factory, registry, workdir, images):
+    """The one flush that seals a task is for the cache's durability, not the client's: the client
+    of a miss gets its whole verified body while that flush is still running (held here by an
+    fdatasync that waits for a gate file), and the task counts as complete only after it."""
+    blob, size = big(images)
+    shim, gate = os.path.join(workdir, "flushgate.so"), os.path.join(workdir, "flush-gate-open")
+    src = shim[:-3] + ".c"
+    with open(src, "w") as f:
+        f.write(FLUSH_GATE_SHIM)
+    cc = shutil.which("cc") or shutil.which("clang")
+    subprocess.run([cc, "-shared", "-fPIC", "-o", shim, src], check=True)
+    d = daemon_factory(workers=1, proxy_yaml=f"registryMirror:\n  url: http://{registry.addr}\n",
+                       env={"LD_PRELOAD": shim, "DFGET_TEST_FLUSH_GATE": gate})
+    url = f"{d.url}/v2/test/big/blobs/{blob}"
+    try:
+        r = curl("--max-time", "30", "-o", "-", "-w", "%{http_code}", url)
+        assert r.stdout[-3:] == b"200" and sha(r.stdout[:-3]) == blob and len(r.stdout) - 3 == size
+        # The flush is still held: the task is not complete, so it was not downloaded yet.
+        assert not [l for l in d.log_lines() if l["msg"] == "task downloaded"]
+    finally:
+        open(gate, "w").close()
+    line = procs.wait_until(lambda: [l for l in d.log_lines() if l["msg"] == "task downloaded"] or None,
+                            what="the task sealed once the flush ran")[0]
+    assert "error" not in line

@@ -29,8 +29,12 @@ final class CacheDownload {
     private var endedWhileQueued = false
     static let maxQueued = 2
     private var finished = false
-    /// Verified, waiting for the flush that seals the task.
+    /// Every piece is in, waiting for the digest check and the flush that seals the task.
     private var sealing = false
+    /// The digest matched (the flush may still be running): this worker's readers may send the
+    /// last byte. Durability is the task's business, not the client's: a client is owed verified
+    /// bytes, and the task counts as complete for every worker only once it is flushed.
+    private(set) var isVerified = false
     private let stopwatch = Stopwatch()
     private var redirects: [String] = []
     /// Downloads in progress in this worker, which keep them alive.
@@ -226,7 +230,10 @@ final class CacheDownload {
         }
         // One flush per task, on the thread pool; the task is complete only once it is on disk.
         sealing = true
-        task.verifyFlushAndSeal { [self] error in
+        task.verifyFlushAndSeal(verified: { [self] in
+            isVerified = true
+            for wake in Array(listeners.values) { wake() }
+        }) { [self] error in
             sealing = false
             guard !finished else { return }
             if error == "digest mismatch" { return end(error) }

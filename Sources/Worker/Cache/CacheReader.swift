@@ -20,6 +20,9 @@ final class CacheReader {
     private var done = false
     /// The task's download when it runs in this worker: bytes not yet on disk come from its buffers.
     private weak var download: CacheDownload?
+    /// That download found the digest right: every byte may go out, flushed or not (it stays so
+    /// even if the flush then fails: the bytes are still the blob's, and the open file has them).
+    private var verified = false
     private let stopwatch = Stopwatch()
     /// The task failed before anything was sent: serve the client some other way.
     var onFallback: (() -> Void)?
@@ -100,7 +103,9 @@ final class CacheReader {
         pumping = true
         defer { pumping = false }
         while !done {
-            let view = ReaderStep.Task(state: task.state, contentLength: task.contentLength, readable: { [task, download] from, max in
+            if download?.isVerified == true { verified = true }
+            let state = verified ? TaskState.complete : task.state
+            let view = ReaderStep.Task(state: state, contentLength: task.contentLength, readable: { [task, download] from, max in
                 let onDisk = task.readableBytes(from: from, max: max)
                 return onDisk > 0 ? onDisk : download?.inMemory(at: from, max: max)?.count ?? 0
             })

@@ -179,14 +179,16 @@ public final class CacheTask {
         return true
     }
 
-    /// All pieces are in: verify the digest, flush the data on the thread pool, seal. `done` gets
-    /// nil when the task is complete, else why not (a mismatch leaves the task corrupt).
-    package func verifyFlushAndSeal(_ done: @escaping (String?) -> Void) {
+    /// All pieces are in: verify the digest, flush the data on the thread pool, seal. `verified`
+    /// runs once the digest matched, before the flush; `done` gets nil when the task is complete,
+    /// else why not (a mismatch leaves the task corrupt).
+    package func verifyFlushAndSeal(verified: () -> Void = {}, _ done: @escaping (String?) -> Void) {
         do {
             guard try verify() else { return done("digest mismatch") }
         } catch {
             return done("\(error)")
         }
+        verified()
         FileSync.fdatasync(dataFD) { [self] rc in
             guard rc == 0 else { return done("fdatasync: \(UVError(rc))") }
             guard isDownloader else { return done("task given up while flushing") }
