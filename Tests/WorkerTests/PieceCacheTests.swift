@@ -88,6 +88,37 @@ final class PieceCacheTests: XCTestCase {
         XCTAssertNil(cache.lookup(k), "nothing is kept")
     }
 
+    /// Pieces stored without the running hash (as the peers' out-of-order pieces can be): the
+    /// downloader's seal hashes the file on the thread pool, never on the loop, and still tells a
+    /// good blob from a corrupt one.
+    func testSealHashesTheFileOffTheLoopWhenTheRunningHashMissedPieces() throws {
+        let bytes = content(3500)
+        for corrupt in [false, true] {
+            let cache = try PieceCache(root: root + "/\(corrupt)", pieceSize: pieceSize)
+            var stored = bytes
+            if corrupt { stored[3000] ^= 1 }
+            let k = key(for: bytes)
+            let t = try cache.open(k)
+            XCTAssertTrue(try t.claim(pieceSize: pieceSize))
+            try t.describe(contentLength: Int64(bytes.count), contentType: "application/octet-stream", digestHeader: k.expectedDigest ?? "")
+            for p in (0..<t.pieceCount).reversed() {
+                let r = t.pieceRange(p)
+                try stored[Int(r.lowerBound)..<Int(r.upperBound)].withUnsafeBytes { try t.writeBytes(p, $0) }
+                try t.markStored(p, digest: nil)
+            }
+            var events: [String] = []
+            var hashedOn: [Bool] = []
+            t.verifyFlushAndSeal(verified: { events.append("verified"); hashedOn.append(Thread.isMainThread) }) { error in
+                events.append(error ?? "sealed")
+            }
+            XCTAssertEqual(events, [], "the file is hashed on the pool: nothing is decided before the loop runs")
+            EventLoop.run()
+            XCTAssertEqual(events, corrupt ? ["digest mismatch"] : ["verified", "sealed"])
+            XCTAssertEqual(t.state, corrupt ? .corrupt : .complete)
+            XCTAssertEqual(hashedOn, corrupt ? [] : [true], "completions come back on the loop's thread")
+        }
+    }
+
     func testOneDownloaderAtATimeAndTakeoverWhenItDies() throws {
         let cache = try PieceCache(root: root, pieceSize: pieceSize)
         let bytes = content(4096)

@@ -122,24 +122,35 @@ package final class CacheService {
 
     /// The rest of a response whose task stopped being cached: bytes `[from, to)` by a range request.
     /// A whole blob is still verified: the part already sent is hashed from the task's file (still
-    /// open though unlinked), the rest as it arrives, and the last byte waits for the digest.
+    /// open though unlinked) on the thread pool, the rest as it arrives, and the last byte waits
+    /// for the digest.
     private func continueFromOrigin(_ ex: Exchange, url: UpstreamURL, policy: TLSContexts.ClientPolicy, task: CacheTask,
                                     whole: Bool, from: Int64, to: Int64) {
-        var verifier: BlobVerifier?
-        var start = from
-        if whole, let expected = task.key.expectedDigest {
-            // The part already sent is hashed from the file, as far as it is there: a reader in the
-            // downloading worker may have sent bytes from the download's buffer that never reached
-            // the disk (caching stopped). Those come again from the origin, hashed but not re-sent.
-            start = min(from, Int64(task.readableBytes(from: 0, max: Int(from))))
-            do {
-                verifier = BlobVerifier(digest: String(expected.dropFirst("sha256:".count)), hashedSoFar: try task.hashPrefix(start),
-                                        skip: Int(from - start))
-            } catch {
-                ex.abort(reason: "cannot re-read the part already sent: \(error)")
-                return
-            }
+        guard whole, let expected = task.key.expectedDigest else {
+            return fetchRest(ex, url: url, policy: policy, from: from, to: to, verifier: nil)
         }
+        // The part already sent is hashed from the file, as far as it is there: a reader in the
+        // downloading worker may have sent bytes from the download's buffer that never reached
+        // the disk (caching stopped). Those come again from the origin, hashed but not re-sent.
+        let start = min(from, Int64(task.readableBytes(from: 0, max: Int(from))))
+        var prefix: Result<SHA256Digest, Error> = .failure(SystemError(op: "hash", path: nil, errno: EINVAL))
+        var gone = false
+        ex.onAbort = { gone = true }
+        ThreadPool.run({ prefix = Result { try task.hashPrefix(start) } }, then: { [self] in
+            guard !gone else { return }
+            switch prefix {
+            case .failure(let error):
+                ex.abort(reason: "cannot re-read the part already sent: \(error)")
+            case .success(let h):
+                let verifier = BlobVerifier(digest: String(expected.dropFirst("sha256:".count)), hashedSoFar: h, skip: Int(from - start))
+                fetchRest(ex, url: url, policy: policy, from: start, to: to, verifier: verifier)
+            }
+        })
+    }
+
+    /// Bytes `[from, to)` of the blob from the origin by a range request, to finish a response.
+    private func fetchRest(_ ex: Exchange, url: UpstreamURL, policy: TLSContexts.ClientPolicy, from start: Int64, to: Int64,
+                           verifier: BlobVerifier?) {
         var h = ex.request.headers
         h.replace("Range", "bytes=\(start)-\(to - 1)")
         let fetch = OriginFetch(method: "GET", headers: h, url: url, pool: pool, policy: policy)

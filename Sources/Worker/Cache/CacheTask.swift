@@ -153,7 +153,7 @@ public final class CacheTask {
     }
 
     /// All pieces are in: verified, flushed (on the calling thread), sealed. Tests and tools; the
-    /// downloader does `verify`, a flush off the loop, then `seal`.
+    /// downloader does the same off the loop (`verifyFlushAndSeal`).
     public func finish() throws -> Bool {
         guard try verify() else { return false }
         try syscall("fdatasync", path: dataPath) { fdatasync(dataFD) }
@@ -162,33 +162,63 @@ public final class CacheTask {
     }
 
     /// All pieces are in: a digest-keyed task counts as cached only if its sha256 matches.
-    /// Returns false (and drops the task as corrupt) on a mismatch.
+    /// Returns false (and drops the task as corrupt) on a mismatch. Reads the file on the calling
+    /// thread when the running hash does not cover every piece: tests and tools; the downloader
+    /// uses `verifyFlushAndSeal`.
     public func verify() throws -> Bool {
+        let length = try allPiecesIn()
+        guard key.expectedDigest != nil else { return true }
+        return accept(try runningDigest() ?? hashFile(length))
+    }
+
+    /// The content's length, once every piece is present.
+    private func allPiecesIn() throws -> Int64 {
         precondition(isDownloader)
         guard let length = contentLength, (0..<pieceCount).allSatisfy(hasPiece), meta.piecesPresent == pieceCount else {
             throw SystemError(op: "finish", path: dataPath, errno: EINVAL)
         }
-        if let expected = key.expectedDigest {
-            let actual = "sha256:" + (hasher != nil && hashedPieces == pieceCount ? hasher!.finalizeHex() : try hashFile(length))
-            guard actual == expected else {
-                Log.shared.error("digest mismatch: not cached", ["taskId": key.id, "expected": expected, "actual": actual])
-                drop(.corrupt)
-                return false
-            }
-        }
-        return true
+        return length
     }
 
-    /// All pieces are in: verify the digest, flush the data on the thread pool, seal. `verified`
-    /// runs once the digest matched, before the flush; `done` gets nil when the task is complete,
-    /// else why not (a mismatch leaves the task corrupt).
-    package func verifyFlushAndSeal(verified: () -> Void = {}, _ done: @escaping (String?) -> Void) {
-        do {
-            guard try verify() else { return done("digest mismatch") }
-        } catch {
-            return done("\(error)")
+    /// The running hash's digest when it took in every piece; nil when the file must be read.
+    private func runningDigest() -> String? {
+        guard let hasher, hashedPieces == pieceCount else { return nil }
+        return hasher.finalizeHex()
+    }
+
+    /// Whether `actual` (hex) is the expected digest; a mismatch drops the task as corrupt.
+    private func accept(_ actual: String) -> Bool {
+        guard let expected = key.expectedDigest, "sha256:" + actual != expected else { return true }
+        Log.shared.error("digest mismatch: not cached", ["taskId": key.id, "expected": expected, "actual": "sha256:" + actual])
+        drop(.corrupt)
+        return false
+    }
+
+    /// All pieces are in: verify the digest, flush the data, seal; the loop does neither a file
+    /// read nor the flush (when the running hash missed pieces, the file is hashed on the thread
+    /// pool). `verified` runs once the digest matched, before the flush; `done` gets nil when the
+    /// task is complete, else why not (a mismatch leaves the task corrupt).
+    package func verifyFlushAndSeal(verified: @escaping () -> Void = {}, _ done: @escaping (String?) -> Void) {
+        let length: Int64
+        do { length = try allPiecesIn() } catch { return done("\(error)") }
+        let check = { [self] (actual: Result<String, Error>?) in
+            guard isDownloader else { return done("task given up while verifying") }
+            switch actual {
+            case .failure(let error)?: return done("\(error)")
+            case .success(let hex)?: guard accept(hex) else { return done("digest mismatch") }
+            case nil: break
+            }
+            verified()
+            flushAndSeal(done)
         }
-        verified()
+        guard key.expectedDigest != nil else { return check(nil) }
+        if let hex = runningDigest() { return check(.success(hex)) }
+        var actual: Result<String, Error> = .success("")
+        ThreadPool.run({ [self] in actual = Result { try hashFile(length) } }, then: { check(actual) })
+    }
+
+    /// The one flush of the data file, on the thread pool, then the seal.
+    private func flushAndSeal(_ done: @escaping (String?) -> Void) {
         FileSync.fdatasync(dataFD) { [self] rc in
             guard rc == 0 else { return done("fdatasync: \(UVError(rc))") }
             guard isDownloader else { return done("task given up while flushing") }
