@@ -103,7 +103,7 @@ final class PieceCacheTests: XCTestCase {
             try t.describe(contentLength: Int64(bytes.count), contentType: "application/octet-stream", digestHeader: k.expectedDigest ?? "")
             for p in (0..<t.pieceCount).reversed() {
                 let r = t.pieceRange(p)
-                try stored[Int(r.lowerBound)..<Int(r.upperBound)].withUnsafeBytes { try t.writeBytes(p, $0) }
+                try stored[Int(r.lowerBound)..<Int(r.upperBound)].withUnsafeBytes { try t.writeBytes($0, at: t.pieceOffset(p, count: $0.count)) }
                 try t.markStored(p, digest: nil)
             }
             var events: [String] = []

@@ -173,9 +173,11 @@ final class CacheDownload {
     /// Writes (and hashes) the first queued piece on the thread pool; marks it present on the loop.
     private func writeNext() {
         guard !writing, !finished, let q = queued.first else { return }
-        writing = true
         let task = task, withDigest = recordPieceDigests
         let bytes = UnsafeRawBufferPointer(start: q.buffer, count: q.count)
+        let offset: Int64
+        do { offset = try task.pieceOffset(q.k, count: q.count) } catch { return giveUp("\(error)") }
+        writing = true
         // The write and the hash of the piece run side by side on two pool threads.
         var written: Result<Void, Error> = .success(())
         var digest: [UInt8]?
@@ -184,7 +186,7 @@ final class CacheDownload {
             pending -= 1
             if pending == 0 { stored(q, written.map { digest }) }
         }
-        ThreadPool.run({ written = Result { try task.writeBytes(q.k, bytes) } }, then: both)
+        ThreadPool.run({ written = Result { try task.writeBytes(bytes, at: offset) } }, then: both)
         ThreadPool.run({ digest = task.hashPiece(q.k, bytes, withDigest: withDigest) }, then: both)
     }
 

@@ -116,21 +116,29 @@ public final class CacheTask {
     /// it from there); the disk gets it with the one flush that seals the task (`seal`). Its parts,
     /// `writeBytes`, `hashPiece` and `markStored`, are there for a caller that runs them apart.
     public func storePiece(_ k: Int, _ bytes: UnsafeRawBufferPointer) throws {
-        try writeBytes(k, bytes)
+        try writeBytes(bytes, at: pieceOffset(k, count: bytes.count))
         _ = hashPiece(k, bytes, withDigest: false)
         try markStored(k, digest: nil)
     }
 
-    /// The write of piece `k`: may run on a pool thread beside `hashPiece` of the same piece (the
-    /// loop touches neither the hasher nor the piece until both are done).
-    package func writeBytes(_ k: Int, _ bytes: UnsafeRawBufferPointer) throws {
+    /// Where piece `k` of `count` bytes goes in the data file: checked on the loop, before its
+    /// write, while this worker holds the task.
+    package func pieceOffset(_ k: Int, count: Int) throws -> Int64 {
         precondition(isDownloader)
-        guard k >= 0, k < pieceCount, Int64(bytes.count) == pieceRange(k).count else {
+        guard k >= 0, k < pieceCount, Int64(count) == pieceRange(k).count else {
             throw SystemError(op: "store piece \(k)", path: dataPath, errno: EINVAL)
         }
-        try pwriteAll(dataFD, bytes, at: pieceRange(k).lowerBound, path: dataPath)
+        return pieceRange(k).lowerBound
+    }
+
+    /// The write of a piece at `offset` (from `pieceOffset`): may run on a pool thread beside
+    /// `hashPiece` of the same piece, and reads nothing the loop changes. If the loop gives the
+    /// task up meanwhile, the bytes go to a file that is gone or will be written again, and are
+    /// never marked present.
+    package func writeBytes(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws {
+        try pwriteAll(dataFD, bytes, at: offset, path: dataPath)
         // Start this piece's way to the disk now, so the one flush that seals the task has little left.
-        _ = cuv_start_writeback(dataFD, pieceRange(k).lowerBound, Int64(bytes.count))
+        _ = cuv_start_writeback(dataFD, offset, Int64(bytes.count))
     }
 
     /// The blob's running hash over piece `k` (pieces in order, one at a time) and, with

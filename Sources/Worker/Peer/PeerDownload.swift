@@ -187,6 +187,31 @@ final class PeerDownload {
         return w
     }
 
+    /// A piece fetched from `m` was checked and written (on the pool): present from now on, or `m` avoided.
+    private func stored(_ k: Int, from m: Member, digest: [UInt8], matches: Bool, written: Result<Void, Error>, bytes: Int) {
+        guard matches else {
+            Log.shared.warn("peer sent a piece that does not match its digest: avoided", ["taskId": task.key.id, "peer": m.description, "piece": k])
+            avoid.insert(m)
+            return step()
+        }
+        do {
+            try written.get()
+            try task.markStored(k, digest: digest)
+            // Pieces land out of order: the blob's hash follows them on the thread pool.
+            task.catchUpHash()
+        } catch {
+            return fallBack("\(error)")
+        }
+        if m == owner { ownerSlips = 0 }
+        bytesFrom[m.description, default: 0] += bytes
+        if PeerDownload.trace {
+            Log.shared.info("piece stored", ["taskId": task.key.id, "piece": k, "from": m.description, "ms": stopwatch.elapsedMs.rounded()])
+        }
+        lastProgressMs = EventLoop.nowMs
+        network.membership.markUp(m)
+        step()
+    }
+
     private func fetch(_ k: Int, from m: Member, digest: [UInt8]) {
         inFlight[k] = m
         let expected = Int(task.pieceRange(k).count)
@@ -197,36 +222,33 @@ final class PeerDownload {
         f.onHead = { h, _ in status = h.status }
         f.onBody = { b in if bytes.count + b.count <= expected { bytes.append(contentsOf: b) } else { status = -1 } }
         f.onEnd = { [self] in
-            inFlight[k] = nil
-            guard !finished else { return }
-            guard status == 200, bytes.count == expected else {
+            guard !finished, status == 200, bytes.count == expected else {
+                inFlight[k] = nil
+                guard !finished else { return }
                 if m == owner, ownerSlip("piece \(k): status \(status), \(bytes.count) bytes") { return step() }
                 avoid.insert(m)
                 return step()
             }
-            let h = SHA256Digest()
-            bytes.withUnsafeBytes { h.update($0) }
-            guard h.finalize() == digest else {
-                Log.shared.warn("peer sent a piece that does not match its digest: avoided", ["taskId": task.key.id, "peer": m.description, "piece": k])
-                avoid.insert(m)
-                return step()
-            }
-            do {
-                try bytes.withUnsafeBytes { try task.writeBytes(k, $0) }
-                try task.markStored(k, digest: digest)
-                // Pieces land out of order: the blob's hash follows them on the thread pool.
-                task.catchUpHash()
-            } catch {
+            // The piece's digest and its write run on the thread pool, not the loop; the piece
+            // stays in flight (nobody fetches it again) until they are done.
+            let offset: Int64
+            do { offset = try task.pieceOffset(k, count: expected) } catch {
+                inFlight[k] = nil
                 return fallBack("\(error)")
             }
-            if m == owner { ownerSlips = 0 }
-            bytesFrom[m.description, default: 0] += expected
-            if PeerDownload.trace {
-                Log.shared.info("piece stored", ["taskId": task.key.id, "piece": k, "from": m.description, "ms": stopwatch.elapsedMs.rounded()])
-            }
-            lastProgressMs = EventLoop.nowMs
-            network.membership.markUp(m)
-            step()
+            let piece = bytes
+            var matches = false
+            var written: Result<Void, Error> = .success(())
+            ThreadPool.run({ [task] in
+                let h = SHA256Digest()
+                piece.withUnsafeBytes { h.update($0) }
+                matches = h.finalize() == digest
+                if matches { written = Result { try piece.withUnsafeBytes { try task.writeBytes($0, at: offset) } } }
+            }, then: { [self] in
+                inFlight[k] = nil
+                guard !finished else { return }
+                stored(k, from: m, digest: digest, matches: matches, written: written, bytes: expected)
+            })
         }
         f.onFail = { [self] error in
             inFlight[k] = nil
