@@ -193,6 +193,31 @@ final class PieceCacheTests: XCTestCase {
         XCTAssertEqual(cache.collectGarbage(expireAfter: 1e9, maxBytes: 1000), [keys[2].id])
     }
 
+    /// The daemon's garbage collection: listing, stats and unlinks on the thread pool, the kept
+    /// tasks forgotten on the loop once it is done.
+    func testGarbageCollectionRunsOffTheLoop() throws {
+        let cache = try PieceCache(root: root, pieceSize: pieceSize)
+        var keys: [TaskKey] = []
+        for i in 0..<3 {
+            let b = content(1500 + i)
+            keys.append(key(for: b))
+            XCTAssertTrue(try download(cache, keys[i], b).finish())
+            XCTAssertNotNil(cache.lookup(keys[i]), "kept open for hits")
+            let when = Date().addingTimeInterval(i == 2 ? 0 : -3600)
+            try FileManager.default.setAttributes([.modificationDate: when], ofItemAtPath: cache.paths(keys[i].id).meta)
+        }
+        var removed: [String]?
+        var limitAskedOnLoopThread: Bool?
+        cache.collectGarbage(expireAfter: 600, maxBytes: { limitAskedOnLoopThread = Thread.isMainThread; return nil }) { removed = $0 }
+        XCTAssertNil(removed, "decided on the loop, once the pool is done")
+        EventLoop.run()
+        XCTAssertEqual(Set(removed ?? []), [keys[0].id, keys[1].id])
+        XCTAssertEqual(limitAskedOnLoopThread, false)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: cache.paths(keys[0].id).data))
+        XCTAssertNil(cache.lookup(keys[0]), "the kept task is forgotten")
+        XCTAssertNotNil(cache.lookup(keys[2]))
+    }
+
     func testHitsReuseOneOpenTaskUntilItIsEvicted() throws {
         let cache = try PieceCache(root: root, pieceSize: pieceSize)
         let bytes = content(2500)

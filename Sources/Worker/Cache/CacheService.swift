@@ -316,8 +316,23 @@ package final class CacheService {
         fetch.start()
     }
 
-    /// Evicts by `storage.taskExpireTime`, `diskGCThreshold` and `diskGCThresholdPercent`.
+    /// Evicts by `storage.taskExpireTime`, `diskGCThreshold` and `diskGCThresholdPercent`, on the
+    /// thread pool (one round at a time).
     package func collectGarbage(_ storage: DaemonConfig.Storage) {
+        guard !collecting else { return }
+        collecting = true
+        let cache = cache
+        cache.collectGarbage(expireAfter: storage.taskExpireTime, maxBytes: { CacheService.byteLimit(storage, cache) }) { [self] removed in
+            collecting = false
+            if !removed.isEmpty { Log.shared.info("cache gc", ["evicted": removed.count, "tasks": removed.joined(separator: ",")]) }
+        }
+    }
+
+    private var collecting = false
+
+    /// The most the cache may hold now: `diskGCThreshold`, and less when the disk is fuller than
+    /// `diskGCThresholdPercent` (lists the cache: runs on the thread pool).
+    private static func byteLimit(_ storage: DaemonConfig.Storage, _ cache: PieceCache) -> Int64? {
         var limit = storage.diskGCThreshold.map { Int64(clamping: $0) }
         var fs = statvfs()
         if statvfs(cache.root, &fs) == 0, fs.f_blocks > 0 {
@@ -330,7 +345,6 @@ package final class CacheService {
                 limit = min(limit ?? target, target)
             }
         }
-        let removed = cache.collectGarbage(expireAfter: storage.taskExpireTime, maxBytes: limit)
-        if !removed.isEmpty { Log.shared.info("cache gc", ["evicted": removed.count, "tasks": removed.joined(separator: ",")]) }
+        return limit
     }
 }

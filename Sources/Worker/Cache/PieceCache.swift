@@ -92,7 +92,14 @@ public final class PieceCache {
     /// Removes a task unless someone downloads it now (its lock) or reads it (a shared lock on the data).
     @discardableResult
     public func evict(_ id: String) -> Bool {
-        let p = paths(id)
+        guard PieceCache.removeFiles(paths(id)) else { return false }
+        // This worker's hits stop here at once; other workers notice within a second.
+        complete[id] = nil
+        return true
+    }
+
+    /// The files' part of `evict`: reads and changes nothing but the files, so any thread may run it.
+    static func removeFiles(_ p: (meta: String, data: String)) -> Bool {
         let mfd = Glibc.open(p.meta, O_RDWR | O_CLOEXEC)
         guard mfd >= 0 else { return false }
         defer { close(mfd) }
@@ -103,22 +110,40 @@ public final class PieceCache {
         unlink(p.data)
         unlink(p.meta)
         CacheTask.unlinkSidecars(dataPath: p.data)
-        // This worker's hits stop here at once; other workers notice within a second.
-        complete[id] = nil
         return true
     }
 
     /// Evicts tasks unused for `expireAfter` seconds, then least recently used ones until the cache is
-    /// under `maxBytes`. Returns the ids removed.
+    /// under `maxBytes`. Returns the ids removed. On the calling thread: tests and tools.
     public func collectGarbage(now: Date = Date(), expireAfter: TimeInterval, maxBytes: Int64?) -> [String] {
+        let removed = evictFiles(now: now, expireAfter: expireAfter, maxBytes: maxBytes)
+        for id in removed { complete[id] = nil }
+        return removed
+    }
+
+    /// The same off the loop: the listing, a stat per file and the unlinks (thousands of files in a
+    /// big cache) run on the thread pool, and so does `maxBytes` (it may list the cache too); `done`
+    /// gets the ids removed, on the loop.
+    public func collectGarbage(expireAfter: TimeInterval, maxBytes: @escaping () -> Int64?, then done: @escaping ([String]) -> Void) {
+        var removed: [String] = []
+        ThreadPool.run({ [self] in
+            removed = evictFiles(now: Date(), expireAfter: expireAfter, maxBytes: maxBytes())
+        }, then: { [self] in
+            for id in removed { complete[id] = nil }
+            done(removed)
+        })
+    }
+
+    /// The files' part of garbage collection: touches nothing of this object but `root` (any thread).
+    private func evictFiles(now: Date, expireAfter: TimeInterval, maxBytes: Int64?) -> [String] {
         var removed: [String] = []
         var live = entries()
-        for e in live where now.timeIntervalSince(e.lastAccess) > expireAfter && evict(e.id) { removed.append(e.id) }
+        for e in live where now.timeIntervalSince(e.lastAccess) > expireAfter && PieceCache.removeFiles(paths(e.id)) { removed.append(e.id) }
         live.removeAll { removed.contains($0.id) }
         if let maxBytes {
             var total = live.reduce(0) { $0 + $1.bytes }
             for e in live where total > maxBytes {
-                if evict(e.id) {
+                if PieceCache.removeFiles(paths(e.id)) {
                     removed.append(e.id)
                     total -= e.bytes
                 }
