@@ -244,3 +244,29 @@ def test_alive_time_exits_when_idle(daemon_factory, registry):
     assert d.proc.p.returncode == 0
     assert any(l.get("msg") == "idle for aliveTime: exiting" for l in d.log_lines())
     assert not d.workers()
+
+
+def test_a_hit_whose_pages_left_the_page_cache_is_read_on_the_pool(daemon_factory, registry, images):
+    """A cached blob whose pages the kernel dropped (a restart, a blob not asked for in a while) is
+    read from the disk on the thread pool before it goes out, not by sendfile on the loop; the
+    metric counts those bytes. The same hit with the pages in memory reads nothing."""
+    layout, _, blobs = images["big"]
+    blob, size = blobs[0], os.path.getsize(reglib.blob_path(layout, blobs[0]))
+    d = ops_daemon(daemon_factory, registry, workers=1)
+    url = f"{d.url}/v2/test/big/blobs/{blob}"
+    assert sha(curl("-o", "-", url).stdout) == blob
+    procs.wait_until(lambda: [l for l in d.log_lines() if l["msg"] == "task downloaded"] or None, what="the task sealed")
+    before = value(scrape(d), "dfget_cache_disk_read_bytes_total")
+    assert sha(curl("-o", "-", url).stdout) == blob
+    assert value(scrape(d), "dfget_cache_disk_read_bytes_total") == before, "pages in memory: nothing read"
+    data = os.path.join(d.cache_dir, blob[7:] + ".data")
+    fd = os.open(data, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    assert sha(curl("-o", "-", url).stdout) == blob
+    # At least the first window is read on the pool; the kernel's own read-ahead, started by those
+    # reads and by sendfile, brings in much of the rest without the loop waiting for it.
+    read = value(scrape(d), "dfget_cache_disk_read_bytes_total") - before
+    assert 4 << 20 <= read <= size, f"{read} of {size} bytes were read on the pool"

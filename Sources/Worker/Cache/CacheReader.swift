@@ -20,6 +20,8 @@ final class CacheReader {
     private var done = false
     /// The task's download when it runs in this worker: bytes not yet on disk come from its buffers.
     private weak var download: CacheDownload?
+    /// Bytes from the file go out only once they are in the page cache (read on the pool if not).
+    private var warmer: PageWarmer?
     /// That download found the digest right: every byte may go out, flushed or not (it stays so
     /// even if the flush then fails: the bytes are still the blob's, and the open file has them).
     private var verified = false
@@ -163,6 +165,8 @@ final class CacheReader {
                 // On disk, to a plain TCP client: sendfile(2), no copy through this process. When the
                 // socket is full, one small chunk is copied instead: its queued write is what tells
                 // the loop the socket has room again (libuv watches its own sockets).
+                if warmer == nil, let length = task.contentLength { warmer = PageWarmer(task: task, length: length) }
+                if let warmer, !warmer.isWarm(pos, n, ready: { [weak self] in self?.pump() }) { return }
                 var n = n
                 switch exchange.sendBodyFromFile(task.dataFD, offset: pos, count: n) {
                 case .sent(let k)?:
@@ -208,6 +212,7 @@ final class CacheReader {
         done = true
         download?.unlisten(self)
         download = nil
+        warmer = nil
         watch?.close()
         watch = nil
         probe?.close()

@@ -65,6 +65,8 @@ public struct Exposition {
         sample("dfget_cache_hits_total", counter(Scalar.cacheHits.rawValue))
         family("dfget_cache_misses_total", "counter", "Cacheable requests whose blob was not (yet) complete in the cache.")
         sample("dfget_cache_misses_total", counter(Scalar.cacheMisses.rawValue))
+        family("dfget_cache_disk_read_bytes_total", "counter", "Cached bytes read from the disk (not in the page cache) on the thread pool before they went out.")
+        sample("dfget_cache_disk_read_bytes_total", counter(Scalar.cacheDiskReadBytes.rawValue))
         family("dfget_cache_bytes", "gauge", "Bytes of blob data in the piece cache.")
         sample("dfget_cache_bytes", String(cacheBytes))
         family("dfget_tasks_active", "gauge", "Blobs being downloaded into the cache now.")
