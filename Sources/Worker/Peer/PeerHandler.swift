@@ -98,10 +98,23 @@ public final class PeerHandler {
               let digest = task.pieceDigest(k) else {
             return ex.respond(status: 404, body: "no such piece\n")
         }
+        // The piece is read on the thread pool: 4 MiB from a file whose pages may have left memory.
         let r = task.pieceRange(k)
-        var bytes = [UInt8](repeating: 0, count: Int(r.count))
-        let n = (try? bytes.withUnsafeMutableBytes { try task.read(offset: r.lowerBound, into: $0) }) ?? -1
-        guard n == bytes.count else { return ex.respond(status: 500, body: "cannot read the piece\n") }
+        var bytes: [UInt8] = []
+        ThreadPool.run({
+            bytes = [UInt8](unsafeUninitializedCapacity: Int(r.count)) { buf, initialized in
+                initialized = (try? task.read(offset: r.lowerBound, into: UnsafeMutableRawBufferPointer(buf))) ?? 0
+            }
+        }, then: { [self] in
+            guard !ex.isFinished else { return }
+            guard bytes.count == Int(r.count) else { return ex.respond(status: 500, body: "cannot read the piece\n") }
+            send(ex, bytes, digest: digest)
+        })
+    }
+
+    /// A piece read for a member: out now, or when `upload.rateLimit` allows.
+    private func send(_ ex: Exchange, _ bytes: [UInt8], digest: [UInt8]) {
+        let n = bytes.count
         var h = HTTPHeaders()
         h.add("Content-Type", "application/octet-stream")
         h.add("X-Dragonfly-Piece-Digest", Hex.encode(digest))
