@@ -257,6 +257,7 @@ def test_a_hit_whose_pages_left_the_page_cache_is_read_on_the_pool(daemon_factor
     assert sha(curl("-o", "-", url).stdout) == blob
     procs.wait_until(lambda: [l for l in d.log_lines() if l["msg"] == "task downloaded"] or None, what="the task sealed")
     before = value(scrape(d), "dfget_cache_disk_read_bytes_total")
+    assert before == 0, "a miss's client reads what was just written (in memory), nothing from the disk"
     assert sha(curl("-o", "-", url).stdout) == blob
     assert value(scrape(d), "dfget_cache_disk_read_bytes_total") == before, "pages in memory: nothing read"
     data = os.path.join(d.cache_dir, blob[7:] + ".data")

@@ -165,7 +165,8 @@ final class CacheReader {
                 // On disk, to a plain TCP client: sendfile(2), no copy through this process. When the
                 // socket is full, one small chunk is copied instead: its queued write is what tells
                 // the loop the socket has room again (libuv watches its own sockets).
-                if warmer == nil, let length = task.contentLength { warmer = PageWarmer(task: task, length: length) }
+                // A complete task's file (a download's pages were just written: they are in memory).
+                if warmer == nil, task.isComplete, let length = task.contentLength { warmer = PageWarmer(task: task, length: length) }
                 if let warmer, !warmer.isWarm(pos, n, ready: { [weak self] in self?.pump() }) { return }
                 var n = n
                 switch exchange.sendBodyFromFile(task.dataFD, offset: pos, count: n) {
