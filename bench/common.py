@@ -17,7 +17,7 @@ def registry_with_image(work, started, repo, small=False):
     return reg, layout, blobs, os.path.getsize(reglib.blob_path(layout, blobs[0]))
 
 
-def nginx(work, name, server_body, http_extra=""):
+def nginx(work, name, server_body, http_extra="", workers=2):
     """nginx (2 workers, as root so it reads the temp dirs) with one server block on a free port."""
     port = procs.free_port()
     d = os.path.join(work, name)
@@ -25,7 +25,7 @@ def nginx(work, name, server_body, http_extra=""):
     conf = os.path.join(d, "nginx.conf")
     with open(conf, "w") as f:
         f.write(f"""user root;
-worker_processes 2;
+worker_processes {workers};
 daemon off;
 pid {d}/nginx.pid;
 error_log {d}/error.log;
@@ -59,8 +59,35 @@ def nginx_reverse_proxy(work, upstream):
         }}""")
 
 
-def nginx_static(work, root):
-    return nginx(work, "nginx-static", f"root {root};\n        sendfile on;\n        tcp_nopush on;\n        sendfile_max_chunk 0;")
+def nginx_static(work, root, name="nginx-static", workers=2):
+    return nginx(work, name, f"root {root};\n        sendfile on;\n        tcp_nopush on;\n        sendfile_max_chunk 0;", workers=workers)
+
+
+def cpu_seconds(pids):
+    """User + system CPU seconds the processes (all their threads) have used so far."""
+    tck, total = os.sysconf("SC_CLK_TCK"), 0.0
+    for pid in pids:
+        try:
+            f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            total += (int(f[11]) + int(f[12])) / tck
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def children(pid):
+    """The direct children of a process (nginx's workers)."""
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(x) for x in out]
+
+
+def drop_page_cache(path):
+    """Asks the kernel to forget a file's pages (they are clean): the next read goes to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
 
 
 def rss_kib(pid):
