@@ -75,6 +75,18 @@ def cpu_seconds(pids):
     return total
 
 
+def wait_idle(pids, quiet=0.5, timeout=30):
+    """Waits until the processes used no CPU for `quiet` seconds (work left after a response, such
+    as docker-registry committing a pulled-through blob, must not land in the next measurement)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        c = cpu_seconds(pids)
+        time.sleep(quiet)
+        if cpu_seconds(pids) == c:
+            return
+    raise RuntimeError(f"{pids} still busy after {timeout} s")
+
+
 def children(pid):
     """The direct children of a process (nginx's workers)."""
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
