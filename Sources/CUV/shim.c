@@ -52,3 +52,7 @@ void cuv_ignore_sigpipe(void) { signal(SIGPIPE, SIG_IGN); }
 int cuv_memfd_create(const char *name) { return memfd_create(name, 0); }
 
 int cuv_start_writeback(int fd, int64_t off, int64_t len) { return sync_file_range(fd, off, len, SYNC_FILE_RANGE_WRITE); }
+
+ssize_t cuv_splice(int in, int out, size_t len) { return splice(in, NULL, out, NULL, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK); }
+int cuv_pipe_nonblock(int fds[2]) { return pipe2(fds, O_NONBLOCK | O_CLOEXEC); }
+int cuv_set_pipe_size(int fd, int size) { return fcntl(fd, F_SETPIPE_SZ, size); }

@@ -26,6 +26,12 @@ int cuv_memfd_create(const char *name);
  * without waiting (also _GNU_SOURCE only). */
 int cuv_start_writeback(int fd, int64_t off, int64_t len);
 
+/* splice(2) between a socket and a pipe, non-blocking, pages moved where the kernel can
+ * (_GNU_SOURCE only); pipe2(2) with O_NONBLOCK | O_CLOEXEC; a pipe's capacity (F_SETPIPE_SZ). */
+ssize_t cuv_splice(int in, int out, size_t len);
+int cuv_pipe_nonblock(int fds[2]);
+int cuv_set_pipe_size(int fd, int size);
+
 /* Atomic operations on 64-bit words that several processes map (relaxed where a counter needs no
  * ordering; the compare-and-swap is sequentially consistent). */
 static inline void cuv_atomic_add_u64(uint64_t *p, uint64_t v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }

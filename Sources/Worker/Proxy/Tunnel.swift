@@ -1,3 +1,4 @@
+import Glibc
 import UV
 import HTTP
 import Metrics
@@ -87,8 +88,28 @@ final class Tunnel {
         idle.start(ms: next) { [weak self] in self?.checkIdle() }
     }
 
+    /// The kernel moves the bytes when it can (splice); else they go through the loop.
+    private var spliced: SpliceRelay?
+    /// `DFGET_NO_SPLICE=1`: tunnels relay through the loop (for comparison).
+    nonisolated(unsafe) static var useSplice = getenv("DFGET_NO_SPLICE") == nil
+
     private func start() {
         checkIdle()
+        if Tunnel.useSplice, let r = SpliceRelay(client, upstream) {
+            spliced = r
+            exchange.logFields.append(("relay", .string("splice")))
+            let (up0, down0) = (up, down)
+            // The relay's closures hold `self` until `finish` closes it.
+            r.onProgress = { a, b in
+                self.up = up0 + UInt64(a)
+                self.down = down0 + UInt64(b)
+                self.lastActivityMs = EventLoop.nowMs
+            }
+            r.onEnd = { _ in self.finish() }
+            r.start()
+            return
+        }
+        exchange.logFields.append(("relay", .string("loop")))
         // The closures below hold `self` until `finish` clears them: the tunnel lives as long as its sockets.
         relay(from: client, to: upstream, count: { self.up += $0 }, done: { self.clientDone = true })
         relay(from: upstream, to: client, count: { self.down += $0 }, done: { self.upstreamDone = true })
@@ -122,6 +143,8 @@ final class Tunnel {
         closed = true
         Metrics.gauge(.connectionsActive, -1)
         idle.close()
+        spliced?.close()
+        spliced = nil
         client.close()
         upstream.close()
         exchange.status = 200

@@ -92,6 +92,13 @@ public class UVStream: UVHandle {
         queueWrite(UnsafeRawBufferPointer(rebasing: bytes[offset...]), sendHandle: nil, completion: nil)
     }
 
+    /// The socket's descriptor (nil when it has none yet, or is closing).
+    public var fileDescriptor: Int32? {
+        var fd: uv_os_fd_t = -1
+        guard !isClosing, uv_fileno(handle, &fd) == 0 else { return nil }
+        return fd
+    }
+
     /// What `sendFile` did.
     public enum FileSend: Equatable {
         /// These many bytes went from the file to the socket, in the kernel.
@@ -109,8 +116,7 @@ public class UVStream: UVHandle {
     public func sendFile(_ fd: Int32, offset: Int64, count: Int) -> FileSend {
         guard !isClosing, count > 0 else { return .unavailable }
         guard writeQueueSize == 0 else { return .queueBusy }
-        var sock: uv_os_fd_t = -1
-        guard uv_fileno(UnsafeMutableRawPointer(stream).assumingMemoryBound(to: uv_handle_t.self), &sock) == 0 else { return .unavailable }
+        guard let sock = fileDescriptor else { return .unavailable }
         var off = off_t(offset)
         let n = Glibc.sendfile(sock, fd, &off, count)
         if n > 0 {
