@@ -4,7 +4,7 @@ SNI the hijack rule does not accept. Each holds by construction; no wall-clock b
 import http.server, socket, ssl, threading, time
 from lib.origin import serving
 from lib import procs
-from lib.client import curl, sha
+from lib.client import connect_tunnel, curl, sha
 from test_tls import hijack_yaml
 
 
@@ -82,12 +82,7 @@ def test_a_stalled_reader_is_cut_by_the_write_timeout(daemon_factory, registry, 
 
 def test_an_idle_tunnel_is_closed(daemon_factory, registry):
     d = daemon_factory(extra_yaml="tunnelIdleTimeout: 2s\n", proxy_yaml="")
-    s = socket.create_connection(("127.0.0.1", d.port))
-    s.sendall(f"CONNECT {registry.addr} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    s.settimeout(60)
-    got = b""
-    while b"\r\n\r\n" not in got:
-        got += s.recv(1000)
+    s, got = connect_tunnel(d.port, registry.addr, timeout=60)
     assert got.startswith(b"HTTP/1.1 200 ")
     assert s.recv(1000) == b"", "the tunnel ended by itself"
     s.close()
@@ -145,11 +140,7 @@ def test_no_leaf_for_an_sni_the_hijack_rule_does_not_accept(daemon_factory, pki,
     ctx = ssl.create_default_context(cafile=f"{pki}/ca.crt")
 
     def handshake(sni):
-        s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
-        s.sendall(f"CONNECT registry.test:{tls_registry.port} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        got = b""
-        while b"\r\n\r\n" not in got:
-            got += s.recv(1000)
+        s, got = connect_tunnel(d.port, f"registry.test:{tls_registry.port}")
         assert got.startswith(b"HTTP/1.1 200 ")
         try:
             with ctx.wrap_socket(s, server_hostname=sni) as t:
@@ -184,11 +175,7 @@ def test_readers_poll_without_inotify(daemon_factory, registry, images):
 
 def test_drain_closes_quiet_tunnels(daemon_factory, registry):
     d = daemon_factory(proxy_yaml="")
-    s = socket.create_connection(("127.0.0.1", d.port))
-    s.sendall(f"CONNECT {registry.addr} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    got = b""
-    while b"\r\n\r\n" not in got:
-        got += s.recv(1000)
+    s, got = connect_tunnel(d.port, registry.addr)
     assert got.startswith(b"HTTP/1.1 200 ")
     d.terminate()
     # Held open by the tunnel, the exit would take the whole drainTimeout (20 s).

@@ -1,11 +1,11 @@
 """Operations with the real binary: the health and metrics listener, reload on SIGHUP, log reopening
 on SIGUSR1, aliveTime, the shared rate limit and maxConcurrency."""
-import hashlib, http.server, os, signal, socket, subprocess, time
+import hashlib, http.server, os, signal, subprocess, time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from lib.origin import serving
 from lib import procs, registry as reglib
-from lib.client import curl, sha
+from lib.client import connect_tunnel, curl, sha
 from lib.daemon import binary
 
 
@@ -210,13 +210,7 @@ def test_max_concurrency_answers_503_with_retry_after_and_never_hangs(daemon_fac
     socks, answers = [], []
     # Six tunnels that stay open (each counts as a request in flight until it closes), opened one by one.
     for _ in range(6):
-        s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
-        s.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = s.recv(4096)
-            assert chunk, "the daemon closed without an answer"
-            head += chunk
+        s, head = connect_tunnel(d.port, f"{host}:{port}")
         answers.append(head)
         socks.append(s)
     codes = [int(a.split(b" ")[1]) for a in answers]

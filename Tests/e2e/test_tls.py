@@ -3,7 +3,7 @@ import os, signal, socket, subprocess
 import pytest
 from lib import procs
 from lib.containerd import Containerd
-from lib.client import curl, sha
+from lib.client import connect_tunnel, curl, sha
 
 
 def mirror_to(daemon_factory, tls_registry, extra=""):
@@ -249,11 +249,7 @@ def test_hijacked_clients_resume_their_tls_sessions_on_any_worker(hijacker, tls_
     ctx.minimum_version = ctx.maximum_version = getattr(ssl.TLSVersion, version)
 
     def connect(session=None):
-        s = socket.create_connection(("127.0.0.1", hijacker.port), timeout=10)
-        s.sendall(f"CONNECT registry.test:{tls_registry.port} HTTP/1.1\r\nHost: registry.test\r\n\r\n".encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += s.recv(1)
+        s, head = connect_tunnel(hijacker.port, f"registry.test:{tls_registry.port}")
         assert b" 200 " in head.split(b"\r\n")[0], head
         t = ctx.wrap_socket(s, server_hostname="registry.test", session=session)
         t.sendall(b"GET /v2/ HTTP/1.1\r\nHost: registry.test\r\nConnection: close\r\n\r\n")

@@ -3,6 +3,7 @@ relay test runs twice: with splice(2) (the kernel moves the bytes) and through t
 import hashlib, os, socket, subprocess, threading
 import pytest
 from lib import procs
+from lib.client import connect_tunnel
 
 
 @pytest.fixture(params=["splice", "loop"])
@@ -45,11 +46,7 @@ def test_both_directions_at_once_with_backpressure(tunnel_daemon):
 
     t = threading.Thread(target=target)
     t.start()
-    s = socket.create_connection(("127.0.0.1", tunnel_daemon.port), timeout=30)
-    s.sendall(f"CONNECT 127.0.0.1:{srv.getsockname()[1]} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += s.recv(1)
+    s, head = connect_tunnel(tunnel_daemon.port, f"127.0.0.1:{srv.getsockname()[1]}", timeout=30)
     assert head.startswith(b"HTTP/1.1 200")
     w = threading.Thread(target=lambda: (s.sendall(up), s.shutdown(socket.SHUT_WR)))
     w.start()

@@ -29,3 +29,16 @@ def raw(port, data, timeout=10):
         pass
     s.close()
     return out
+
+
+def connect_tunnel(port, target, timeout=10):
+    """A CONNECT to `target` through the daemon on `port`: the socket and the answer's head, read a
+    byte at a time so that nothing the target sends after it is consumed."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        b = s.recv(1)
+        assert b, f"the daemon closed without an answer: {head!r}"
+        head += b
+    return s, head
