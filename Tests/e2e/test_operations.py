@@ -153,6 +153,9 @@ def test_sigusr1_reopens_the_log_files(daemon_factory, registry):
     os.rename(log, log + ".1")
     os.kill(d.pid, signal.SIGUSR1)
     procs.wait_until(lambda: os.path.exists(log), what="a new core.log")
+    # Each worker says so once it has reopened: a request before that may still go to the old file.
+    procs.wait_until(lambda: len({l["pid"] for l in d.log_lines() if l.get("msg") == "log reopened" and l.get("role") == "worker"}) == 2,
+                     what="both workers reopened the log")
 
     def worker_line():
         assert d.proc.alive(), d.proc.output()

@@ -68,7 +68,11 @@ public final class WorkerProcess {
         // The master forwards SIGUSR1 (logrotate): the log file is opened again. SIGHUP is the
         // master's (reload); a worker that gets one from a process-group signal ignores it.
         signals.append(SignalWatcher(signal: SIGUSR1) { [index] _ in
-            if let e = Log.shared.reopen() { Log.shared.error("cannot reopen the log", ["worker": index, "error": e]) }
+            if let e = Log.shared.reopen() {
+                Log.shared.error("cannot reopen the log", ["worker": index, "error": e])
+            } else {
+                Log.shared.info("log reopened", ["worker": index])
+            }
         })
         signals.append(SignalWatcher(signal: SIGHUP) { _ in })
         for s in signals { s.unref() }
