@@ -162,12 +162,13 @@ final class CacheReader {
                     pos += Int64(n)
                     continue
                 }
-                // On disk, to a plain TCP client: sendfile(2), no copy through this process. When the
-                // socket is full, one small chunk is copied instead: its queued write is what tells
-                // the loop the socket has room again (libuv watches its own sockets).
-                // A complete task's file (a download's pages were just written: they are in memory).
+                // From the file: only once its pages are in memory (a download's were just written;
+                // a complete task's may have to be read on the pool first).
                 if warmer == nil, task.isComplete, let length = task.contentLength { warmer = PageWarmer(task: task, length: length) }
                 if let warmer, !warmer.isWarm(pos, n, ready: { [weak self] in self?.pump() }) { return }
+                // To a plain TCP client: sendfile(2), no copy through this process. When the socket
+                // is full, one small chunk is copied instead: its queued write is what tells the
+                // loop the socket has room again (libuv watches its own sockets).
                 var n = n
                 switch exchange.sendBodyFromFile(task.dataFD, offset: pos, count: n) {
                 case .sent(let k)?:

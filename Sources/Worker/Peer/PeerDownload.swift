@@ -222,9 +222,12 @@ final class PeerDownload {
         f.onHead = { h, _ in status = h.status }
         f.onBody = { b in if bytes.count + b.count <= expected { bytes.append(contentsOf: b) } else { status = -1 } }
         f.onEnd = { [self] in
-            guard !finished, status == 200, bytes.count == expected else {
+            guard !finished else {
                 inFlight[k] = nil
-                guard !finished else { return }
+                return
+            }
+            guard status == 200, bytes.count == expected else {
+                inFlight[k] = nil
                 if m == owner, ownerSlip("piece \(k): status \(status), \(bytes.count) bytes") { return step() }
                 avoid.insert(m)
                 return step()
