@@ -257,16 +257,23 @@ public final class CacheTask {
     /// The running hash of the content's first `length` bytes.
     func hashPrefix(_ length: Int64) throws -> SHA256Digest {
         let h = SHA256Digest()
+        _ = try CacheTask.feed(h, fd: dataFD, path: dataPath, 0..<length)
+        return h
+    }
+
+    /// Feeds `h` the file's bytes in `range`, read 1 MiB at a time (any thread: nothing of the task
+    /// is touched). Returns how many were fed: fewer when the file ends first.
+    private static func feed(_ h: SHA256Digest, fd: Int32, path: String, _ range: Range<Int64>) throws -> Int64 {
         let buf = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 64)
         defer { buf.deallocate() }
-        var off: Int64 = 0
-        while off < length {
-            let n = try preadFull(dataFD, into: buf, count: Int(min(Int64(1 << 20), length - off)), at: off, path: dataPath)
+        var off = range.lowerBound
+        while off < range.upperBound {
+            let n = try preadFull(fd, into: buf, count: Int(min(Int64(1 << 20), range.upperBound - off)), at: off, path: path)
             guard n > 0 else { break }
             h.update(UnsafeRawBufferPointer(start: buf, count: n))
             off += Int64(n)
         }
-        return h
+        return off - range.lowerBound
     }
 
     // MARK: Pieces out of order (from peers)
@@ -295,17 +302,7 @@ public final class CacheTask {
         let from = pieceRange(hashedPieces).lowerBound, to = min(length, pieceRange(end - 1).upperBound)
         var ok = true
         ThreadPool.run({
-            let buf = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 64)
-            defer { buf.deallocate() }
-            var off = from
-            while off < to {
-                guard let n = try? preadFull(fd, into: buf, count: Int(min(Int64(1 << 20), to - off)), at: off, path: path), n > 0 else {
-                    ok = false
-                    return
-                }
-                hasher.update(UnsafeRawBufferPointer(start: buf, count: n))
-                off += Int64(n)
-            }
+            ok = (try? CacheTask.feed(hasher, fd: fd, path: path, from..<to)) == to - from
         }, then: { [self] in
             catchingUp = false
             // The download started over meanwhile: that round was for a hash nobody uses now.
