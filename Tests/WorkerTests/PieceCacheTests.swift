@@ -169,17 +169,21 @@ final class PieceCacheTests: XCTestCase {
         XCTAssertThrowsError(try t.finish(), "pieces missing")
     }
 
+    /// Complete tasks of `2000 + i` bytes, task i last used `secondsAgo[i]` seconds ago.
+    func completeTasks(_ cache: PieceCache, lastUsedSecondsAgo secondsAgo: [TimeInterval]) throws -> [TaskKey] {
+        try secondsAgo.enumerated().map { i, age in
+            let b = content(2000 + i)
+            let k = key(for: b)
+            XCTAssertTrue(try download(cache, k, b).finish())
+            try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-age)], ofItemAtPath: cache.paths(k.id).meta)
+            return k
+        }
+    }
+
     func testGarbageCollection() throws {
         let cache = try PieceCache(root: root, pieceSize: pieceSize)
-        var keys: [TaskKey] = []
-        for i in 0..<3 {
-            let b = content(2000 + i)
-            keys.append(key(for: b))
-            XCTAssertTrue(try download(cache, keys[i], b).finish())
-            // Ages: task 0 is the least recently used.
-            let when = Date().addingTimeInterval(Double(i - 10) * 60)
-            try FileManager.default.setAttributes([.modificationDate: when], ofItemAtPath: cache.paths(keys[i].id).meta)
-        }
+        // Ages: task 0 is the least recently used.
+        let keys = try completeTasks(cache, lastUsedSecondsAgo: [600, 540, 480])
         let busy = try cache.open(keys[0])
         XCTAssertTrue(try busy.claim(pieceSize: pieceSize) == false, "complete: not claimable")
         // Expiry: tasks unused for over 8.5 minutes go (tasks 0 and 1, 10 and 9 minutes old).
@@ -197,15 +201,8 @@ final class PieceCacheTests: XCTestCase {
     /// tasks forgotten on the loop once it is done.
     func testGarbageCollectionRunsOffTheLoop() throws {
         let cache = try PieceCache(root: root, pieceSize: pieceSize)
-        var keys: [TaskKey] = []
-        for i in 0..<3 {
-            let b = content(1500 + i)
-            keys.append(key(for: b))
-            XCTAssertTrue(try download(cache, keys[i], b).finish())
-            XCTAssertNotNil(cache.lookup(keys[i]), "kept open for hits")
-            let when = Date().addingTimeInterval(i == 2 ? 0 : -3600)
-            try FileManager.default.setAttributes([.modificationDate: when], ofItemAtPath: cache.paths(keys[i].id).meta)
-        }
+        let keys = try completeTasks(cache, lastUsedSecondsAgo: [3600, 3600, 0])
+        for k in keys { XCTAssertNotNil(cache.lookup(k), "kept open for hits") }
         var removed: [String]?
         var limitAskedOnLoopThread: Bool?
         cache.collectGarbage(expireAfter: 600, maxBytes: { limitAskedOnLoopThread = Thread.isMainThread; return nil }) { removed = $0 }
