@@ -152,9 +152,13 @@ final class CacheDownload {
             off += n
             if filled == Int(task.pieceRange(piece).count) { storeCurrent() }
         }
-        if !listeners.isEmpty {
-            for wake in Array(listeners.values) { wake() }
-        }
+        wakeReaders()
+    }
+
+    /// This worker's readers of the task: there is more for them (bytes, or the digest matched).
+    private func wakeReaders() {
+        guard !listeners.isEmpty else { return }
+        for wake in Array(listeners.values) { wake() }
     }
 
     /// A full piece: queued for the disk; a fresh buffer takes the next one.
@@ -234,7 +238,7 @@ final class CacheDownload {
         sealing = true
         task.verifyFlushAndSeal(verified: { [self] in
             isVerified = true
-            for wake in Array(listeners.values) { wake() }
+            wakeReaders()
         }) { [self] error in
             sealing = false
             guard !finished else { return }
