@@ -63,8 +63,8 @@ final class PeerTests: XCTestCase {
     }
 
     func testRarestFirstThenLowestIndex() {
-        let a = Member(host: "a", port: 1), b = Member(host: "b", port: 1), c = Member(host: "c", port: 1)
-        let holders: [Int: [Member]] = [0: [a, b, c], 1: [a, b], 2: [a], 3: [a]]
+        let a = SourceID("a"), b = SourceID("b"), c = SourceID("c")
+        let holders: [Int: [SourceID]] = [0: [a, b, c], 1: [a, b], 2: [a], 3: [a]]
         let pick = PiecePicker.pick(pieceCount: 4, wanted: { _ in true }, holders: { holders[$0] ?? [] })
         XCTAssertEqual(pick?.piece, 2)
         XCTAssertEqual(PiecePicker.pick(pieceCount: 4, wanted: { $0 < 2 }, holders: { holders[$0] ?? [] })?.piece, 1)
@@ -89,8 +89,8 @@ final class PeerTests: XCTestCase {
     }
 
     func testTheOwnersUplinkServesEachPieceOnce() {
-        let owner = Member(host: "o", port: 1), me = Member(host: "me", port: 1), other = Member(host: "x", port: 1)
-        func sources(_ holding: [Member], assignee: Member?, since: UInt64? = nil, now: UInt64 = 0) -> [Member] {
+        let owner = SourceID("o"), me = SourceID("me"), other = SourceID("x")
+        func sources(_ holding: [SourceID], assignee: SourceID?, since: UInt64? = nil, now: UInt64 = 0) -> [SourceID] {
             PiecePicker.sources(0, holding: holding, owner: owner, assignee: assignee, me: me, ownerOnlySinceMs: since, nowMs: now, patienceMs: 6000)
         }
         XCTAssertEqual(sources([owner], assignee: me), [owner], "assigned to me: I fetch it from the owner")
@@ -107,14 +107,14 @@ final class PeerTests: XCTestCase {
     }
 
     func testPiecesAreDealtRoundTheFollowersInTurn() {
-        let f = ["a", "b", "c"].map { Member(host: $0, port: 1) }
+        let f = ["a", "b", "c"].map { SourceID($0) }
         XCTAssertEqual((0..<7).map { PiecePicker.dealt($0, to: f)! }, [f[0], f[1], f[2], f[0], f[1], f[2], f[0]],
                        "consecutive pieces go to different followers, and each gets the same share")
         XCTAssertNil(PiecePicker.dealt(3, to: []))
     }
 
     func testEquallyRarePiecesInAPerHostOrder() {
-        let a = Member(host: "a", port: 1)
+        let a = SourceID("a")
         let pick = PiecePicker.pick(pieceCount: 4, wanted: { _ in true }, holders: { _ in [a] }, spread: { UInt64(10 - $0) })
         XCTAssertEqual(pick?.piece, 3)
     }

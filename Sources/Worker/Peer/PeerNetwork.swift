@@ -31,7 +31,10 @@ package final class PeerNetwork: TaskSource {
             origin()
             return false
         }
-        PeerDownload(task: task, url: url, headers: headers, owners: owners, network: self, origin: origin).start()
+        let source = PeerSource(id: task.key.id, url: url, headers: headers, owners: owners, network: self)
+        var tuning = TaskFill.Tuning()
+        tuning.idleMs = Limits.upstreamIdleMs
+        FillDriver(task: task, source: source, me: membership.me.map { SourceID($0.description) }, tuning: tuning, origin: origin).start()
         return true
     }
 

@@ -111,6 +111,11 @@ struct TaskInfo: Codable, Equatable {
         return bits[k / 8] & (1 << UInt8(k % 8)) != 0
     }
 
+    /// The piece bitmap as received (piece k in bit k % 8 of byte k / 8).
+    var bitmap: [UInt8] { bits }
+    /// Each piece's digest, nil where unknown.
+    var pieceDigestList: [[UInt8]?] { pieceDigests }
+
     func digest(_ k: Int) -> [UInt8]? {
         guard k >= 0, k < pieceDigests.count else { return nil }
         return pieceDigests[k]

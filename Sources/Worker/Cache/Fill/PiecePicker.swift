@@ -1,13 +1,13 @@
-/// Which piece to fetch next, and from whom: pure, so the choice is tested alone.
-enum PiecePicker {
+/// Which piece to fetch next, and from whom: pure, so the choice is tested alone. `TaskFill` asks it.
+package enum PiecePicker {
     /// Among the pieces not present, not in flight and with a known digest, the one the fewest
     /// members hold (rarest first spreads the copies fastest); ties go to the lowest index, which
     /// keeps the local clients streaming.
     /// `spread` breaks ties between equally rare pieces (a per-host order, so hosts that start
     /// together fetch different pieces and can trade them); without it the lowest index wins.
-    static func pick(pieceCount: Int, wanted: (Int) -> Bool, holders: (Int) -> [Member],
-                     spread: ((Int) -> UInt64)? = nil) -> (piece: Int, holders: [Member])? {
-        var best: (piece: Int, holders: [Member], tie: UInt64)?
+    package static func pick(pieceCount: Int, wanted: (Int) -> Bool, holders: (Int) -> [SourceID],
+                     spread: ((Int) -> UInt64)? = nil) -> (piece: Int, holders: [SourceID])? {
+        var best: (piece: Int, holders: [SourceID], tie: UInt64)?
         for k in 0..<pieceCount where wanted(k) {
             let h = holders(k)
             guard !h.isEmpty else { continue }
@@ -26,8 +26,8 @@ enum PiecePicker {
     /// In the endgame (the owner has all of it and this host lacks only its last few pieces) the
     /// owner's uplink, idle by then, serves alongside the followers: the tail does not wait behind
     /// the busiest follower.
-    static func sources(_ k: Int, holding: [Member], owner: Member, assignee: Member?, me: Member?,
-                        ownerOnlySinceMs: UInt64?, nowMs: UInt64, patienceMs: UInt64, endgame: Bool = false) -> [Member] {
+    package static func sources(_ k: Int, holding: [SourceID], owner: SourceID, assignee: SourceID?, me: SourceID?,
+                        ownerOnlySinceMs: UInt64?, nowMs: UInt64, patienceMs: UInt64, endgame: Bool = false) -> [SourceID] {
         if endgame { return holding }
         let others = holding.filter { $0 != owner }
         if !others.isEmpty { return others }
@@ -38,17 +38,17 @@ enum PiecePicker {
     }
 
     /// Piece `k`'s follower when the pieces are dealt round the followers in turn.
-    static func dealt(_ k: Int, to followers: [Member]) -> Member? {
+    package static func dealt(_ k: Int, to followers: [SourceID]) -> SourceID? {
         followers.isEmpty ? nil : followers[k % followers.count]
     }
 
     /// The endgame starts when at most this many pieces are missing (and the owner has them all).
-    static func endgame(missing: Int, pieceCount: Int, parallel: Int) -> Bool {
+    package static func endgame(missing: Int, pieceCount: Int, parallel: Int) -> Bool {
         missing <= max(parallel, pieceCount / 8)
     }
 
     /// The holder with the fewest fetches in flight from it (the first on ties).
-    static func leastBusy(_ holders: [Member], inFlight: [Int: Member]) -> Member? {
+    package static func leastBusy(_ holders: [SourceID], inFlight: [Int: SourceID]) -> SourceID? {
         holders.min { a, b in inFlight.values.filter { $0 == a }.count < inFlight.values.filter { $0 == b }.count }
     }
 }

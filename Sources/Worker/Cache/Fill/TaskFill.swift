@@ -1,0 +1,238 @@
+/// How one claimed task gets filled from sources of pieces: which pieces are wanted, from whom,
+/// which are in flight, which are verified and stored, when to seal and when to give up. Pure:
+/// events in (with the time they happen at), actions out; the driver does the I/O, so every
+/// interleaving is a unit test and a simulator can run it with virtual time.
+///
+/// Sources are names. The seed is the one that fetches the blob from the origin (a task's rendezvous
+/// owner); its pieces are dealt round its followers so its uplink carries each about once.
+public struct TaskFill {
+    public enum Phase: Equatable, Sendable {
+        /// The length is not known yet.
+        case waiting
+        case filling
+        /// Every piece is present: verifying and flushing.
+        case sealing
+        case done
+        /// Fell back to the origin, or aborted, for this reason.
+        case stopped(FillFailure)
+    }
+
+    public struct Tuning: Sendable {
+        /// Pieces in flight at once, from all sources together.
+        public var parallel = 6
+        /// How long a piece waits at the seed alone for the follower it is dealt to.
+        public var patienceMs: UInt64 = 6000
+        /// Nothing stored for this long: fall back.
+        public var idleMs: UInt64 = 60_000
+        /// Failed pieces from the seed tolerated in a row before it is avoided.
+        public var seedSlips = 3
+        public init() {}
+    }
+
+    public private(set) var phase: Phase = .waiting
+    public let pieceSize: Int
+    public let me: SourceID?
+    let tuning: Tuning
+    /// This host's order among equally rare pieces (constant for the task).
+    let spread: (Int) -> UInt64
+
+    public private(set) var pieceCount = 0
+    private var present: [Bool] = []
+    private var expected: [[UInt8]?] = []
+    /// Pieces being fetched, hashed or written, and from whom.
+    public private(set) var inFlight: [Int: SourceID] = [:]
+    private var holdings: [SourceID: [UInt8]] = [:]
+    private var followers: [SourceID] = []
+    public private(set) var seed: SourceID?
+    private var seedComplete = false
+    public private(set) var avoided: Set<SourceID> = []
+    private var slips = 0
+    private var seedOnlySince: [Int: UInt64] = [:]
+    private var lastProgressMs: UInt64
+    public private(set) var bytesFrom: [SourceID: Int] = [:]
+    public private(set) var readers = 0
+
+    public init(pieceSize: Int, me: SourceID?, now: UInt64, tuning: Tuning = Tuning(), spread: @escaping (Int) -> UInt64 = { UInt64($0) }) {
+        self.pieceSize = pieceSize
+        self.me = me
+        self.tuning = tuning
+        self.spread = spread
+        lastProgressMs = now
+    }
+
+    public enum Event: Equatable, Sendable {
+        /// A round of news from the sources (the seed's view of the task, the holders' bitmaps).
+        case news(PieceNews, seed: SourceID)
+        /// The fill cannot go on: no seed can be had any more, the seed's own download failed, or
+        /// the driver could not carry out an action.
+        case failed(FillFailure)
+        /// Piece k's bytes are in hand from that source, and this is their sha256.
+        case arrived(Int, from: SourceID, digest: [UInt8])
+        /// Piece k did not come: an error answer or a short body, or (`unreachable`) no answer at all.
+        case fetchFailed(Int, from: SourceID, unreachable: Bool)
+        /// Piece k is written and marked present.
+        case stored(Int, from: SourceID, bytes: Int)
+        case storeFailed(Int, from: SourceID, FillFailure)
+        /// Time passes.
+        case tick
+        case readerAttached
+        case readerLeft
+        /// The seal ran: nil when the task is complete.
+        case sealed(FillFailure?)
+    }
+
+    public var isPresent: (Int) -> Bool { { [present] k in k >= 0 && k < present.count && present[k] } }
+    public var missing: Int { present.lazy.filter { !$0 }.count }
+
+    public mutating func handle(_ event: Event, now: UInt64) -> [FillAction] {
+        switch event {
+        case .readerAttached:
+            readers += 1
+            return []
+        case .readerLeft:
+            readers = max(0, readers - 1)
+            return []
+        case .sealed(let failure):
+            guard phase == .sealing else { return [] }
+            switch failure {
+            case nil:
+                phase = .done
+                return [.finish]
+            case .digestMismatch?:
+                // The task is dropped as corrupt: nothing to fall back on with this claim.
+                phase = .stopped(.digestMismatch)
+                return [.abort(.digestMismatch)]
+            case let f?:
+                phase = .filling
+                return fallBack(f)
+            }
+        default:
+            break
+        }
+        guard phase == .waiting || phase == .filling else { return [] }
+        switch event {
+        case .news(let news, let seed):
+            return take(news, seed: seed, now: now)
+        case .failed(let why):
+            return fallBack(why)
+        case .arrived(let k, let from, let digest):
+            guard inFlight[k] == from else { return [] }
+            if k < expected.count, expected[k] == digest { return [.store(k, from: from)] }
+            inFlight[k] = nil
+            avoided.insert(from)
+            return [.avoid(from, .badDigest(piece: k))] + step(now)
+        case .fetchFailed(let k, let from, let unreachable):
+            guard inFlight[k] == from else { return [] }
+            inFlight[k] = nil
+            if from == seed {
+                slips += 1
+                if slips <= tuning.seedSlips { return step(now) }
+            }
+            avoided.insert(from)
+            var out: [FillAction] = [.avoid(from, unreachable ? .unreachable : .refused(piece: k))]
+            if unreachable && from == seed {
+                // A seed that does not answer is replaced; its news no longer counts.
+                holdings[from] = nil
+                self.seed = nil
+                out.append(.replaceSeed(from))
+                return out
+            }
+            return out + step(now)
+        case .stored(let k, let from, let bytes):
+            guard inFlight[k] == from else { return [] }
+            inFlight[k] = nil
+            guard k < present.count else { return [] }
+            present[k] = true
+            if from == seed { slips = 0 }
+            bytesFrom[from, default: 0] += bytes
+            lastProgressMs = now
+            return step(now)
+        case .storeFailed(let k, let from, let why):
+            guard inFlight[k] == from else { return [] }
+            inFlight[k] = nil
+            return fallBack(why)
+        case .tick:
+            return idle(now) ?? []
+        default:
+            return []
+        }
+    }
+
+    private mutating func take(_ news: PieceNews, seed: SourceID, now: UInt64) -> [FillAction] {
+        if self.seed != seed {
+            self.seed = seed
+            slips = 0
+        }
+        for (s, bits) in news.holdings { holdings[s] = bits }
+        if news.holdings[seed] == nil { return idle(now) ?? [] }
+        followers = news.followers
+        seedComplete = news.seedComplete
+        var out: [FillAction] = []
+        if phase == .waiting, let length = news.length {
+            guard news.pieceSize == pieceSize else { return fallBack(.pieceSizeMismatch) }
+            guard length >= 0 else { return fallBack(.badLength("owner announced \(length) bytes")) }
+            pieceCount = Int((length + Int64(pieceSize) - 1) / Int64(pieceSize))
+            present = Array(repeating: false, count: pieceCount)
+            expected = Array(repeating: nil, count: pieceCount)
+            phase = .filling
+            out.append(.describe(length: length, contentType: news.contentType))
+        }
+        guard phase == .filling else { return out + (idle(now) ?? []) }
+        for (k, d) in news.digests.prefix(pieceCount).enumerated() where d != nil { expected[k] = d }
+        return out + step(now)
+    }
+
+    /// What follows any change: more fetches, the seal once every piece is there, or the fallback.
+    private mutating func step(_ now: UInt64) -> [FillAction] {
+        guard phase == .filling else { return [] }
+        var out = schedule(now)
+        if !present.contains(false) && inFlight.isEmpty {
+            phase = .sealing
+            return out + [.seal]
+        }
+        if let seed, inFlight.isEmpty, avoided.contains(seed) { return out + fallBack(.badPiecesFromSeed) }
+        if let f = idle(now) { out += f }
+        return out
+    }
+
+    private mutating func idle(_ now: UInt64) -> [FillAction]? {
+        guard now &- lastProgressMs > tuning.idleMs else { return nil }
+        return fallBack(.noProgress(ms: now &- lastProgressMs))
+    }
+
+    /// Fetches up to `parallel` at once: rarest first among the sources that have a piece, the
+    /// seed's uplink kept for pieces nobody else has yet (see `PiecePicker.sources`).
+    private mutating func schedule(_ now: UInt64) -> [FillAction] {
+        guard let seed, holdings[seed] != nil else { return [] }
+        let missing = self.missing
+        let endgame = seedComplete && PiecePicker.endgame(missing: missing, pieceCount: pieceCount, parallel: tuning.parallel)
+        let sources = holdings.keys.filter { !avoided.contains($0) }.sorted()
+        var out: [FillAction] = []
+        while inFlight.count < tuning.parallel {
+            let pick = PiecePicker.pick(
+                pieceCount: pieceCount,
+                wanted: { k in !present[k] && inFlight[k] == nil && expected[k] != nil },
+                holders: { k in
+                    let holding = sources.filter { TaskFill.has(holdings[$0] ?? [], k) }
+                    if holding == [seed], seedOnlySince[k] == nil { seedOnlySince[k] = now }
+                    return PiecePicker.sources(k, holding: holding, owner: seed, assignee: PiecePicker.dealt(k, to: followers), me: me,
+                                               ownerOnlySinceMs: seedOnlySince[k], nowMs: now, patienceMs: tuning.patienceMs, endgame: endgame)
+                },
+                spread: spread)
+            guard let pick, let from = PiecePicker.leastBusy(pick.holders, inFlight: inFlight) else { break }
+            inFlight[pick.piece] = from
+            out.append(.fetch(pick.piece, from: from))
+        }
+        return out
+    }
+
+    private mutating func fallBack(_ why: FillFailure) -> [FillAction] {
+        guard phase == .waiting || phase == .filling else { return [] }
+        phase = .stopped(why)
+        return [.fallBack(why)]
+    }
+
+    static func has(_ bits: [UInt8], _ k: Int) -> Bool {
+        k >= 0 && k / 8 < bits.count && bits[k / 8] & (1 << UInt8(k % 8)) != 0
+    }
+}

@@ -1,0 +1,329 @@
+import XCTest
+@testable import Cache
+
+/// The fill machine alone: events in, actions out, no socket, no disk, no clock. A small swarm
+/// answers its actions (sources that are good, dead, refusing or lying), so every interleaving the
+/// e2e suite meets, and those it cannot stage, is a few lines.
+final class TaskFillTests: XCTestCase {
+    static let pieceSize = 4
+    let seed = SourceID("seed:1"), next = SourceID("next:1"), me = SourceID("me:1"), other = SourceID("other:1")
+
+    enum Behaviour { case good, dead, refusing, lying, silent }
+
+    /// The network and the disk as the fill's driver would carry its actions out.
+    struct Swarm {
+        var fill: TaskFill
+        var now: UInt64 = 0
+        let pieces: Int
+        var behaviour: [SourceID: Behaviour] = [:]
+        /// Who holds which pieces (the seed: all of them).
+        var holds: [SourceID: Set<Int>] = [:]
+        var followers: [SourceID] = []
+        var seed: SourceID
+        var successors: [SourceID] = []
+        var seedComplete = true
+        var diskFullAt: Int?
+        var sealResult: FillFailure?
+        /// Called before each action is answered (a fault that starts mid-fill).
+        var before: ((inout Swarm, FillAction) -> Void)?
+        private(set) var actions: [FillAction] = []
+        private var pending: [FillAction] = []
+        private(set) var stored: [Int: SourceID] = [:]
+
+        init(pieces: Int, seed: SourceID, me: SourceID?, tuning: TaskFill.Tuning = TaskFill.Tuning()) {
+            self.pieces = pieces
+            self.seed = seed
+            fill = TaskFill(pieceSize: TaskFillTests.pieceSize, me: me, now: 0, tuning: tuning)
+            behaviour[seed] = .good
+            holds[seed] = Set(0..<pieces)
+        }
+
+        static func digest(_ k: Int) -> [UInt8] { [UInt8](repeating: UInt8(k & 0xff), count: 31) + [0x5a] }
+
+        func bits(_ set: Set<Int>) -> [UInt8] {
+            var b = [UInt8](repeating: 0, count: (pieces + 7) / 8)
+            for k in set { b[k / 8] |= 1 << UInt8(k % 8) }
+            return b
+        }
+
+        var news: PieceNews {
+            var n = PieceNews()
+            n.length = Int64(pieces * TaskFillTests.pieceSize)
+            n.pieceSize = TaskFillTests.pieceSize
+            n.contentType = "application/octet-stream"
+            n.seedComplete = seedComplete
+            n.digests = (0..<pieces).map { Swarm.digest($0) }
+            n.holdings = holds.mapValues(bits)
+            n.followers = followers
+            return n
+        }
+
+        mutating func send(_ e: TaskFill.Event) {
+            let out = fill.handle(e, now: now)
+            actions += out
+            // Depth first: what an answer causes is carried out before the next answer comes.
+            pending.insert(contentsOf: out, at: 0)
+        }
+
+        /// Answers actions until none is left.
+        mutating func run() {
+            var steps = 0
+            while !pending.isEmpty {
+                steps += 1
+                precondition(steps < 100_000, "the fill does not settle")
+                let a = pending.removeFirst()
+                before?(&self, a)
+                switch a {
+                case .fetch(let k, let s):
+                    switch behaviour[s] ?? .good {
+                    case .good: send(.arrived(k, from: s, digest: Swarm.digest(k)))
+                    case .lying: send(.arrived(k, from: s, digest: [UInt8](repeating: 0xee, count: 32)))
+                    case .dead: send(.fetchFailed(k, from: s, unreachable: true))
+                    case .refusing: send(.fetchFailed(k, from: s, unreachable: false))
+                    case .silent: break
+                    }
+                case .store(let k, let s):
+                    if diskFullAt == k { send(.storeFailed(k, from: s, .diskFull)); break }
+                    XCTAssertNil(stored[k], "piece \(k) stored twice")
+                    stored[k] = s
+                    send(.stored(k, from: s, bytes: TaskFillTests.pieceSize))
+                case .seal:
+                    send(.sealed(sealResult))
+                case .replaceSeed:
+                    if successors.isEmpty {
+                        send(.failed(.noSeed))
+                    } else {
+                        seed = successors.removeFirst()
+                        holds[seed] = Set(0..<pieces)
+                        behaviour[seed] = behaviour[seed] ?? .good
+                        send(.news(news, seed: seed))
+                    }
+                default:
+                    break
+                }
+            }
+        }
+
+        /// Starts the fill with the seed's news and runs it to rest.
+        mutating func go() {
+            send(.news(news, seed: seed))
+            run()
+        }
+
+        var finished: Bool { actions.last == .finish && fill.phase == .done }
+        func count(_ match: (FillAction) -> Bool) -> Int { actions.filter(match).count }
+    }
+
+    func testFromTheSeedAlone_describedOnceSealedOnceFinished() {
+        var s = Swarm(pieces: 5, seed: seed, me: me)
+        s.go()
+        XCTAssertTrue(s.finished, "\(s.actions)")
+        XCTAssertEqual(s.actions.first, .describe(length: 20, contentType: "application/octet-stream"))
+        XCTAssertEqual(s.count { $0 == .seal }, 1)
+        XCTAssertEqual(Set(s.stored.keys), Set(0..<5))
+        XCTAssertEqual(s.fill.bytesFrom, [seed: 20])
+    }
+
+    func testNothingIsFetchedBeforeTheLength() {
+        var s = Swarm(pieces: 3, seed: seed, me: me)
+        var n = s.news
+        n.length = nil
+        s.send(.news(n, seed: seed))
+        XCTAssertEqual(s.actions, [])
+        XCTAssertEqual(s.fill.phase, .waiting)
+    }
+
+    func testAnEmptyBlobSealsAtOnce() {
+        var s = Swarm(pieces: 0, seed: seed, me: me)
+        s.go()
+        XCTAssertEqual(s.actions, [.describe(length: 0, contentType: "application/octet-stream"), .seal, .finish])
+    }
+
+    func testAnotherPieceSizeFallsBack() {
+        var s = Swarm(pieces: 3, seed: seed, me: me)
+        var n = s.news
+        n.pieceSize = 8
+        s.send(.news(n, seed: seed))
+        XCTAssertEqual(s.actions, [.fallBack(.pieceSizeMismatch)])
+    }
+
+    func testAtMostParallelInFlight() {
+        var t = TaskFill.Tuning()
+        t.parallel = 3
+        var s = Swarm(pieces: 20, seed: seed, me: me, tuning: t)
+        s.behaviour[seed] = .silent
+        s.go()
+        XCTAssertEqual(s.count { if case .fetch = $0 { return true } else { return false } }, 3)
+        XCTAssertEqual(s.fill.inFlight.count, 3)
+    }
+
+    /// The seed dies after k pieces, for every k: the next one in order takes over, each piece is
+    /// stored once, and the blob completes.
+    func testOwnerDeathAtEveryPiece() {
+        for k in 0..<6 {
+            var s = Swarm(pieces: 6, seed: seed, me: me)
+            s.successors = [next]
+            s.before = { swarm, _ in if swarm.stored.count >= k { swarm.behaviour[self.seed] = .dead } }
+            s.go()
+            XCTAssertTrue(s.finished, "k=\(k): \(s.actions)")
+            XCTAssertEqual(s.count { $0 == .replaceSeed(seed) }, 1, "k=\(k)")
+            XCTAssertTrue(s.actions.contains(.avoid(seed, .unreachable)), "k=\(k)")
+            XCTAssertEqual(s.stored.count, 6, "k=\(k)")
+            XCTAssertEqual(s.fill.bytesFrom[next], (6 - s.stored.values.filter { $0 == seed }.count) * 4, "k=\(k)")
+            XCTAssertNil(s.actions.first { if case .fallBack = $0 { return true } else { return false } }, "k=\(k)")
+        }
+    }
+
+    func testOwnerDeathWithNobodyToTakeOverFallsBackToTheOrigin() {
+        var s = Swarm(pieces: 4, seed: seed, me: me)
+        s.before = { swarm, _ in if swarm.stored.count >= 2 { swarm.behaviour[self.seed] = .dead } }
+        s.go()
+        XCTAssertEqual(s.actions.last, .fallBack(.noSeed))
+        XCTAssertEqual(s.fill.phase, .stopped(.noSeed))
+    }
+
+    /// One failed piece from the seed is retried (a lost connection); a few in a row give it up.
+    func testTheSeedIsGivenSlipsBeforeItIsAvoided() {
+        var t = TaskFill.Tuning()
+        t.parallel = 1
+        var s = Swarm(pieces: 3, seed: seed, me: me, tuning: t)
+        var failures = 0
+        s.before = { swarm, a in
+            if case .fetch = a { failures += 1; swarm.behaviour[self.seed] = failures <= 3 ? .refusing : .good }
+        }
+        s.go()
+        XCTAssertTrue(s.finished, "\(s.actions)")
+        XCTAssertFalse(s.actions.contains { if case .avoid = $0 { return true } else { return false } })
+    }
+
+    func testALyingPeerIsAvoidedAndItsPiecesComeFromTheSeed() {
+        var s = Swarm(pieces: 6, seed: seed, me: me)
+        s.holds[other] = Set(0..<6)
+        s.behaviour[other] = .lying
+        s.followers = [me, other]
+        s.go()
+        XCTAssertTrue(s.finished, "\(s.actions)")
+        XCTAssertTrue(s.actions.contains { if case .avoid(self.other, .badDigest) = $0 { return true } else { return false } })
+        XCTAssertTrue(s.stored.values.allSatisfy { $0 == seed }, "no piece from the liar is stored")
+        XCTAssertEqual(s.count { $0 == .fetch(0, from: other) || $0 == .fetch(1, from: other) } <= 2, true)
+    }
+
+    func testALyingSeedWithNobodyElseFallsBack() {
+        var s = Swarm(pieces: 3, seed: seed, me: me)
+        s.behaviour[seed] = .lying
+        s.go()
+        XCTAssertEqual(s.actions.last, .fallBack(.badPiecesFromSeed))
+        XCTAssertTrue(s.stored.isEmpty)
+    }
+
+    /// Every piece matched the seed's digests, but the blob does not match its name: the seed's
+    /// digests were lies. The task is dropped (as corrupt), not retried on this claim.
+    func testAWholeBlobMismatchAborts() {
+        var s = Swarm(pieces: 3, seed: seed, me: me)
+        s.sealResult = .digestMismatch
+        s.go()
+        XCTAssertEqual(s.actions.last, .abort(.digestMismatch))
+        XCTAssertEqual(s.fill.phase, .stopped(.digestMismatch))
+    }
+
+    func testAFailedFlushFallsBack() {
+        var s = Swarm(pieces: 3, seed: seed, me: me)
+        s.sealResult = .seal("fdatasync: EIO")
+        s.go()
+        XCTAssertEqual(s.actions.last, .fallBack(.seal("fdatasync: EIO")))
+    }
+
+    func testDiskFullMidFillFallsBackAndLateAnswersAreIgnored() {
+        var s = Swarm(pieces: 6, seed: seed, me: me)
+        s.diskFullAt = 3
+        s.go()
+        XCTAssertEqual(s.actions.last, .fallBack(.diskFull))
+        let before = s.actions.count
+        s.send(.stored(4, from: seed, bytes: 4))
+        s.send(.arrived(5, from: seed, digest: Swarm.digest(5)))
+        s.send(.news(s.news, seed: seed))
+        s.send(.tick)
+        XCTAssertEqual(s.actions.count, before, "a stopped fill takes no further action")
+    }
+
+    func testAStalledSourceFallsBackOnlyAfterTheIdleTime() {
+        var t = TaskFill.Tuning()
+        t.idleMs = 60_000
+        var s = Swarm(pieces: 3, seed: seed, me: me, tuning: t)
+        s.behaviour[seed] = .silent
+        s.go()
+        s.now = 60_000
+        s.send(.tick)
+        XCTAssertEqual(s.fill.phase, .filling)
+        s.now = 60_001
+        s.send(.tick)
+        XCTAssertEqual(s.actions.last, .fallBack(.noProgress(ms: 60_001)))
+    }
+
+    func testProgressPostponesTheIdleFallback() {
+        var t = TaskFill.Tuning()
+        t.parallel = 1
+        t.idleMs = 1000
+        var s = Swarm(pieces: 3, seed: seed, me: me, tuning: t)
+        s.before = { swarm, a in if case .fetch = a { swarm.now += 900 } }
+        s.go()
+        XCTAssertTrue(s.finished, "900 ms a piece is progress within the idle time: \(s.actions)")
+    }
+
+    func testAReaderAttachingMidFillChangesNothing() {
+        var plain = Swarm(pieces: 6, seed: seed, me: me)
+        plain.go()
+        var withReader = Swarm(pieces: 6, seed: seed, me: me)
+        withReader.before = { swarm, a in if a == .store(2, from: self.seed) { swarm.send(.readerAttached) } }
+        withReader.go()
+        XCTAssertEqual(withReader.actions, plain.actions)
+        XCTAssertEqual(withReader.fill.readers, 1)
+        withReader.send(.readerLeft)
+        withReader.send(.readerLeft)
+        XCTAssertEqual(withReader.fill.readers, 0)
+    }
+
+    /// The seed's pieces are dealt round its followers: this host takes from the seed only its own
+    /// share, and waits for the rest at the follower they went to.
+    func testTheSeedsPiecesAreDealtRoundTheFollowers() {
+        var s = Swarm(pieces: 8, seed: seed, me: me)
+        s.followers = [me, other]
+        s.seedComplete = false
+        s.behaviour[seed] = .silent
+        s.go()
+        let fromSeed = s.actions.compactMap { a -> Int? in if case .fetch(let k, let f) = a, f == seed { return k } else { return nil } }
+        XCTAssertEqual(Set(fromSeed), [0, 2, 4, 6], "pieces dealt to this host")
+    }
+
+    func testAPieceWaitsAtTheSeedOnlyForItsPatience() {
+        var t = TaskFill.Tuning()
+        t.patienceMs = 6000
+        var s = Swarm(pieces: 2, seed: seed, me: me, tuning: t)
+        s.followers = [other, me]
+        s.seedComplete = false
+        s.behaviour[seed] = .silent
+        s.go()
+        XCTAssertEqual(s.actions.filter { $0 == .fetch(0, from: seed) }.count, 0, "piece 0 is the other follower's")
+        s.now = 6000
+        s.send(.news(s.news, seed: seed))
+        XCTAssertTrue(s.actions.contains(.fetch(0, from: seed)), "after its patience anyone may take it")
+    }
+
+    func testAFollowerThatHasAPieceSparesTheSeed() {
+        var s = Swarm(pieces: 4, seed: seed, me: me)
+        s.holds[other] = [1, 3]
+        s.followers = [me, other]
+        s.go()
+        XCTAssertTrue(s.finished)
+        XCTAssertEqual(s.stored[1], other)
+        XCTAssertEqual(s.stored[3], other)
+    }
+
+    func testUnknownDigestsAreNotFetched() {
+        var s = Swarm(pieces: 3, seed: seed, me: me)
+        var n = s.news
+        n.digests = [Swarm.digest(0), nil, nil]
+        s.send(.news(n, seed: seed))
+        XCTAssertEqual(s.actions.filter { if case .fetch = $0 { return true } else { return false } }, [.fetch(0, from: seed)])
+    }
+}
