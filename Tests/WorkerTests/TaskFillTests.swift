@@ -8,7 +8,7 @@ final class TaskFillTests: XCTestCase {
     static let pieceSize = 4
     let seed = SourceID("seed:1"), next = SourceID("next:1"), me = SourceID("me:1"), other = SourceID("other:1")
 
-    enum Behaviour { case good, dead, refusing, lying, silent }
+    enum Behaviour { case good, dead, refusing, lying, silent, busy }
 
     /// The network and the disk as the fill's driver would carry its actions out.
     struct Swarm {
@@ -78,9 +78,10 @@ final class TaskFillTests: XCTestCase {
                     switch behaviour[s] ?? .good {
                     case .good: send(.arrived(k, from: s, digest: Swarm.digest(k)))
                     case .lying: send(.arrived(k, from: s, digest: [UInt8](repeating: 0xee, count: 32)))
-                    case .dead: send(.fetchFailed(k, from: s, unreachable: true))
-                    case .refusing: send(.fetchFailed(k, from: s, unreachable: false))
+                    case .dead: send(.fetchFailed(k, from: s, .unreachable))
+                    case .refusing: send(.fetchFailed(k, from: s, .refused))
                     case .silent: break
+                    case .busy: send(.fetchFailed(k, from: s, .busy(retryAfterMs: 1000)))
                     }
                 case .store(let k, let s):
                     if diskFullAt == k { send(.storeFailed(k, from: s, .diskFull)); break }
@@ -317,6 +318,36 @@ final class TaskFillTests: XCTestCase {
         XCTAssertTrue(s.finished)
         XCTAssertEqual(s.stored[1], other)
         XCTAssertEqual(s.stored[3], other)
+    }
+
+    /// A 503 from an uploader is "ask another source": it is not avoided, and it is asked again
+    /// once its pause is over.
+    func testABusySourceIsNotAvoidedAndIsAskedAgainAfterItsPause() {
+        var s = Swarm(pieces: 4, seed: seed, me: me)
+        s.holds[other] = Set(0..<4)
+        s.followers = [me, other]
+        s.behaviour[other] = .busy
+        s.go()
+        XCTAssertTrue(s.finished, "\(s.actions)")
+        XCTAssertFalse(s.actions.contains { if case .avoid = $0 { return true } else { return false } })
+        XCTAssertTrue(s.stored.values.allSatisfy { $0 == s.seed }, "the seed served while the other was busy")
+        // Busy until 1000: asked again only then.
+        var t = Swarm(pieces: 2, seed: seed, me: me)
+        t.holds = [other: [0, 1], seed: [0, 1]]
+        t.followers = [other, me]
+        t.seedComplete = false
+        t.behaviour[other] = .busy
+        t.go()
+        let asked = t.actions.filter { $0 == .fetch(0, from: other) }.count
+        t.behaviour[other] = .good
+        t.now = 999
+        t.send(.news(t.news, seed: seed))
+        t.run()
+        XCTAssertEqual(t.actions.filter { $0 == .fetch(0, from: other) }.count, asked, "still paused")
+        t.now = 1000
+        t.send(.news(t.news, seed: seed))
+        t.run()
+        XCTAssertTrue(t.finished, "\(t.actions)")
     }
 
     func testUnknownDigestsAreNotFetched() {

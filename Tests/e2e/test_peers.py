@@ -110,3 +110,21 @@ def test_peer_rate_limits_slow_the_transfer_and_never_fail_it(cluster, images, l
     # (a lower bound: no load can break it).
     assert took >= (size - (4 << 20)) / (32 << 20) * 0.95, f"{took:.2f} s"
     assert any(l.get("msg") == "task downloaded" and l.get("source") == "peers" for l in second.log_lines())
+
+
+def test_a_busy_uploader_says_503_and_the_member_asks_again(cluster, images):
+    """Admission on the peer port: past `upload.concurrentLimit` a piece request gets 503 with
+    Retry-After, which the asking host takes as "ask another source (or this one later)", not as
+    a failure: the pull completes from the peers, byte-exact."""
+    hosts = cluster(2, upload_yaml="concurrentLimit: 1\n")
+    blob, size = big(images)
+    first = owner(blob[7:], hosts)
+    second = next(d for d in hosts if d is not first)
+    assert sha(curl(f"{first.url}/v2/test/big/blobs/{blob}").stdout) == blob
+    assert sha(curl(f"{second.url}/v2/test/big/blobs/{blob}").stdout) == blob
+    pieces = [l for l in first.log_lines() if l.get("msg") == "access" and l.get("mode") == "peer" and "/pieces/" in l.get("url", "")]
+    assert any(l["status"] == 503 for l in pieces), "six pieces at once against a bound of one"
+    assert sum(l["status"] == 200 for l in pieces) >= size // (4 << 20), "every piece was served in the end"
+    done = [l for l in second.log_lines() if l.get("msg") == "task downloaded" and l.get("source") == "peers"]
+    assert done and done[0]["bytes"] == size
+    assert not any(l.get("msg") == "peers could not fill the task: from the origin" for l in second.log_lines())

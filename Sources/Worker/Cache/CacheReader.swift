@@ -20,8 +20,8 @@ final class CacheReader {
     private var done = false
     /// The task's download when it runs in this worker: bytes not yet on disk come from its buffers.
     private weak var download: CacheDownload?
-    /// Bytes from the file go out only once they are in the page cache (read on the pool if not).
-    private var warmer: PageWarmer?
+    /// How bytes of the file go out (only once they are in the page cache; read on the pool if not).
+    private var sender: FileSender?
     /// That download found the digest right: every byte may go out, flushed or not (it stays so
     /// even if the flush then fails: the bytes are still the blob's, and the open file has them).
     private var verified = false
@@ -34,10 +34,6 @@ final class CacheReader {
     var onContinue: ((_ from: Int64, _ to: Int64) -> Void)?
 
     static let chunk = 256 << 10
-    /// What is copied when the client's socket is full (see `.send`).
-    static let probeChunk = 64 << 10
-    /// Bytes go from the file to the client's socket through this during one call.
-    private let buffer = EventLoop.context.scratch(for: CacheReader.self, bytes: CacheReader.chunk)
     static let probeMs: UInt64 = 1000
     static let pollMs: UInt64 = 50
     static let inotifyDisabled = ProcessInfo.processInfo.environment["DFGET_NO_INOTIFY"] == "1"
@@ -152,42 +148,21 @@ final class CacheReader {
                 exchange.abort(reason: "cache inconsistency")
                 return
             case .send(let n):
-                // Three ways out, cheapest first: the download's own buffer (bytes not on disk yet),
-                // sendfile(2) to a plain TCP client, else a copy through the stream (pread, then
-                // libuv's write queue), as for TLS. A one-byte queued write as the "socket has room"
-                // probe halved throughput when tried; a 64 KiB chunk does not.
+                // The download's own buffer first (bytes not on disk yet), else the file.
                 if let m = download?.inMemory(at: pos, max: n), m.count == n {
-                    // Not on disk yet: straight from the download's buffer, no read.
                     exchange.sendBody(m)
                     pos += Int64(n)
                     continue
                 }
-                // From the file: only once its pages are in memory (a download's were just written;
-                // a complete task's may have to be read on the pool first).
-                if warmer == nil, task.isComplete, let length = task.contentLength { warmer = PageWarmer(task: task, length: length) }
-                if let warmer, !warmer.isWarm(pos, n, ready: { [weak self] in self?.pump() }) { return }
-                // To a plain TCP client: sendfile(2), no copy through this process. When the socket
-                // is full, one small chunk is copied instead: its queued write is what tells the
-                // loop the socket has room again (libuv watches its own sockets).
-                var n = n
-                switch exchange.sendBodyFromFile(task.dataFD, offset: pos, count: n) {
-                case .sent(let k)?:
+                // A download's pages were just written; a complete task's may have to be read first.
+                if sender == nil || sender?.warm != task.isComplete { sender = FileSender(task: task, exchange: exchange, warm: task.isComplete) }
+                switch sender!.send(at: pos, count: n, ready: { [weak self] in self?.pump() }) {
+                case .sent(let k):
                     pos += Int64(k)
-                    continue
-                case .queueBusy?:
+                case .wait:
                     return
-                case .full?:
-                    n = min(n, CacheReader.probeChunk)
-                case .unavailable?, nil:
-                    break
-                }
-                do {
-                    let got = try task.read(offset: pos, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n]))
-                    guard got == n else { throw SystemError(op: "short read", path: nil, errno: EIO) }
-                    exchange.sendBody(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
-                    pos += Int64(n)
-                } catch {
-                    finish(error: "\(error)")
+                case .failed(let error):
+                    finish(error: error)
                     exchange.abort(reason: "cache read failed: \(error)")
                     return
                 }
@@ -214,7 +189,7 @@ final class CacheReader {
         done = true
         download?.unlisten(self)
         download = nil
-        warmer = nil
+        sender = nil
         watch?.close()
         watch = nil
         probe?.close()

@@ -80,6 +80,7 @@ public enum ConfigLoader {
         }
         if let u = try r.mapping("upload") {
             c.upload.rateLimit = try u.size("rateLimit") ?? c.upload.rateLimit
+            c.upload.concurrentLimit = try u.int("concurrentLimit", range: 1...100_000) ?? c.upload.concurrentLimit
             if let l = try u.mapping("tcpListen") { c.upload.tcpListen = try readListen(l, defaultPorts: 65002...65002) }
             try u.finish(ignored: ["security", "certSpec", "listen"])
         }

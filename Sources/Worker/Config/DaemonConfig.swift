@@ -56,6 +56,8 @@ public struct DaemonConfig {
 
     public struct Upload {
         public var rateLimit: UInt64 = 1024 << 20
+        /// Piece uploads at once per worker (waiting for `rateLimit` included); past it, 503.
+        public var concurrentLimit = 32
         public var tcpListen = Listen(ports: 65002...65002)
     }
 

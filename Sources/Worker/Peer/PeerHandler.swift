@@ -11,19 +11,26 @@ import Metrics
 
 /// The peer-exchange port. With a secret (members configured) every request must carry a valid
 /// token, whatever its path, or it gets 401 before any routing; alone, it answers health checks only.
+/// Pieces go out from the cache file with sendfile (`PieceUpload`), at most `upload.concurrentLimit`
+/// at once per worker; past that a member gets 503 with `Retry-After` and asks another source.
 public final class PeerHandler {
     let token: PeerToken?
     let service: CacheService?
     let membership: Membership?
     /// `upload.rateLimit`, shared by every worker: pieces wait their turn, they are never refused.
     private let uploads: SharedRate?
+    /// Piece uploads in progress or waiting for the rate limit, in this worker, and their bound.
+    private var uploading = 0
+    let maxUploads: Int
     static let maxBody = 64 * 1024
 
-    package init(token: PeerToken? = nil, service: CacheService? = nil, membership: Membership? = nil, uploads: SharedRate? = nil) {
+    package init(token: PeerToken? = nil, service: CacheService? = nil, membership: Membership? = nil, uploads: SharedRate? = nil,
+                 maxUploads: Int = 32) {
         self.token = token
         self.service = service
         self.membership = membership
         self.uploads = uploads
+        self.maxUploads = max(1, maxUploads)
     }
 
     public func handle(_ ex: Exchange) {
@@ -94,42 +101,31 @@ public final class PeerHandler {
     }
 
     private func servePiece(_ ex: Exchange, _ id: String, _ k: Int, _ service: CacheService) {
-        guard let key = TaskKey.forDigest(id), let task = service.cache.lookup(key), k < task.pieceCount, task.hasPiece(k),
-              let digest = task.pieceDigest(k) else {
+        guard let key = TaskKey.forDigest(id), let task = service.cache.lookup(key),
+              let upload = PieceUpload(exchange: ex, task: task, piece: k) else {
             return ex.respond(status: 404, body: "no such piece\n")
         }
-        // The piece is read on the thread pool: 4 MiB from a file whose pages may have left memory.
-        let r = task.pieceRange(k)
-        var bytes: [UInt8] = []
-        ThreadPool.run({
-            bytes = [UInt8](unsafeUninitializedCapacity: Int(r.count)) { buf, initialized in
-                initialized = (try? task.read(offset: r.lowerBound, into: UnsafeMutableRawBufferPointer(buf))) ?? 0
-            }
-        }, then: { [self] in
-            guard !ex.isFinished else { return }
-            guard bytes.count == Int(r.count) else { return ex.respond(status: 500, body: "cannot read the piece\n") }
-            send(ex, bytes, digest: digest)
-        })
-    }
-
-    /// A piece read for a member: out now, or when `upload.rateLimit` allows.
-    private func send(_ ex: Exchange, _ bytes: [UInt8], digest: [UInt8]) {
-        let n = bytes.count
-        var h = HTTPHeaders()
-        h.add("Content-Type", "application/octet-stream")
-        h.add("X-Dragonfly-Piece-Digest", Hex.encode(digest))
-        let send = {
-            ex.sendHead(HTTPResponseHead(status: 200, headers: h), bodyLength: UInt64(n))
-            ex.sendBody(bytes)
-            ex.finish()
-            Metrics.count(.peerBytesOut, n)
+        // Admission: a bounded number of uploads per worker, waiting ones included; past it the
+        // member is told to ask another source.
+        guard uploading < maxUploads else {
+            Metrics.count(.peerUploadsRefused)
+            var h = HTTPHeaders()
+            h.add("Retry-After", "1")
+            return ex.respond(status: 503, headers: h, body: "too many uploads: ask another member\n")
         }
-        let wait = uploads?.reserve(n) ?? 0
-        guard wait > 0 else { return send() }
+        uploading += 1
+        let begin = { [self] in upload.start { [self] in uploading -= 1 } }
+        // `upload.rateLimit`: the piece waits its turn; nothing of it is held meanwhile.
+        let wait = uploads?.reserve(upload.count) ?? 0
+        guard wait > 0 else { return begin() }
         let t = LoopTimer()
+        ex.onAbort = { [self] in
+            t.close()
+            uploading -= 1
+        }
         t.start(ms: wait) {
             t.close()
-            if !ex.isFinished { send() }
+            if !ex.isFinished { begin() }
         }
     }
 

@@ -145,25 +145,33 @@ final class PeerSource: PieceSource {
     // MARK: Pieces
 
     func fetch(_ k: Int, from s: SourceID, count expected: Int) {
-        guard let m = member(s.name) else { return sink?.fetchFailed(k, from: s, unreachable: true) ?? () }
+        guard let m = member(s.name) else { return sink?.fetchFailed(k, from: s, .unreachable) ?? () }
         var bytes = [UInt8]()
         bytes.reserveCapacity(expected)
         let f = network.request("GET", m, PeerProtocol.piecePath(id, k))
         var status = 0
-        f.onHead = { h, _ in status = h.status }
-        f.onBody = { b in if bytes.count + b.count <= expected { bytes.append(contentsOf: b) } else { status = -1 } }
+        var retryAfter: UInt64 = 1000
+        f.onHead = { h, _ in
+            status = h.status
+            if let s = h.headers["Retry-After"], let secs = UInt64(s) { retryAfter = min(secs, 60) * 1000 }
+        }
+        f.onBody = { b in
+            guard status == 200 else { return }
+            if bytes.count + b.count <= expected { bytes.append(contentsOf: b) } else { status = -1 }
+        }
         f.onEnd = { [self] in
             guard !stopped else { return }
+            if status == 503 { return sink?.fetchFailed(k, from: s, .busy(retryAfterMs: retryAfter)) ?? () }
             guard status == 200, bytes.count == expected else {
                 if m == owner { Log.shared.warn("piece from the owner failed", ["taskId": id, "peer": m.description, "piece": k, "status": status]) }
-                return sink?.fetchFailed(k, from: s, unreachable: false) ?? ()
+                return sink?.fetchFailed(k, from: s, .refused) ?? ()
             }
             sink?.delivered(k, from: s, bytes: bytes)
         }
         f.onFail = { [self] error in
             guard !stopped else { return }
             if m == owner { Log.shared.warn("piece from the owner failed", ["taskId": id, "peer": m.description, "piece": k, "error": "\(error)"]) }
-            sink?.fetchFailed(k, from: s, unreachable: true)
+            sink?.fetchFailed(k, from: s, .unreachable)
         }
         f.start()
     }

@@ -113,7 +113,8 @@ public final class WorkerProcess {
         membership.startRefreshing()
         service.peers = PeerNetwork(membership: membership, token: token, pool: pool, perPeerRate: config.download.perPeerRateLimit)
         peer = PeerHandler(token: token, service: service, membership: membership,
-                           uploads: config.upload.rateLimit > 0 ? Metrics.region?.uploadRate(config.upload.rateLimit) : nil)
+                           uploads: config.upload.rateLimit > 0 ? Metrics.region?.uploadRate(config.upload.rateLimit) : nil,
+                           maxUploads: config.upload.concurrentLimit)
         if index == 0 {
             Log.shared.info("peer exchange on", ["members": membership.members.map(\.description).joined(separator: ","),
                                                   "me": membership.me?.description ?? "-"])

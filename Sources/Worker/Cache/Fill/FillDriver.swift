@@ -49,7 +49,7 @@ package final class FillDriver: PieceSink {
 
     package func failed(_ why: FillFailure) { handle(.failed(why)) }
 
-    package func fetchFailed(_ k: Int, from: SourceID, unreachable: Bool) { handle(.fetchFailed(k, from: from, unreachable: unreachable)) }
+    package func fetchFailed(_ k: Int, from: SourceID, _ why: FetchFailure) { handle(.fetchFailed(k, from: from, why)) }
 
     /// The piece's sha256 runs on the thread pool; the piece stays in flight meanwhile.
     package func delivered(_ k: Int, from: SourceID, bytes: [UInt8]) {

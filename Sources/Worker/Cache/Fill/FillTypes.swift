@@ -65,6 +65,16 @@ public struct PieceNews: Equatable, Sendable {
     public init() {}
 }
 
+/// Why a piece did not come from a source.
+public enum FetchFailure: Equatable, Sendable {
+    /// An error answer or a short body.
+    case refused
+    /// No answer at all (refused connection, reset, timeout).
+    case unreachable
+    /// The source is busy (503 with `Retry-After`): ask another one, and this one again later.
+    case busy(retryAfterMs: UInt64)
+}
+
 /// Why a source is left out of a task.
 public enum Avoidance: Equatable, Sendable {
     /// Its bytes of that piece did not match the seed's digest.

@@ -22,6 +22,6 @@ package protocol PieceSource: AnyObject {
 package protocol PieceSink: AnyObject {
     func news(_ news: PieceNews, seed: SourceID)
     func delivered(_ k: Int, from: SourceID, bytes: [UInt8])
-    func fetchFailed(_ k: Int, from: SourceID, unreachable: Bool)
+    func fetchFailed(_ k: Int, from: SourceID, _ why: FetchFailure)
     func failed(_ why: FillFailure)
 }

@@ -46,6 +46,8 @@ public struct TaskFill {
     public private(set) var seed: SourceID?
     private var seedComplete = false
     public private(set) var avoided: Set<SourceID> = []
+    /// Sources that said they are busy, and until when.
+    private var busyUntil: [SourceID: UInt64] = [:]
     private var slips = 0
     private var seedOnlySince: [Int: UInt64] = [:]
     private var lastProgressMs: UInt64
@@ -68,8 +70,8 @@ public struct TaskFill {
         case failed(FillFailure)
         /// Piece k's bytes are in hand from that source, and this is their sha256.
         case arrived(Int, from: SourceID, digest: [UInt8])
-        /// Piece k did not come: an error answer or a short body, or (`unreachable`) no answer at all.
-        case fetchFailed(Int, from: SourceID, unreachable: Bool)
+        /// Piece k did not come from that source.
+        case fetchFailed(Int, from: SourceID, FetchFailure)
         /// Piece k is written and marked present.
         case stored(Int, from: SourceID, bytes: Int)
         case storeFailed(Int, from: SourceID, FillFailure)
@@ -121,9 +123,15 @@ public struct TaskFill {
             inFlight[k] = nil
             avoided.insert(from)
             return [.avoid(from, .badDigest(piece: k))] + step(now)
-        case .fetchFailed(let k, let from, let unreachable):
+        case .fetchFailed(let k, let from, let failure):
             guard inFlight[k] == from else { return [] }
             inFlight[k] = nil
+            if case .busy(let ms) = failure {
+                // Busy is not broken: other sources first, this one again after its pause.
+                busyUntil[from] = now + ms
+                return step(now)
+            }
+            let unreachable = failure == .unreachable
             if from == seed {
                 slips += 1
                 if slips <= tuning.seedSlips { return step(now) }
@@ -144,6 +152,8 @@ public struct TaskFill {
             guard k < present.count else { return [] }
             present[k] = true
             if from == seed { slips = 0 }
+            // A busy source that delivered has a free slot again.
+            busyUntil[from] = nil
             bytesFrom[from, default: 0] += bytes
             lastProgressMs = now
             return step(now)
@@ -206,7 +216,7 @@ public struct TaskFill {
         guard let seed, holdings[seed] != nil else { return [] }
         let missing = self.missing
         let endgame = seedComplete && PiecePicker.endgame(missing: missing, pieceCount: pieceCount, parallel: tuning.parallel)
-        let sources = holdings.keys.filter { !avoided.contains($0) }.sorted()
+        let sources = holdings.keys.filter { !avoided.contains($0) && (busyUntil[$0] ?? 0) <= now }.sorted()
         var out: [FillAction] = []
         while inFlight.count < tuning.parallel {
             let pick = PiecePicker.pick(
