@@ -119,7 +119,7 @@ final class TaskFillTests: XCTestCase {
         var s = Swarm(pieces: 5, seed: seed, me: me)
         s.go()
         XCTAssertTrue(s.finished, "\(s.actions)")
-        XCTAssertEqual(s.actions.first, .describe(length: 20, contentType: "application/octet-stream"))
+        XCTAssertEqual(s.actions.first, .describe(length: 20, contentType: "application/octet-stream", digestHeader: nil))
         XCTAssertEqual(s.count { $0 == .seal }, 1)
         XCTAssertEqual(Set(s.stored.keys), Set(0..<5))
         XCTAssertEqual(s.fill.bytesFrom, [seed: 20])
@@ -137,7 +137,7 @@ final class TaskFillTests: XCTestCase {
     func testAnEmptyBlobSealsAtOnce() {
         var s = Swarm(pieces: 0, seed: seed, me: me)
         s.go()
-        XCTAssertEqual(s.actions, [.describe(length: 0, contentType: "application/octet-stream"), .seal, .finish])
+        XCTAssertEqual(s.actions, [.describe(length: 0, contentType: "application/octet-stream", digestHeader: nil), .seal, .finish])
     }
 
     func testAnotherPieceSizeFallsBack() {
@@ -234,11 +234,11 @@ final class TaskFillTests: XCTestCase {
         XCTAssertEqual(s.actions.last, .fallBack(.seal("fdatasync: EIO")))
     }
 
-    func testDiskFullMidFillFallsBackAndLateAnswersAreIgnored() {
+    func testDiskFullMidFillStopsCachingAndLateAnswersAreIgnored() {
         var s = Swarm(pieces: 6, seed: seed, me: me)
         s.diskFullAt = 3
         s.go()
-        XCTAssertEqual(s.actions.last, .fallBack(.diskFull))
+        XCTAssertEqual(s.actions.last, .abort(.diskFull), "not the origin again into a full disk")
         let before = s.actions.count
         s.send(.stored(4, from: seed, bytes: 4))
         s.send(.arrived(5, from: seed, digest: Swarm.digest(5)))
@@ -356,5 +356,69 @@ final class TaskFillTests: XCTestCase {
         n.digests = [Swarm.digest(0), nil, nil]
         s.send(.news(n, seed: seed))
         XCTAssertEqual(s.actions.filter { if case .fetch = $0 { return true } else { return false } }, [.fetch(0, from: seed)])
+    }
+
+    // MARK: The origin's stream
+
+    /// A fill the origin streams: its head sizes the task, pieces come in order and are stored in
+    /// order; the seal once the last one is stored.
+    func originFill(length: Int64, maxLength: Int64 = .max) -> (TaskFill, [FillAction]) {
+        var f = TaskFill(pieceSize: 4, me: nil, now: 0, fromOrigin: true, maxLength: maxLength)
+        let out = f.handle(.described(length: length, contentType: "x", digestHeader: "sha256:ab"), now: 0)
+        return (f, out)
+    }
+
+    func testTheOriginStreamsInOrderAndSealsAfterTheLastWrite() {
+        var (f, out) = originFill(length: 10)
+        XCTAssertEqual(out, [.describe(length: 10, contentType: "x", digestHeader: "sha256:ab")])
+        XCTAssertEqual(f.pieceCount, 3)
+        for k in 0..<3 { XCTAssertEqual(f.handle(.arrived(k, from: .origin, digest: nil), now: 0), [.store(k, from: .origin)]) }
+        XCTAssertEqual(f.handle(.stored(0, from: .origin, bytes: 4), now: 0), [])
+        XCTAssertEqual(f.handle(.streamEnded, now: 0), [], "every piece arrived: the end is no news")
+        XCTAssertEqual(f.handle(.stored(1, from: .origin, bytes: 4), now: 0), [])
+        XCTAssertEqual(f.handle(.stored(2, from: .origin, bytes: 2), now: 0), [.seal])
+        XCTAssertEqual(f.handle(.sealed(nil), now: 0), [.finish])
+        XCTAssertEqual(f.bytesFrom, [.origin: 10])
+    }
+
+    func testAnOriginFillNeverFallsBackToTheOrigin() {
+        let failures: [(TaskFill.Event, FillFailure)] = [
+            (.streamEnded, .badLength("origin body ended at piece 1 of 3")),
+            (.failed(.sourceFailed("origin stalled: 0 bytes in 60 s")), .sourceFailed("origin stalled: 0 bytes in 60 s")),
+            (.arrived(2, from: .origin, digest: nil), .sourceFailed("origin sent piece 2 out of order")),
+            (.storeFailed(0, from: .origin, .diskFull), .diskFull),
+            (.storeFailed(0, from: .origin, .store("EIO")), .store("EIO")),
+        ]
+        for (event, why) in failures {
+            var (f, _) = originFill(length: 10)
+            _ = f.handle(.arrived(0, from: .origin, digest: nil), now: 0)
+            XCTAssertEqual(f.handle(event, now: 0), [.abort(why)], "\(event)")
+            XCTAssertEqual(f.phase, .stopped(why))
+            XCTAssertEqual(f.handle(.stored(0, from: .origin, bytes: 4), now: 0), [], "nothing after the abort")
+        }
+        var (f, _) = originFill(length: 4)
+        _ = f.handle(.arrived(0, from: .origin, digest: nil), now: 0)
+        XCTAssertEqual(f.handle(.stored(0, from: .origin, bytes: 4), now: 0), [.seal])
+        XCTAssertEqual(f.handle(.sealed(.digestMismatch), now: 0), [.abort(.digestMismatch)])
+        var (g, _) = originFill(length: 4)
+        _ = g.handle(.arrived(0, from: .origin, digest: nil), now: 0)
+        _ = g.handle(.stored(0, from: .origin, bytes: 4), now: 0)
+        XCTAssertEqual(g.handle(.sealed(.seal("fdatasync: EIO")), now: 0), [.abort(.seal("fdatasync: EIO"))])
+    }
+
+    func testAnOriginLengthBeyondTheTaskAborts() {
+        let (f, out) = originFill(length: 100, maxLength: 64)
+        XCTAssertEqual(out, [.abort(.badLength("origin announced 100 bytes, more than a task can hold"))])
+        XCTAssertEqual(f.pieceCount, 0)
+    }
+
+    func testAnEmptyBlobFromTheOriginSealsAtOnce() {
+        let (_, out) = originFill(length: 0)
+        XCTAssertEqual(out, [.describe(length: 0, contentType: "x", digestHeader: "sha256:ab"), .seal])
+    }
+
+    func testTheOriginsStreamHasNoIdleFallbackOfItsOwn() {
+        var (f, _) = originFill(length: 10)
+        XCTAssertEqual(f.handle(.tick, now: 10_000_000), [], "its source measures the stall in bytes per window")
     }
 }

@@ -19,7 +19,7 @@ final class CacheReader {
     private var pumping = false
     private var done = false
     /// The task's download when it runs in this worker: bytes not yet on disk come from its buffers.
-    private weak var download: CacheDownload?
+    private weak var download: FillDriver?
     /// How bytes of the file go out (only once they are in the page cache; read on the pool if not).
     private var sender: FileSender?
     /// That download found the digest right: every byte may go out, flushed or not (it stays so
@@ -52,7 +52,7 @@ final class CacheReader {
         task.beginReading()
         exchange.onAbort = { [self] in stop() }
         exchange.onWritable = { [self] in pump() }
-        if !task.isComplete, let d = CacheDownload.active[task.key.id] {
+        if !task.isComplete, let d = FillDriver.active[task.key.id] {
             download = d
             d.listen(self) { [weak self] in self?.pump() }
         }

@@ -189,9 +189,7 @@ package final class CacheService {
         h.remove("If-Modified-Since")
         let fetch = OriginFetch(method: "GET", headers: h, url: url, pool: pool, policy: policy)
         fetch.isDownload = true
-        let d = CacheDownload(task: task, fetch: fetch)
-        d.recordPieceDigests = peers != nil
-        d.start()
+        FillDriver.fromOrigin(task, fetch: fetch, recordPieceDigests: peers != nil).start()
     }
 
     /// A peer asks this host, the task's owner, to get a blob from the origin with the requesting

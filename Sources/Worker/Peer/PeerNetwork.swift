@@ -34,7 +34,8 @@ package final class PeerNetwork: TaskSource {
         let source = PeerSource(id: task.key.id, url: url, headers: headers, owners: owners, network: self)
         var tuning = TaskFill.Tuning()
         tuning.idleMs = Limits.upstreamIdleMs
-        FillDriver(task: task, source: source, me: membership.me.map { SourceID($0.description) }, tuning: tuning, origin: origin).start()
+        FillDriver(task: task, source: source, me: membership.me.map { SourceID($0.description) }, fromOrigin: false, tuning: tuning,
+                   origin: origin).start()
         return true
     }
 

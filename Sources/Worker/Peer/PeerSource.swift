@@ -146,8 +146,8 @@ final class PeerSource: PieceSource {
 
     func fetch(_ k: Int, from s: SourceID, count expected: Int) {
         guard let m = member(s.name) else { return sink?.fetchFailed(k, from: s, .unreachable) ?? () }
-        var bytes = [UInt8]()
-        bytes.reserveCapacity(expected)
+        let bytes = PieceBuffer(capacity: expected)
+        var over = false
         let f = network.request("GET", m, PeerProtocol.piecePath(id, k))
         var status = 0
         var retryAfter: UInt64 = 1000
@@ -157,16 +157,16 @@ final class PeerSource: PieceSource {
         }
         f.onBody = { b in
             guard status == 200 else { return }
-            if bytes.count + b.count <= expected { bytes.append(contentsOf: b) } else { status = -1 }
+            if bytes.append(b) < b.count { over = true }
         }
         f.onEnd = { [self] in
             guard !stopped else { return }
             if status == 503 { return sink?.fetchFailed(k, from: s, .busy(retryAfterMs: retryAfter)) ?? () }
-            guard status == 200, bytes.count == expected else {
+            guard status == 200, !over, bytes.count == expected else {
                 if m == owner { Log.shared.warn("piece from the owner failed", ["taskId": id, "peer": m.description, "piece": k, "status": status]) }
                 return sink?.fetchFailed(k, from: s, .refused) ?? ()
             }
-            sink?.delivered(k, from: s, bytes: bytes)
+            sink?.delivered(k, from: s, bytes)
         }
         f.onFail = { [self] error in
             guard !stopped else { return }
@@ -176,9 +176,16 @@ final class PeerSource: PieceSource {
         f.start()
     }
 
-    func stored(_ k: Int, from s: SourceID) {
+    func stored(_ k: Int, from s: SourceID, buffer: PieceBuffer) {
         if let m = member(s.name) { network.membership.markUp(m) }
     }
+
+    // Asked, not pushed: nothing to pause, no partial piece to show, the task's registry kept.
+    func pause() {}
+    func resume() {}
+    func partial(at offset: Int64, max: Int) -> UnsafeRawBufferPointer? { nil }
+    var registry: String { "" }
+    var logFields: [(String, LogValue)] { [] }
 
     func avoid(_ s: SourceID, unreachable: Bool) {
         guard let m = member(s.name) else { return }

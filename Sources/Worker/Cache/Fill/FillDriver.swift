@@ -1,37 +1,65 @@
 import Foundation
 import UV
 import TLS
+import HTTP
 import Metrics
 
-/// Carries out a `TaskFill`'s decisions for one claimed task with one `PieceSource`: hashes a piece
-/// that arrived and writes one that matched on libuv's thread pool, marks it present (every
+/// Carries out a `TaskFill`'s decisions for one claimed task with one `PieceSource`: hashes a peer's
+/// piece and writes a piece that may be stored on libuv's thread pool, marks it present (every
 /// worker's readers take it from there), seals the task, or hands it back to the origin. It decides
 /// nothing itself: every event goes to the fill, every action comes from it.
+///
+/// The origin's pieces are written one at a time, in order, each hashed into the blob's running
+/// sha256 beside its write (the write and the hash on two pool threads); with `maxQueued` of them
+/// waiting, the origin is paused until the disk catches up. This worker's readers take the bytes
+/// not yet on disk straight from those buffers (`inMemory`), woken as they arrive. A peer's pieces
+/// land out of order: the blob's hash catches up from the file (`CacheTask.catchUpHash`).
 package final class FillDriver: PieceSink {
     let task: CacheTask
     let source: PieceSource
     /// Starts the download from the origin instead (the claim is kept).
     let origin: () -> Void
+    /// Record each piece's sha256 for peers to check what they fetch from this host.
+    let recordPieceDigests: Bool
     private var fill: TaskFill
-    /// Pieces in hand, between `delivered` and their write.
-    private var held: [Int: [UInt8]] = [:]
-    private var digests: [Int: [UInt8]] = [:]
+    /// Pieces in hand, between `delivered` and their write, with their sha256 when it was taken.
+    private var held: [Int: (buffer: PieceBuffer, digest: [UInt8]?)] = [:]
+    /// The origin's pieces waiting for the disk, in order (the first one being written).
+    private var queued: [(k: Int, buffer: PieceBuffer)] = []
+    private var writing = false
+    private var paused = false
+    static let maxQueued = 2
     private let ticker = LoopTimer()
     private var ended = false
     private let stopwatch = Stopwatch()
-    /// Fills in progress in this worker, which keep them alive.
-    nonisolated(unsafe) static var active: [String: FillDriver] = [:]  // loop thread only
+    /// The digest matched (the flush may still be running): this worker's readers may send the
+    /// last byte. Durability is the task's business, not the client's: a client is owed verified
+    /// bytes, and the task counts as complete for every worker only once it is flushed.
+    private(set) var isVerified = false
+    /// This worker's readers of the task, woken when bytes arrive.
+    private var listeners: [ObjectIdentifier: () -> Void] = [:]
+    /// Fills in progress in this worker, which keep them alive (loop thread only: the process has one loop).
+    nonisolated(unsafe) static var active: [String: FillDriver] = [:]
+    /// Loop thread only, like `active`.
+    nonisolated(unsafe) static var diskFullLogged = false
     /// `DFGET_TRACE_PIECES=1`: a log line per piece stored (for the benchmark's timeline).
     static let trace = ProcessInfo.processInfo.environment["DFGET_TRACE_PIECES"] == "1"
 
-    package init(task: CacheTask, source: PieceSource, me: SourceID?, tuning: TaskFill.Tuning = TaskFill.Tuning(),
-                 origin: @escaping () -> Void) {
+    /// `fromOrigin`: the source streams the whole blob (the origin); else it is asked piece by piece.
+    package init(task: CacheTask, source: PieceSource, me: SourceID?, fromOrigin: Bool, recordPieceDigests: Bool = false,
+                 tuning: TaskFill.Tuning = TaskFill.Tuning(), origin: @escaping () -> Void = {}) {
         self.task = task
         self.source = source
         self.origin = origin
-        fill = TaskFill(pieceSize: task.pieceSize, me: me, now: EventLoop.nowMs, tuning: tuning, spread: { [weak source] k in
-            source?.spread(k) ?? UInt64(k)
-        })
+        self.recordPieceDigests = recordPieceDigests
+        fill = TaskFill(pieceSize: task.pieceSize, me: me, now: EventLoop.nowMs, fromOrigin: fromOrigin, maxLength: task.maxContentLength,
+                        tuning: tuning, spread: { [weak source] k in source?.spread(k) ?? UInt64(k) })
+    }
+
+    /// The origin's stream into `task` (claimed by this worker).
+    package static func fromOrigin(_ task: CacheTask, fetch: OriginFetch, recordPieceDigests: Bool) -> FillDriver {
+        FillDriver(task: task, source: OriginSource(fetch: fetch, pieceSize: task.pieceSize, maxLength: task.maxContentLength),
+                   me: nil, fromOrigin: true, recordPieceDigests: recordPieceDigests)
     }
 
     package var phase: TaskFill.Phase { fill.phase }
@@ -39,33 +67,76 @@ package final class FillDriver: PieceSink {
     package func start() {
         FillDriver.active[task.key.id] = self
         Metrics.gauge(.tasksActive, 1)
-        ticker.start(ms: 1000, repeatMs: 1000) { [weak self] in self?.handle(.tick) }
+        if !fill.fromOrigin { ticker.start(ms: 1000, repeatMs: 1000) { [weak self] in self?.handle(.tick) } }
         source.start(self)
+    }
+
+    // MARK: Readers in this worker
+
+    func listen(_ reader: AnyObject, _ wake: @escaping () -> Void) {
+        listeners[ObjectIdentifier(reader)] = wake
+        handle(.readerAttached)
+    }
+
+    func unlisten(_ reader: AnyObject) {
+        guard listeners.removeValue(forKey: ObjectIdentifier(reader)) != nil else { return }
+        handle(.readerLeft)
+    }
+
+    private func wakeReaders() {
+        guard !listeners.isEmpty else { return }
+        for wake in Array(listeners.values) { wake() }
+    }
+
+    /// Received bytes from `offset` that are not on disk yet (the origin's piece being received, or
+    /// one waiting for the disk), up to `max`; nil when `offset` is not among them. Valid until the
+    /// loop next runs this fill (a stored piece's buffer is reused). A peer's bytes never show here
+    /// before their digest matched and they are on disk.
+    func inMemory(at offset: Int64, max: Int) -> UnsafeRawBufferPointer? {
+        guard !ended, max > 0, offset >= 0, fill.fromOrigin else { return nil }
+        let k = Int(offset / Int64(task.pieceSize))
+        let within = Int(offset - Int64(k) * Int64(task.pieceSize))
+        guard let q = queued.first(where: { $0.k == k }) else { return source.partial(at: offset, max: max) }
+        guard within < q.buffer.count else { return nil }
+        return UnsafeRawBufferPointer(start: q.buffer.base + within, count: Swift.min(max, q.buffer.count - within))
     }
 
     // MARK: PieceSink
 
     package func news(_ news: PieceNews, seed: SourceID) { handle(.news(news, seed: seed)) }
 
+    package func described(length: Int64, contentType: String, digestHeader: String?) {
+        handle(.described(length: length, contentType: contentType, digestHeader: digestHeader))
+    }
+
+    package func progressed() { wakeReaders() }
+
+    package func streamEnded() { handle(.streamEnded) }
+
     package func failed(_ why: FillFailure) { handle(.failed(why)) }
 
     package func fetchFailed(_ k: Int, from: SourceID, _ why: FetchFailure) { handle(.fetchFailed(k, from: from, why)) }
 
-    /// The piece's sha256 runs on the thread pool; the piece stays in flight meanwhile.
-    package func delivered(_ k: Int, from: SourceID, bytes: [UInt8]) {
+    /// The origin's piece goes straight to the fill (the blob's digest checks it); a peer's is hashed
+    /// on the thread pool first, and stays in flight meanwhile.
+    package func delivered(_ k: Int, from: SourceID, _ buffer: PieceBuffer) {
         guard !ended else { return }
+        if from == .origin {
+            held[k] = (buffer, nil)
+            handle(.arrived(k, from: from, digest: nil))
+            held[k] = nil
+            return
+        }
         var digest: [UInt8] = []
         ThreadPool.run({
             let h = SHA256Digest()
-            bytes.withUnsafeBytes { h.update($0) }
+            h.update(buffer.bytes)
             digest = h.finalize()
         }, then: { [self] in
             guard !ended else { return }
-            held[k] = bytes
-            digests[k] = digest
+            held[k] = (buffer, digest)
             handle(.arrived(k, from: from, digest: digest))
             held[k] = nil
-            digests[k] = nil
         })
     }
 
@@ -79,17 +150,28 @@ package final class FillDriver: PieceSink {
     private func run(_ action: FillAction) {
         guard !ended else { return }
         switch action {
-        case .describe(let length, let contentType):
+        case .describe(let length, let contentType, let digestHeader):
             do {
-                try task.describe(contentLength: length, contentType: contentType, digestHeader: task.key.expectedDigest ?? "", origin: task.origin)
+                let registry = source.registry.isEmpty ? task.origin : source.registry
+                try task.describe(contentLength: length, contentType: contentType,
+                                  digestHeader: digestHeader ?? task.key.expectedDigest ?? "", origin: registry)
             } catch {
                 handle(.failed(.store("\(error)")))
             }
         case .fetch(let k, let from):
             source.fetch(k, from: from, count: Int(task.pieceRange(k).count))
         case .store(let k, let from):
-            guard let bytes = held[k], let digest = digests[k] else { return handle(.storeFailed(k, from: from, .store("piece \(k) not in hand"))) }
-            store(k, from: from, bytes, digest: digest)
+            guard let (buffer, digest) = held[k] else { return handle(.storeFailed(k, from: from, .store("piece \(k) not in hand"))) }
+            if from == .origin {
+                queued.append((k, buffer))
+                if queued.count >= FillDriver.maxQueued && !paused {
+                    paused = true
+                    source.pause()
+                }
+                writeNext()
+            } else {
+                storePeerPiece(k, from: from, buffer, digest: digest)
+            }
         case .avoid(let s, let why):
             switch why {
             case .badDigest(let k):
@@ -104,12 +186,7 @@ package final class FillDriver: PieceSink {
         case .replaceSeed(let s):
             source.replaceSeed(s)
         case .seal:
-            // Pieces land out of order: the blob's hash follows them on the pool, then the seal.
-            task.catchUpHash { [self] in
-                task.verifyFlushAndSeal { [self] error in
-                    handle(.sealed(error.map { $0 == "digest mismatch" ? .digestMismatch : .seal($0) }))
-                }
-            }
+            seal()
         case .fallBack(let why):
             Log.shared.warn("peers could not fill the task: from the origin", ["taskId": task.key.id, "error": why.description])
             guard task.isDownloader, (try? task.restartDownload()) != nil else {
@@ -121,50 +198,118 @@ package final class FillDriver: PieceSink {
         case .finish:
             end(nil)
         case .abort(let why):
+            switch why {
+            case .diskFull:
+                if !FillDriver.diskFullLogged {
+                    FillDriver.diskFullLogged = true
+                    Log.shared.error("disk full: not caching", ["taskId": task.key.id])
+                }
+                task.stopCaching()
+            case .digestMismatch:
+                break  // dropped as corrupt already
+            default:
+                task.abandon()
+            }
             end(why)
         }
     }
 
-    /// The write runs on the thread pool; marking the piece present (and the blob's hash catching
-    /// up) on the loop.
-    private func store(_ k: Int, from: SourceID, _ bytes: [UInt8], digest: [UInt8]) {
+    /// The first queued origin piece: written and hashed (the blob's running hash, and its own
+    /// sha256 when peers may ask) side by side on two pool threads; present once both are done.
+    private func writeNext() {
+        guard !writing, !ended, let q = queued.first else { return }
+        let task = task, withDigest = recordPieceDigests
+        let bytes = q.buffer.bytes
         let offset: Int64
-        do { offset = try task.pieceOffset(k, count: bytes.count) } catch {
+        do { offset = try task.pieceOffset(q.k, count: bytes.count) } catch {
+            return handle(.storeFailed(q.k, from: .origin, .store("\(error)")))
+        }
+        writing = true
+        var written: Result<Void, Error> = .success(())
+        var digest: [UInt8]?
+        var pending = 2
+        let both = { [self] in
+            pending -= 1
+            guard pending == 0 else { return }
+            writing = false
+            queued.removeFirst()
+            mark(q.k, from: .origin, q.buffer, written.map { digest })
+            if paused && queued.count < FillDriver.maxQueued && !ended {
+                paused = false
+                source.resume()
+            }
+            writeNext()
+        }
+        ThreadPool.run({ written = Result { try task.writeBytes(bytes, at: offset) } }, then: both)
+        ThreadPool.run({ digest = task.hashPiece(q.k, bytes, withDigest: withDigest) }, then: both)
+    }
+
+    /// A peer's piece (its digest matched): written on the pool, then present, and the blob's hash
+    /// catches up from the file.
+    private func storePeerPiece(_ k: Int, from: SourceID, _ buffer: PieceBuffer, digest: [UInt8]?) {
+        let offset: Int64
+        do { offset = try task.pieceOffset(k, count: buffer.count) } catch {
             return handle(.storeFailed(k, from: from, .store("\(error)")))
         }
         var written: Result<Void, Error> = .success(())
         ThreadPool.run({ [task] in
-            written = Result { try bytes.withUnsafeBytes { try task.writeBytes($0, at: offset) } }
+            written = Result { try task.writeBytes(buffer.bytes, at: offset) }
         }, then: { [self] in
-            guard !ended else { return }
-            do {
-                try written.get()
-                try task.markStored(k, digest: digest)
-                task.catchUpHash()
-            } catch let e as SystemError where e.isDiskFull {
-                return handle(.storeFailed(k, from: from, .diskFull))
-            } catch {
-                return handle(.storeFailed(k, from: from, .store("\(error)")))
-            }
-            source.stored(k, from: from)
-            if FillDriver.trace {
-                Log.shared.info("piece stored", ["taskId": task.key.id, "piece": k, "from": from.name, "ms": stopwatch.elapsedMs.rounded()])
-            }
-            handle(.stored(k, from: from, bytes: bytes.count))
+            mark(k, from: from, buffer, written.map { digest })
+            if !ended { task.catchUpHash() }
         })
+    }
+
+    /// The piece is written (or not): present for every reader, or the fill hears why not.
+    private func mark(_ k: Int, from: SourceID, _ buffer: PieceBuffer, _ result: Result<[UInt8]?, Error>) {
+        let count = buffer.count
+        source.stored(k, from: from, buffer: buffer)
+        guard !ended else { return }
+        do {
+            try task.markStored(k, digest: try result.get())
+        } catch let e as SystemError where e.isDiskFull {
+            return handle(.storeFailed(k, from: from, .diskFull))
+        } catch {
+            return handle(.storeFailed(k, from: from, .store("\(error)")))
+        }
+        if FillDriver.trace {
+            Log.shared.info("piece stored", ["taskId": task.key.id, "piece": k, "from": from.name, "ms": stopwatch.elapsedMs.rounded()])
+        }
+        handle(.stored(k, from: from, bytes: count))
+    }
+
+    /// One flush per task, on the thread pool; the task is complete only once it is on disk.
+    private func seal() {
+        let verifyAndSeal = { [self] in
+            task.verifyFlushAndSeal(verified: { [self] in
+                isVerified = true
+                wakeReaders()
+            }) { [self] error in
+                handle(.sealed(error.map { $0 == "digest mismatch" ? .digestMismatch : .seal($0) }))
+            }
+        }
+        // A peer's pieces land out of order: the blob's hash follows them on the pool first.
+        if fill.fromOrigin { verifyAndSeal() } else { task.catchUpHash(then: verifyAndSeal) }
     }
 
     private func end(_ error: FillFailure?) {
         ended = true
         ticker.close()
         source.stop()
-        let from = fill.bytesFrom
-        var f: [(String, LogValue)] = [("taskId", .string(task.key.id)), ("source", .string("peers")),
-                                       ("bytes", .int(from.values.reduce(0, +))), ("originBytes", .int(0)),
-                                       ("costMs", .double(stopwatch.elapsedMs.rounded())), ("owner", .string(fill.seed?.name ?? "-"))]
-        f.append(("fromPeers", .string(from.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ","))))
+        listeners.removeAll()
+        var f: [(String, LogValue)] = [("taskId", .string(task.key.id))]
+        if fill.fromOrigin {
+            f += source.logFields
+            f.append(("costMs", .double(stopwatch.elapsedMs.rounded())))
+        } else {
+            let from = fill.bytesFrom
+            f += [("source", .string("peers")), ("bytes", .int(from.values.reduce(0, +))), ("originBytes", .int(0)),
+                  ("costMs", .double(stopwatch.elapsedMs.rounded())), ("owner", .string(fill.seed?.name ?? "-")),
+                  ("fromPeers", .string(from.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")))]
+        }
         if let error { f.append(("error", .string(error.description))) }
-        Log.shared.write(error == nil ? "info" : "warn", error == nil ? "task downloaded" : "task from peers stopped", f)
+        let failed = fill.fromOrigin ? "task download failed" : "task from peers stopped"
+        Log.shared.write(error == nil ? "info" : "warn", error == nil ? "task downloaded" : failed, f)
         FillDriver.active[task.key.id] = nil
         Metrics.gauge(.tasksActive, -1)
     }

@@ -87,8 +87,9 @@ public enum Avoidance: Equatable, Sendable {
 
 /// The decisions of a fill, for its driver to carry out.
 public enum FillAction: Equatable, Sendable {
-    /// The length is known: size the task's file for it.
-    case describe(length: Int64, contentType: String)
+    /// The length is known: size the task's file for it (`digestHeader`: the origin's
+    /// `Docker-Content-Digest`, nil for the task's own digest).
+    case describe(length: Int64, contentType: String, digestHeader: String?)
     /// Fetch piece k from that source.
     case fetch(Int, from: SourceID)
     /// Piece k from that source matched its digest: write it, then mark it present.
@@ -103,6 +104,7 @@ public enum FillAction: Equatable, Sendable {
     case fallBack(FillFailure)
     /// Filled, verified and sealed.
     case finish
-    /// Stopped for good: the task is already dropped (its bytes did not match).
+    /// Stopped for good: the task is given up (`diskFull`: not cached, readers finish from the
+    /// origin; `digestMismatch`: already dropped as corrupt).
     case abort(FillFailure)
 }

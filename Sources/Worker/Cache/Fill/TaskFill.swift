@@ -3,8 +3,11 @@
 /// events in (with the time they happen at), actions out; the driver does the I/O, so every
 /// interleaving is a unit test and a simulator can run it with virtual time.
 ///
-/// Sources are names. The seed is the one that fetches the blob from the origin (a task's rendezvous
-/// owner); its pieces are dealt round its followers so its uplink carries each about once.
+/// Sources are names. The origin (`SourceID.origin`) streams pieces in order and is trusted through
+/// the whole blob's digest; every other source is asked for one piece at a time, each checked
+/// against the seed's digest. The seed is the member that fetches the blob from the origin (a
+/// task's rendezvous owner); its pieces are dealt round its followers so its uplink carries each
+/// about once. A fill the origin streams has nothing to fall back on: its failures abort.
 public struct TaskFill {
     public enum Phase: Equatable, Sendable {
         /// The length is not known yet.
@@ -53,10 +56,20 @@ public struct TaskFill {
     private var lastProgressMs: UInt64
     public private(set) var bytesFrom: [SourceID: Int] = [:]
     public private(set) var readers = 0
+    /// The origin streams the blob to this fill (from piece 0), and the next piece it will send.
+    public let fromOrigin: Bool
+    private var streamNext = 0
+    /// The most a task can hold.
+    let maxLength: Int64
 
-    public init(pieceSize: Int, me: SourceID?, now: UInt64, tuning: Tuning = Tuning(), spread: @escaping (Int) -> UInt64 = { UInt64($0) }) {
+    /// `fromOrigin`: the origin streams the whole blob (its head gives the length); else peers fill
+    /// it, piece by piece, from their news.
+    public init(pieceSize: Int, me: SourceID?, now: UInt64, fromOrigin: Bool = false, maxLength: Int64 = .max,
+                tuning: Tuning = Tuning(), spread: @escaping (Int) -> UInt64 = { UInt64($0) }) {
         self.pieceSize = pieceSize
         self.me = me
+        self.fromOrigin = fromOrigin
+        self.maxLength = maxLength
         self.tuning = tuning
         self.spread = spread
         lastProgressMs = now
@@ -68,8 +81,13 @@ public struct TaskFill {
         /// The fill cannot go on: no seed can be had any more, the seed's own download failed, or
         /// the driver could not carry out an action.
         case failed(FillFailure)
-        /// Piece k's bytes are in hand from that source, and this is their sha256.
-        case arrived(Int, from: SourceID, digest: [UInt8])
+        /// The origin's head: the blob's length (and what to answer clients with).
+        case described(length: Int64, contentType: String, digestHeader: String?)
+        /// Piece k's bytes are in hand from that source, and this is their sha256 (nil from the
+        /// origin, which the whole blob's digest checks).
+        case arrived(Int, from: SourceID, digest: [UInt8]?)
+        /// The origin's body ended.
+        case streamEnded
         /// Piece k did not come from that source.
         case fetchFailed(Int, from: SourceID, FetchFailure)
         /// Piece k is written and marked present.
@@ -117,9 +135,27 @@ public struct TaskFill {
             return take(news, seed: seed, now: now)
         case .failed(let why):
             return fallBack(why)
+        case .described(let length, let contentType, let digestHeader):
+            guard fromOrigin, phase == .waiting else { return [] }
+            guard length >= 0, length <= maxLength else {
+                return fallBack(.badLength("origin announced \(length) bytes, more than a task can hold"))
+            }
+            var out = size(length, contentType: contentType, digestHeader: digestHeader)
+            for k in 0..<pieceCount { inFlight[k] = .origin }
+            out += step(now)
+            return out
+        case .streamEnded:
+            guard fromOrigin, streamNext < pieceCount || phase == .waiting else { return [] }
+            return fallBack(.badLength("origin body ended at piece \(streamNext) of \(pieceCount)"))
         case .arrived(let k, let from, let digest):
             guard inFlight[k] == from else { return [] }
-            if k < expected.count, expected[k] == digest { return [.store(k, from: from)] }
+            if from == .origin, fromOrigin {
+                // In order, or the stream is not what it claims.
+                guard k == streamNext else { return fallBack(.sourceFailed("origin sent piece \(k) out of order")) }
+                streamNext += 1
+                return [.store(k, from: from)]
+            }
+            if let digest, k < expected.count, expected[k] == digest { return [.store(k, from: from)] }
             inFlight[k] = nil
             avoided.insert(from)
             return [.avoid(from, .badDigest(piece: k))] + step(now)
@@ -160,6 +196,8 @@ public struct TaskFill {
         case .storeFailed(let k, let from, let why):
             guard inFlight[k] == from else { return [] }
             inFlight[k] = nil
+            // A full disk is not the sources' fault: nothing is cached, readers finish from the origin.
+            if why == .diskFull { return abort(.diskFull) }
             return fallBack(why)
         case .tick:
             return idle(now) ?? []
@@ -180,16 +218,21 @@ public struct TaskFill {
         var out: [FillAction] = []
         if phase == .waiting, let length = news.length {
             guard news.pieceSize == pieceSize else { return fallBack(.pieceSizeMismatch) }
-            guard length >= 0 else { return fallBack(.badLength("owner announced \(length) bytes")) }
-            pieceCount = Int((length + Int64(pieceSize) - 1) / Int64(pieceSize))
-            present = Array(repeating: false, count: pieceCount)
-            expected = Array(repeating: nil, count: pieceCount)
-            phase = .filling
-            out.append(.describe(length: length, contentType: news.contentType))
+            guard length >= 0, length <= maxLength else { return fallBack(.badLength("owner announced \(length) bytes")) }
+            out += size(length, contentType: news.contentType, digestHeader: nil)
         }
         guard phase == .filling else { return out + (idle(now) ?? []) }
         for (k, d) in news.digests.prefix(pieceCount).enumerated() where d != nil { expected[k] = d }
         return out + step(now)
+    }
+
+    /// The length is known: the pieces, and the task's file sized for them.
+    private mutating func size(_ length: Int64, contentType: String, digestHeader: String?) -> [FillAction] {
+        pieceCount = Int((length + Int64(pieceSize) - 1) / Int64(pieceSize))
+        present = Array(repeating: false, count: pieceCount)
+        expected = Array(repeating: nil, count: pieceCount)
+        phase = .filling
+        return [.describe(length: length, contentType: contentType, digestHeader: digestHeader)]
     }
 
     /// What follows any change: more fetches, the seal once every piece is there, or the fallback.
@@ -206,7 +249,8 @@ public struct TaskFill {
     }
 
     private mutating func idle(_ now: UInt64) -> [FillAction]? {
-        guard now &- lastProgressMs > tuning.idleMs else { return nil }
+        // The origin's stream has its own stall check (bytes per window, in its source).
+        guard !fromOrigin, now &- lastProgressMs > tuning.idleMs else { return nil }
         return fallBack(.noProgress(ms: now &- lastProgressMs))
     }
 
@@ -236,10 +280,18 @@ public struct TaskFill {
         return out
     }
 
+    /// The sources could not fill it: the origin from the start, unless the origin was the source.
     private mutating func fallBack(_ why: FillFailure) -> [FillAction] {
         guard phase == .waiting || phase == .filling else { return [] }
+        if fromOrigin { return abort(why) }
         phase = .stopped(why)
         return [.fallBack(why)]
+    }
+
+    private mutating func abort(_ why: FillFailure) -> [FillAction] {
+        guard phase == .waiting || phase == .filling else { return [] }
+        phase = .stopped(why)
+        return [.abort(why)]
     }
 
     static func has(_ bits: [UInt8], _ k: Int) -> Bool {
