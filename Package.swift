@@ -44,7 +44,7 @@ let package = Package(
         // The supervisor and the command line.
         .executableTarget(
             name: "Master",
-            dependencies: ["UV", "TLS", "HTTP", "Config", "Worker", "Metrics", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["UV", "TLS", "HTTP", "Config", "Cache", "Worker", "Metrics", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: mode
         ),
         // Fuzz targets over every parser that meets the network or the config (scripts/fuzz.sh), and

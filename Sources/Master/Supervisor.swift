@@ -1,6 +1,7 @@
 import Foundation
 import UV
 import Config
+import Cache
 import Worker
 import Metrics
 
@@ -193,11 +194,11 @@ final class Supervisor {
     /// socket is closed once it is sent.
     private func dispatch(_ client: TCP, _ kind: Handoff) {
         let live = slots.filter { $0.process != nil }
-        guard !live.isEmpty else {
+        guard let i = ReloadPlan.dispatch(next, up: live.count) else {
             if pending.count < Supervisor.maxPending { pending.append((client, kind)) } else { client.close() }
             return
         }
-        let slot = live[next % live.count]
+        let slot = live[i]
         next &+= 1
         slot.process!.ipc.send(tag: kind.rawValue, handle: client) { _ in client.close() }
     }
@@ -227,7 +228,7 @@ final class Supervisor {
         }
         for w in loaded.warnings { Log.shared.warn("config", ["warning": w.description]) }
         let new = loaded.config
-        for kept in Supervisor.listenerChanges(from: config, to: new) {
+        for kept in ReloadPlan.listenerChanges(from: config, to: new) {
             Log.shared.warn("reload: a listening socket is kept as it was; restart the daemon to change it", ["key": kept])
         }
         setenv(WorkerEnvironment.configText, loaded.text, 1)
@@ -239,7 +240,7 @@ final class Supervisor {
             s.restartTimer = nil
             if let p = s.process {
                 retiring.append(s)
-                p.kill(SIGTERM)
+                p.ipc.send(byte: WorkerCommand.stop.rawValue)
             } else if let slab = s.slab {
                 freeSlabs.append(slab)
             }
@@ -250,35 +251,13 @@ final class Supervisor {
         Log.shared.info("reloaded", ["config": configPath, "generation": generation, "workers": slots.count, "retiring": retiring.count])
     }
 
-    /// Keys whose change a reload cannot apply (the sockets stay bound as they are).
-    static func listenerChanges(from a: DaemonConfig, to b: DaemonConfig) -> [String] {
-        func same(_ x: DaemonConfig.Listen?, _ y: DaemonConfig.Listen?) -> Bool { x?.listen == y?.listen && x?.ports == y?.ports }
-        var out: [String] = []
-        if !same(a.proxy?.tcpListen, b.proxy?.tcpListen) { out.append("proxy.tcpListen") }
-        if !same(a.upload.tcpListen, b.upload.tcpListen) { out.append("upload.tcpListen") }
-        if !same(a.health?.tcpListen, b.health?.tcpListen) || a.health?.path != b.health?.path { out.append("health") }
-        return out
-    }
-
-    /// logrotate moved the files away: the master and every worker open them again.
-    /// A worker younger than `signalSettleMs` may not have its handler yet (SIGUSR1's default
-    /// action ends a process): it is told once it is that old.
+    /// logrotate moved the files away: the master and every worker open them again. The command
+    /// waits in each worker's channel until it reads it, however young the worker is.
     private func reopenLogs() {
         if let e = Log.shared.reopen() { Log.shared.error("cannot reopen the log", ["error": e]) }
-        let now = EventLoop.nowMs
-        var young: [Slot] = []
-        for s in slots + retiring where s.process != nil {
-            if now - s.startedMs >= Supervisor.signalSettleMs { s.process?.kill(SIGUSR1) } else { young.append(s) }
-        }
+        for s in slots + retiring { s.process?.ipc.send(byte: WorkerCommand.reopenLogs.rawValue) }
         Log.shared.info("log reopened", ["workers": slots.count + retiring.count])
-        guard !young.isEmpty else { return }
-        let t = LoopTimer()
-        t.start(ms: Supervisor.signalSettleMs) {
-            t.close()
-            for s in young { s.process?.kill(SIGUSR1) }
-        }
     }
-    static let signalSettleMs: UInt64 = 500
 
     // MARK: Health, metrics, idle exit
 
@@ -292,7 +271,7 @@ final class Supervisor {
 
     private func metricsText() -> String {
         guard let region else { return "" }
-        return Exposition(region: region, cacheBytes: CacheUsage.bytes(dataDir: config.dataDir), version: DfgetVersion.string).render()
+        return Exposition(region: region, cacheBytes: PieceCache.usage(dataDir: config.dataDir).bytes, version: DfgetVersion.string).render()
     }
 
     /// `aliveTime`: a daemon with no request, no connection accepted and no download for that long
@@ -333,7 +312,7 @@ final class Supervisor {
         for s in slots + retiring {
             s.restartTimer?.close()
             s.restartTimer = nil
-            s.process?.kill(SIGTERM)
+            s.process?.ipc.send(byte: WorkerCommand.stop.rawValue)
         }
         if allExited {
             finish()

@@ -77,6 +77,24 @@ public final class PieceCache {
         public let lastAccess: Date
     }
 
+    /// Where the cache lives under the daemon's `dataDir`.
+    public static func root(dataDir: String) -> String { (dataDir as NSString).appendingPathComponent("cache") }
+
+    /// What the cache under `dataDir` holds: the bytes of its blob data files and how many tasks
+    /// (a directory listing and a stat per task; for the master's scrape, which opens nothing).
+    public static func usage(dataDir: String) -> (bytes: UInt64, tasks: Int) {
+        let dir = root(dataDir: dataDir)
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return (0, 0) }
+        var total: UInt64 = 0, tasks = 0
+        for n in names where n.hasSuffix(".data") {
+            var st = stat()
+            guard stat((dir as NSString).appendingPathComponent(n), &st) == 0 else { continue }
+            total += UInt64(max(0, st.st_size))
+            tasks += 1
+        }
+        return (total, tasks)
+    }
+
     /// Every task on disk, least recently used first.
     public func entries() -> [Entry] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []

@@ -8,6 +8,29 @@ public enum Handoff: UInt8 {
     case peer = 0x55
 }
 
+/// What the master tells a worker on the same channel, a byte with no socket (nginx's channel
+/// commands): it waits in the pipe until the worker reads it, so a worker that has just started
+/// misses nothing, and no signal handler has to be in place first.
+public enum WorkerCommand: UInt8, CaseIterable {
+    /// Stop accepting, finish in-flight requests, exit (drain; a reload retires old workers so).
+    case stop = 0x51
+    /// logrotate moved the log away: open it again.
+    case reopenLogs = 0x52
+
+    /// What a byte on the channel is: a socket's kind (one pending handle), or a command.
+    public enum Message: Equatable {
+        case socket(Handoff)
+        case command(WorkerCommand)
+        case unknown(UInt8)
+    }
+
+    public static func decode(_ byte: UInt8) -> Message {
+        if let h = Handoff(rawValue: byte) { return .socket(h) }
+        if let c = WorkerCommand(rawValue: byte) { return .command(c) }
+        return .unknown(byte)
+    }
+}
+
 /// Environment through which the master gives its workers the config it validated, so that a worker
 /// restarted later runs with the same config even if the file changed meanwhile.
 public enum WorkerEnvironment {

@@ -51,10 +51,20 @@ public final class WorkerProcess {
         try ipc.open(fd: 3)
         ipc.startReading { [self] ev in
             switch ev {
-            case .data(let tags):
-                for tag in tags {
-                    guard let sock = ipc.acceptPendingTCP() else { continue }
-                    serve(sock, Handoff(rawValue: tag) ?? .proxy)
+            case .data(let bytes):
+                // In order: sockets sent before a stop are served, and nothing comes after one.
+                for byte in bytes where !draining {
+                    switch WorkerCommand.decode(byte) {
+                    case .socket(let kind):
+                        guard let sock = ipc.acceptPendingTCP() else { continue }
+                        serve(sock, kind)
+                    case .command(.stop):
+                        drain()
+                    case .command(.reopenLogs):
+                        reopenLogs()
+                    case .unknown(let b):
+                        Log.shared.warn("unknown message from the master", ["worker": index, "byte": Int(b)])
+                    }
                 }
             case .eof, .error:
                 Log.shared.info("master is gone: draining", ["worker": index])
@@ -62,18 +72,12 @@ public final class WorkerProcess {
             }
         }
         openCache()
+        // The master's commands come on the channel (stop, reopen the log). A SIGTERM sent to the
+        // worker itself still drains it; Ctrl-C, SIGHUP and SIGUSR1 reach the whole process group
+        // and are the master's to act on, so a worker ignores them.
         signals.append(SignalWatcher(signal: SIGTERM) { [self] _ in drain() })
-        // Ctrl-C reaches the whole process group; the master decides, the worker drains when told.
         signals.append(SignalWatcher(signal: SIGINT) { _ in })
-        // The master forwards SIGUSR1 (logrotate): the log file is opened again. SIGHUP is the
-        // master's (reload); a worker that gets one from a process-group signal ignores it.
-        signals.append(SignalWatcher(signal: SIGUSR1) { [index] _ in
-            if let e = Log.shared.reopen() {
-                Log.shared.error("cannot reopen the log", ["worker": index, "error": e])
-            } else {
-                Log.shared.info("log reopened", ["worker": index])
-            }
-        })
+        signals.append(SignalWatcher(signal: SIGUSR1) { _ in })
         signals.append(SignalWatcher(signal: SIGHUP) { _ in })
         for s in signals { s.unref() }
         Log.shared.info("worker started", ["worker": index])
@@ -81,11 +85,19 @@ public final class WorkerProcess {
         exitWorker()
     }
 
+    private func reopenLogs() {
+        if let e = Log.shared.reopen() {
+            Log.shared.error("cannot reopen the log", ["worker": index, "error": e])
+        } else {
+            Log.shared.info("log reopened", ["worker": index])
+        }
+    }
+
     /// The piece cache under `<dataDir>/cache`, shared by all workers; worker 0 collects garbage.
     private func openCache() {
         guard let proxy, let p = config.proxy else { return }
         do {
-            let cache = try PieceCache(root: (config.dataDir as NSString).appendingPathComponent("cache"))
+            let cache = try PieceCache(root: PieceCache.root(dataDir: config.dataDir))
             let service = CacheService(cache: cache, pool: proxy.pool, config: p, peerID: "\(ProcessInfo.processInfo.hostName)-\(getpid())")
             proxy.cache = service
             joinPeers(service, pool: proxy.pool)

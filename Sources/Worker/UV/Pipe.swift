@@ -18,6 +18,12 @@ public final class Pipe: UVStream {
         withUnsafeBytes(of: &t) { queueWrite($0, sendHandle: handle, completion: completion) }
     }
 
+    /// Sends `byte` alone (a command on the channel).
+    public func send(byte: UInt8, completion: ((Int32) -> Void)? = nil) {
+        var t = byte
+        withUnsafeBytes(of: &t) { queueWrite($0, sendHandle: nil, completion: completion) }
+    }
+
     public var pendingCount: Int32 { uv_pipe_pending_count(pipe) }
 
     /// Accepts one received socket handle.
