@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Layers, each a module; dependencies point one way (down this list):
-//   CUV → UV, Metrics → TLS → HTTP → Config → Cache → Proxy, Peer → Worker → Master
+//   CUV → UV, Metrics → TLS → HTTP → Config → Cache → Registry, Proxy, Peer → Worker → Master
 let mode: [SwiftSetting] = [.swiftLanguageMode(.v6)]
 
 let package = Package(
@@ -34,12 +34,14 @@ let package = Package(
                 path: "Sources/Worker/Config", swiftSettings: mode),
         // The piece cache shared by all workers.
         .target(name: "Cache", dependencies: ["CUV", "UV", "TLS", "HTTP", "Config", "Metrics"], path: "Sources/Worker/Cache", swiftSettings: mode),
+        // What a registry allows: the cache asks it (through `AccessPolicy`) before a stored blob goes out.
+        .target(name: "Registry", dependencies: ["UV", "TLS", "HTTP", "Cache"], path: "Sources/Worker/Registry", swiftSettings: mode),
         // Routing on the proxy port: forward proxy, tunnel, hijack, mirror.
         .target(name: "Proxy", dependencies: ["UV", "TLS", "HTTP", "Config", "Cache", "Metrics"], path: "Sources/Worker/Proxy", swiftSettings: mode),
         // The peer-exchange port.
         .target(name: "Peer", dependencies: ["UV", "TLS", "HTTP", "Config", "Cache", "Metrics"], path: "Sources/Worker/Peer", swiftSettings: mode),
         // A worker process: composes the layers on one loop.
-        .target(name: "Worker", dependencies: ["UV", "TLS", "HTTP", "Config", "Cache", "Proxy", "Peer", "Metrics"],
+        .target(name: "Worker", dependencies: ["UV", "TLS", "HTTP", "Config", "Cache", "Registry", "Proxy", "Peer", "Metrics"],
                 path: "Sources/Worker/Runtime", swiftSettings: mode),
         // The supervisor and the command line.
         .executableTarget(
@@ -54,7 +56,7 @@ let package = Package(
         .executableTarget(name: "dfget-fuzz", dependencies: ["FuzzTargets"], path: "Tests/Fuzz/Main"),
         .testTarget(
             name: "WorkerTests",
-            dependencies: ["UV", "TLS", "HTTP", "Config", "Cache", "Proxy", "Peer", "Worker", "Metrics", "FuzzTargets"],
+            dependencies: ["UV", "TLS", "HTTP", "Config", "Cache", "Registry", "Proxy", "Peer", "Worker", "Metrics", "FuzzTargets"],
             swiftSettings: mode
         ),
     ]

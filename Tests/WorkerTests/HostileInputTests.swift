@@ -1,6 +1,7 @@
 import XCTest
 @testable import HTTP
 @testable import Cache
+@testable import Registry
 
 /// Values from the network at their extremes: answered, never trapped on.
 final class HostileInputTests: XCTestCase {

@@ -24,7 +24,8 @@ package final class CacheService {
     package var peers: TaskSource?
     let pool: UpstreamPool
     let config: DaemonConfig.Proxy
-    let confirmations = AuthConfirmations()
+    /// Who may have a stored blob (the registry layer); nil: anyone who asks.
+    package var access: AccessPolicy?
     let peerID: String
 
     package init(cache: PieceCache, pool: UpstreamPool, config: DaemonConfig.Proxy, peerID: String) {
@@ -62,7 +63,7 @@ package final class CacheService {
                             ["taskId": k.id, "peerId": peerID, "url": url.description])
         }
         let claimed: Bool
-        let origin = AuthConfirmations.origin(url)
+        let origin = url.origin
         do { claimed = task.isComplete ? false : try task.claim(pieceSize: cache.pieceSize, origin: origin) } catch {
             Log.shared.error("cannot start caching: passing through", ["taskId": k.id, "error": "\(error)"])
             passThrough()
@@ -197,7 +198,7 @@ package final class CacheService {
     package func startOriginDownload(_ key: TaskKey, url: UpstreamURL, headers: HTTPHeaders) -> Bool {
         guard let task = try? cache.open(key) else { return false }
         if task.isComplete { return true }
-        guard (try? task.claim(pieceSize: cache.pieceSize, origin: AuthConfirmations.origin(url))) == true else {
+        guard (try? task.claim(pieceSize: cache.pieceSize, origin: url.origin)) == true else {
             return task.state == .downloading  // another worker of this host has it
         }
         // The mirror's own trust settings for its registry's host, the standard verification elsewhere.
@@ -207,111 +208,12 @@ package final class CacheService {
         return true
     }
 
-    /// Whether the registry would give this client this blob, asked with the client's credentials;
-    /// a refusal goes back to the client as the registry said it. The registry the bytes came from
-    /// answers a HEAD. Any other registry must prove it holds the blob: a few bytes at a random
-    /// offset, compared with the cached ones. Knowing a digest gets a registry nothing.
+    /// Whether this client may have the blob the task holds from the registry it asked: the access
+    /// policy's answer (the registry's rules), or yes when there is none (`confirmAuthorization: false`).
     private func confirm(_ ex: Exchange, url: UpstreamURL, policy: TLSContexts.ClientPolicy, task: CacheTask,
                          then: @escaping () -> Void) {
-        guard config.confirmAuthorization else { return then() }
-        let k = AuthConfirmations.key(url: url, authorization: ex.request.headers["Authorization"])
-        if confirmations.isGranted(k, now: EventLoop.nowMs) { return then() }
-        let grant = { [self] in
-            confirmations.grant(k, now: EventLoop.nowMs)
-            then()
-        }
-        if task.origin == AuthConfirmations.origin(url) {
-            askHead(ex, url: url, policy: policy, then: grant)
-        } else if task.isComplete, let length = task.contentLength, length > 0 {
-            let probe = PossessionProbe(length: length)
-            proveHolds(ex, url: url, policy: policy, task: task, probe: probe, then: grant)
-        } else {
-            askHead(ex, url: url, policy: policy, then: grant)
-        }
-    }
-
-    private func askHead(_ ex: Exchange, url: UpstreamURL, policy: TLSContexts.ClientPolicy, then: @escaping () -> Void) {
-        let fetch = OriginFetch(method: "HEAD", headers: ex.request.headers, url: url, pool: pool, policy: policy)
-        fetch.followRedirects = false
-        ex.onAbort = { fetch.cancel() }
-        fetch.onHead = { h, _ in
-            if h.status / 100 == 2 || h.status / 100 == 3 {
-                fetch.onEnd = then
-            } else {
-                CacheService.refuse(ex, fetch, h)
-            }
-        }
-        fetch.onFail = { reason in ex.failUpstream(reason) }
-        fetch.start()
-    }
-
-    /// The registry's own refusal (401 with its challenge, 403, 404) goes back to the client.
-    private static func refuse(_ ex: Exchange, _ fetch: OriginFetch, _ h: HTTPResponseHead) {
-        var out = HTTPResponseHead(status: h.status, reason: h.reason)
-        let kept: Set<String> = ["www-authenticate", "content-type", "docker-distribution-api-version"]
-        for f in h.headers where kept.contains(f.name.lowercased()) { out.headers.add(f.name, f.value) }
-        ex.logFields.append(("authorization", .string("refused by origin: \(h.status)")))
-        fetch.onBody = nil
-        fetch.onEnd = {
-            ex.sendHead(out, bodyLength: 0)
-            ex.finish()
-        }
-    }
-
-    /// GET of the probe's range with the client's credentials (redirects to storage followed); the
-    /// bytes must equal the cached ones.
-    private func proveHolds(_ ex: Exchange, url: UpstreamURL, policy: TLSContexts.ClientPolicy, task: CacheTask,
-                            probe: PossessionProbe, then: @escaping () -> Void) {
-        var expected = [UInt8](repeating: 0, count: probe.count)
-        do {
-            let n = try expected.withUnsafeMutableBytes { try task.read(offset: probe.offset, into: $0) }
-            guard n == probe.count else { throw SystemError(op: "short read", path: nil, errno: EIO) }
-        } catch {
-            ex.failUpstream(.forbidden(url.authority, reason: "cannot read the cached bytes to compare: \(error)"))
-            return
-        }
-        var h = ex.request.headers
-        h.replace("Range", probe.rangeHeader)
-        h.remove("If-None-Match")
-        h.remove("If-Modified-Since")
-        let fetch = OriginFetch(method: "GET", headers: h, url: url, pool: pool, policy: policy)
-        ex.onAbort = { fetch.cancel() }
-        var collector: PossessionProbe.Collector?
-        var decided = false
-        let decide = { (got: [UInt8]?) in
-            guard !decided else { return }
-            decided = true
-            if got == expected {
-                ex.logFields.append(("authorization", .string("possession proven")))
-                then()
-            } else {
-                Log.shared.warn("registry did not prove it holds the blob", ["upstream": url.authority, "taskId": task.key.id])
-                ex.logFields.append(("authorization", .string("possession not proven")))
-                ex.respond(status: 403, body: "\(url.authority) did not prove it holds \(task.key.expectedDigest ?? task.key.id)\n")
-            }
-        }
-        fetch.onHead = { h, _ in
-            guard let c = probe.collector(status: h.status) else {
-                if h.status / 100 == 2 { return decide(nil) }
-                return CacheService.refuse(ex, fetch, h)
-            }
-            collector = c
-        }
-        fetch.onBody = { b in
-            guard let c = collector, !decided else { return }
-            if let got = c.take(b) {
-                fetch.cancel()
-                decide(got)
-            }
-        }
-        fetch.onEnd = { if !decided { decide(nil) } }
-        fetch.onFail = { reason in
-            if !decided {
-                decided = true
-                ex.failUpstream(reason)
-            }
-        }
-        fetch.start()
+        guard let access else { return then() }
+        access.confirm(ex, url: url, policy: policy, blob: StoredBlob(task), then: then)
     }
 
     /// Evicts by `storage.taskExpireTime`, `diskGCThreshold` and `diskGCThresholdPercent`, on the

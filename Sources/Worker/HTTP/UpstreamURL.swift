@@ -60,4 +60,8 @@ public struct UpstreamURL: Equatable, CustomStringConvertible {
     }
 
     public var description: String { "\(scheme)://\(authority)\(target)" }
+
+    /// The registry (or any origin) as the cache records where bytes came from:
+    /// `scheme://host:port`, the host in lower case, the port always written.
+    public var origin: String { "\(scheme)://\(HostPort.format(host.lowercased(), port))" }
 }

@@ -8,6 +8,7 @@ import TLS
 import HTTP
 import Config
 import Cache
+import Registry
 import Proxy
 import Peer
 import Metrics
@@ -99,6 +100,7 @@ public final class WorkerProcess {
         do {
             let cache = try PieceCache(root: PieceCache.root(dataDir: config.dataDir))
             let service = CacheService(cache: cache, pool: proxy.pool, config: p, peerID: "\(ProcessInfo.processInfo.hostName)-\(getpid())")
+            if p.confirmAuthorization { service.access = RegistryAccess(pool: proxy.pool) }
             proxy.cache = service
             joinPeers(service, pool: proxy.pool)
             if index == 0 {

@@ -30,7 +30,7 @@ final class OriginSource: PieceSource {
         self.fetch = fetch
         self.pieceSize = pieceSize
         self.maxLength = maxLength
-        registry = AuthConfirmations.origin(fetch.url)
+        registry = fetch.url.origin
         buffer = PieceBuffer(capacity: pieceSize)
     }
 

@@ -15,7 +15,7 @@ final class AuthConfirmations {
         // Every hit needs its key; the same one comes again and again (loop thread only).
         if let m = lastKey, m.url == url, m.authorization == authorization { return m.key }
         let t = RequestTarget(url.target)
-        let key = "\(origin(url))|\(repository(t))|\(credentialDigest(authorization))|\(t.blobDigest ?? t.path)"
+        let key = "\(url.origin)|\(repository(t))|\(credentialDigest(authorization))|\(t.blobDigest ?? t.path)"
         lastKey = (url, authorization, key)
         return key
     }
@@ -34,8 +34,6 @@ final class AuthConfirmations {
         return d
     }
 
-    /// A registry as a task records where its bytes came from.
-    static func origin(_ url: UpstreamURL) -> String { "\(url.scheme)://\(HostPort.format(url.host.lowercased(), url.port))" }
 
     /// `/v2/<name>/blobs/...` → `<name>`; other paths stand for themselves.
     static func repository(_ target: String) -> String { repository(RequestTarget(target)) }
