@@ -39,7 +39,11 @@ package final class OriginFetch {
     /// `download.totalRateLimit`, shared by every worker; set at worker start. It holds for the
     /// fetches that fill the cache (`isDownload`: from the origin or the peers), as the reference
     /// daemon's does for its tasks; what streams straight through is not a download of the daemon's.
-    nonisolated(unsafe) package static var totalRate: SharedRate?
+    package static var totalRate: SharedRate? {
+        get { totalRateBox.value }
+        set { totalRateBox.value = newValue }
+    }
+    private static let totalRateBox = LoopBound<SharedRate?>(nil)
     package var isDownload = false
     /// `download.perPeerRateLimit` for the member this fetch asks (peer fetches only).
     package var peerRate: SharedRate?

@@ -1,4 +1,5 @@
 import Foundation
+import UV
 /// An origin-form request target (`/path?query`), split once: the one query-string parser, and the
 /// one place that knows what a blob path looks like.
 public struct RequestTarget: Equatable, CustomStringConvertible {
@@ -62,7 +63,11 @@ public struct RequestTarget: Equatable, CustomStringConvertible {
         return d
     }
 
-    nonisolated(unsafe) private static var lastDigest: (path: String, digest: String?)?
+    private static let lastDigestBox = LoopBound<(path: String, digest: String?)?>(nil)
+    private static var lastDigest: (path: String, digest: String?)? {
+        get { lastDigestBox.value }
+        set { lastDigestBox.value = newValue }
+    }
 
     private func computeBlobDigest() -> String? {
         guard let r = RequestTarget.find(RequestTarget.blobMarker, in: path) else { return nil }

@@ -3,13 +3,14 @@ internal import CUV
 /// This process's counters: its slab of the shared region. Without a region (unit tests, tools)
 /// every call is a no-op.
 public enum Metrics {
-    /// Set once at startup, before the loop runs.
-    nonisolated(unsafe) public private(set) static var region: SharedRegion?
-    nonisolated(unsafe) private static var slab: UnsafeMutablePointer<UInt64>?
+    /// Set once at startup, before the loop or any pool thread runs; then only read, from any
+    /// thread (the counters themselves are atomic).
+    nonisolated(unsafe) private static var attached: (region: SharedRegion, slab: UnsafeMutablePointer<UInt64>)?
+    public static var region: SharedRegion? { attached?.region }
+    private static var slab: UnsafeMutablePointer<UInt64>? { attached?.slab }
 
     public static func attach(_ region: SharedRegion, slab index: Int) {
-        self.region = region
-        slab = region.slab(index)
+        attached = (region, region.slab(index))
     }
 
     @inline(__always) static func add(_ slot: Int, _ n: UInt64) {

@@ -6,6 +6,7 @@ import Foundation
 /// no process ever waits on another and a worker killed mid-update leaves nothing locked.
 /// Reserving never fails: a sender learns how long to wait, so a limit slows a transfer down and
 /// never fails it. Bursts up to `burstBytes` go at once.
+/// Unchecked: a pointer to one word of the shared region, moved only by compare-and-swap.
 public struct SharedRate: @unchecked Sendable {
     let clock: UnsafeMutablePointer<UInt64>
     let nsPerByte: Double

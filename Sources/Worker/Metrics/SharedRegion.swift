@@ -10,6 +10,7 @@ import Foundation
 /// are 64-bit and touched only atomically. Layout: a header, the global words (the master's
 /// tallies and the shared rate limiters), then `slabCount` slabs of `slabSlots` words. Slab 0 is the
 /// master's; each live worker writes only its own slab, so counting never contends.
+/// Unchecked: a fixed mapping whose words are only touched atomically.
 public final class SharedRegion: @unchecked Sendable {
     public static let slabSlots = 384
     /// Slab 0 plus two generations of the most workers a config allows (a reload overlaps them).

@@ -91,7 +91,7 @@ final class Tunnel {
     /// The kernel moves the bytes when it can (splice); else they go through the loop.
     private var spliced: SpliceRelay?
     /// `DFGET_NO_SPLICE=1`: tunnels relay through the loop (for comparison).
-    nonisolated(unsafe) static var useSplice = getenv("DFGET_NO_SPLICE") == nil
+    static let useSplice = getenv("DFGET_NO_SPLICE") == nil
 
     private func start() {
         checkIdle()

@@ -11,21 +11,21 @@ final class AuthConfirmations {
     init(ttlMs: UInt64 = 60_000) { self.ttlMs = ttlMs }
 
     /// registry + repository + a digest of the credential (never the credential itself) + the blob.
-    static func key(url: UpstreamURL, authorization: String?) -> String {
+    func key(url: UpstreamURL, authorization: String?) -> String {
         // Every hit needs its key; the same one comes again and again (loop thread only).
         if let m = lastKey, m.url == url, m.authorization == authorization { return m.key }
         let t = RequestTarget(url.target)
-        let key = "\(url.origin)|\(repository(t))|\(credentialDigest(authorization))|\(t.blobDigest ?? t.path)"
+        let key = "\(url.origin)|\(AuthConfirmations.repository(t))|\(credentialDigest(authorization))|\(t.blobDigest ?? t.path)"
         lastKey = (url, authorization, key)
         return key
     }
 
-    nonisolated(unsafe) private static var lastKey: (url: UpstreamURL, authorization: String?, key: String)?
+    private var lastKey: (url: UpstreamURL, authorization: String?, key: String)?
 
     /// The sha256 of a credential, remembered for the few credentials a worker sees (every hit
     /// needs one; most have no credential at all).
-    nonisolated(unsafe) private static var digests: [String: String] = [:]  // loop thread only
-    static func credentialDigest(_ authorization: String?) -> String {
+    private var digests: [String: String] = [:]
+    func credentialDigest(_ authorization: String?) -> String {
         let a = authorization ?? ""
         if let d = digests[a] { return d }
         let d = SHA256Digest.hex(Array(a.utf8))

@@ -20,7 +20,7 @@ package final class RegistryAccess: AccessPolicy {
 
     package func confirm(_ ex: Exchange, url: UpstreamURL, policy: TLSContexts.ClientPolicy, blob: StoredBlob,
                          then: @escaping () -> Void) {
-        let k = AuthConfirmations.key(url: url, authorization: ex.request.headers["Authorization"])
+        let k = confirmations.key(url: url, authorization: ex.request.headers["Authorization"])
         if confirmations.isGranted(k, now: EventLoop.nowMs) { return then() }
         let grant = { [self] in
             confirmations.grant(k, now: EventLoop.nowMs)

@@ -7,7 +7,11 @@ import UV
 /// served as it is for every hijacked host.
 public final class HijackAuthority {
     /// Made once at startup, before the loop runs; used on the loop thread only.
-    package nonisolated(unsafe) static var shared: HijackAuthority?
+    package static var shared: HijackAuthority? {
+        get { sharedBox.value }
+        set { sharedBox.value = newValue }
+    }
+    private static let sharedBox = LoopBound<HijackAuthority?>(nil)
 
     let caCert: OpaquePointer
     let caKey: OpaquePointer

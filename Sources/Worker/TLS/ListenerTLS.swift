@@ -5,7 +5,11 @@ import UV
 /// certificates signed by `caCert` (`tlsVerify: true`).
 public final class ListenerTLS {
     /// Made once at startup, before the loop runs; used on the loop thread only.
-    package nonisolated(unsafe) static var shared: ListenerTLS?
+    package static var shared: ListenerTLS? {
+        get { sharedBox.value }
+        set { sharedBox.value = newValue }
+    }
+    private static let sharedBox = LoopBound<ListenerTLS?>(nil)
     let context: OpaquePointer
 
     package static func makeShared(cert: String, key: String, clientCA: String?) throws {

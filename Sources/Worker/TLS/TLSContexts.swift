@@ -16,7 +16,11 @@ public enum TLSContexts {
     }
 
     /// Filled on the loop thread only (the process has one loop), so no lock.
-    nonisolated(unsafe) private static var clients: [ClientPolicy: OpaquePointer] = [:]
+    private static var clients: [ClientPolicy: OpaquePointer] {
+        get { clientsBox.value }
+        set { clientsBox.value = newValue }
+    }
+    private static let clientsBox = LoopBound<[ClientPolicy: OpaquePointer]>([:])
 
     static func client(_ policy: ClientPolicy) throws -> OpaquePointer {
         if let c = clients[policy] { return c }
@@ -48,7 +52,11 @@ public enum TLSContexts {
 
     /// Last resumable session per upstream (key: the pool's key, which includes the trust policy).
     /// Loop thread only, like `clients`.
-    nonisolated(unsafe) private static var sessions: [String: OpaquePointer] = [:]
+    private static var sessions: [String: OpaquePointer] {
+        get { sessionsBox.value }
+        set { sessionsBox.value = newValue }
+    }
+    private static let sessionsBox = LoopBound<[String: OpaquePointer]>([:])
 
     static func saveSession(_ engine: TLSEngine, key: String) {
         guard let s = engine.resumableSession() else { return }

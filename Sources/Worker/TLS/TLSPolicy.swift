@@ -90,7 +90,11 @@ enum TLSPolicy {
 public enum SessionTickets {
     static let keyBytes = 80
     /// Set before any server context is made; nil: each context has keys of its own.
-    public nonisolated(unsafe) static var keys: [UInt8]?
+    public static var keys: [UInt8]? {
+        get { keysBox.value }
+        set { keysBox.value = newValue }
+    }
+    private static let keysBox = LoopBound<[UInt8]?>(nil)
 
     /// Fresh random keys, as hex (for the environment).
     public static func make() -> String {

@@ -76,7 +76,7 @@ extension LogValue: LogConvertible { public var logValue: LogValue { self } }
 /// JSON-lines logger: one `write(2)` per line on an O_APPEND file shared by the master and its workers,
 /// so lines from different processes never interleave.
 public final class Log {
-    /// Set once at startup, before the loop runs; used on the loop thread only.
+    /// Replaced once at startup, before the loop or any pool thread runs; each line is one write(2).
     public nonisolated(unsafe) static var shared = Log(path: nil, role: "main")
 
     private var fd: Int32 = -1

@@ -5,6 +5,7 @@ internal import CUV
 public enum ThreadPool {
     /// What one request carries across: the closure for the pool thread and the one for the loop.
     /// The caller guarantees that nothing the work touches is touched by the loop until `done` runs.
+    /// Unchecked: libuv hands the job to one pool thread and back, never to two threads at once.
     final class Job: @unchecked Sendable {
         let work: () -> Void
         let done: () -> Void

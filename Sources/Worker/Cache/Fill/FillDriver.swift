@@ -38,10 +38,13 @@ package final class FillDriver: PieceSink {
     private(set) var isVerified = false
     /// This worker's readers of the task, woken when bytes arrive.
     private var listeners: [ObjectIdentifier: () -> Void] = [:]
-    /// Fills in progress in this worker, which keep them alive (loop thread only: the process has one loop).
-    nonisolated(unsafe) static var active: [String: FillDriver] = [:]
-    /// Loop thread only, like `active`.
-    nonisolated(unsafe) static var diskFullLogged = false
+    /// Fills in progress in this worker, which keep them alive.
+    private static let running = LoopBound([String: FillDriver]())
+    static var active: [String: FillDriver] {
+        get { running.value }
+        set { running.value = newValue }
+    }
+    private static let diskFull = LoopBound(false)
     /// `DFGET_TRACE_PIECES=1`: a log line per piece stored (for the benchmark's timeline).
     static let trace = ProcessInfo.processInfo.environment["DFGET_TRACE_PIECES"] == "1"
 
@@ -200,8 +203,8 @@ package final class FillDriver: PieceSink {
         case .abort(let why):
             switch why {
             case .diskFull:
-                if !FillDriver.diskFullLogged {
-                    FillDriver.diskFullLogged = true
+                if !FillDriver.diskFull.value {
+                    FillDriver.diskFull.value = true
                     Log.shared.error("disk full: not caching", ["taskId": task.key.id])
                 }
                 task.stopCaching()
