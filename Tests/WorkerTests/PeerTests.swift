@@ -119,3 +119,38 @@ final class PeerTests: XCTestCase {
         XCTAssertEqual(pick?.piece, 3)
     }
 }
+
+final class UploadAdmissionTests: XCTestCase {
+    func testUploadsPastTheLimitAreBusyAndASlotFreesOnEnd() {
+        var a = UploadAdmission(limit: 2)
+        XCTAssertEqual(a.ask(reserve: { 0 }), .start)
+        XCTAssertEqual(a.ask(reserve: { 0 }), .start)
+        XCTAssertEqual(a.ask(reserve: { 0 }), .busy(retryAfterSeconds: 1))
+        a.ended()
+        XCTAssertEqual(a.ask(reserve: { 0 }), .start)
+        XCTAssertEqual(a.active, 2)
+    }
+
+    func testUploadsWaitingForTheRateLimitHoldTheirSlot() {
+        var a = UploadAdmission(limit: 2)
+        XCTAssertEqual(a.ask(reserve: { 250 }), .wait(ms: 250))
+        XCTAssertEqual(a.ask(reserve: { 500 }), .wait(ms: 500))
+        XCTAssertEqual(a.ask(reserve: { 0 }), .busy(retryAfterSeconds: 1), "waiting uploads count toward the bound")
+        a.ended() // the first one was abandoned while it waited
+        XCTAssertEqual(a.ask(reserve: { 0 }), .start)
+    }
+
+    func testARefusedUploadReservesNoRate() {
+        var a = UploadAdmission(limit: 1)
+        var reserved = 0
+        _ = a.ask(reserve: { reserved += 1; return 0 })
+        XCTAssertEqual(a.ask(reserve: { reserved += 1; return 0 }), .busy(retryAfterSeconds: 1))
+        XCTAssertEqual(reserved, 1, "a refused upload must not book bytes under upload.rateLimit")
+    }
+
+    func testALimitBelowOneMeansOne() {
+        var a = UploadAdmission(limit: 0)
+        XCTAssertEqual(a.limit, 1)
+        XCTAssertEqual(a.ask(reserve: { 0 }), .start)
+    }
+}

@@ -20,8 +20,7 @@ public final class PeerHandler {
     /// `upload.rateLimit`, shared by every worker: pieces wait their turn, they are never refused.
     private let uploads: SharedRate?
     /// Piece uploads in progress or waiting for the rate limit, in this worker, and their bound.
-    private var uploading = 0
-    let maxUploads: Int
+    private var admission: UploadAdmission
     static let maxBody = 64 * 1024
 
     package init(token: PeerToken? = nil, service: CacheService? = nil, membership: Membership? = nil, uploads: SharedRate? = nil,
@@ -30,7 +29,7 @@ public final class PeerHandler {
         self.service = service
         self.membership = membership
         self.uploads = uploads
-        self.maxUploads = max(1, maxUploads)
+        admission = UploadAdmission(limit: maxUploads)
     }
 
     public func handle(_ ex: Exchange) {
@@ -106,26 +105,26 @@ public final class PeerHandler {
             return ex.respond(status: 404, body: "no such piece\n")
         }
         // Admission: a bounded number of uploads per worker, waiting ones included; past it the
-        // member is told to ask another source.
-        guard uploading < maxUploads else {
+        // member is told to ask another source. `upload.rateLimit` is reserved only for those let in.
+        switch admission.ask(reserve: { uploads?.reserve(upload.count) ?? 0 }) {
+        case .busy(let seconds):
             Metrics.count(.peerUploadsRefused)
             var h = HTTPHeaders()
-            h.add("Retry-After", "1")
-            return ex.respond(status: 503, headers: h, body: "too many uploads: ask another member\n")
-        }
-        uploading += 1
-        let begin = { [self] in upload.start { [self] in uploading -= 1 } }
-        // `upload.rateLimit`: the piece waits its turn; nothing of it is held meanwhile.
-        let wait = uploads?.reserve(upload.count) ?? 0
-        guard wait > 0 else { return begin() }
-        let t = LoopTimer()
-        ex.onAbort = { [self] in
-            t.close()
-            uploading -= 1
-        }
-        t.start(ms: wait) {
-            t.close()
-            if !ex.isFinished { begin() }
+            h.add("Retry-After", String(seconds))
+            ex.respond(status: 503, headers: h, body: "too many uploads: ask another member\n")
+        case .start:
+            upload.start { [self] in admission.ended() }
+        case .wait(let ms):
+            // The piece waits its turn; nothing of it is held meanwhile.
+            let t = LoopTimer()
+            ex.onAbort = { [self] in
+                t.close()
+                admission.ended()
+            }
+            t.start(ms: ms) { [self] in
+                t.close()
+                if !ex.isFinished { upload.start { [self] in admission.ended() } }
+            }
         }
     }
 
