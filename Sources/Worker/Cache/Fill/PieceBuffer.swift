@@ -2,7 +2,7 @@
 /// origin's stream (a fresh 4 MiB buffer per piece costs its page faults every time).
 package final class PieceBuffer {
     let base: UnsafeMutableRawPointer
-    let capacity: Int
+    package let capacity: Int
     package private(set) var count = 0
 
     package init(capacity: Int) {
