@@ -6,11 +6,11 @@ sys.path.insert(0, os.path.join(ROOT, "Tests", "e2e"))
 from lib import procs, registry as reglib  # noqa: E402
 
 
-def registry_with_image(work, started, repo, small=False):
-    """docker-registry with a deterministic image pushed (the 200 MiB one unless `small`);
+def registry_with_image(work, started, repo, small=False, mib=200):
+    """docker-registry with a deterministic image pushed (one `mib` MiB layer unless `small`);
     returns (registry, OCI layout, blob digests, first blob's size)."""
-    layout = os.path.join(work, "oci-small" if small else "oci-big")
-    _, blobs = reglib.build_image(layout, *(["--small"] if small else ["--big-mib", "200", "--gzip-level", "1"]))
+    layout = os.path.join(work, "oci-small" if small else f"oci-big-{mib}")
+    _, blobs = reglib.build_image(layout, *(["--small"] if small else ["--big-mib", str(mib), "--gzip-level", "1"]))
     reg = reglib.Registry(work)
     started.append(reg.proc)
     reg.push(layout, repo)
@@ -102,10 +102,11 @@ def drop_page_cache(path):
         os.close(fd)
 
 
-def rss_kib(pid):
+def rss_kib(pid, field="VmRSS"):
+    """A process's resident set (or one part of it: RssAnon, RssFile, RssShmem) in KiB."""
     try:
         for line in open(f"/proc/{pid}/status"):
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     except FileNotFoundError:
         pass
@@ -113,15 +114,21 @@ def rss_kib(pid):
 
 
 class PeakRSS:
-    """Samples the peak RSS of `pids` every 10 ms while in the `with` block."""
+    """Samples the peak RSS of `pids` every 10 ms while in the `with` block; `peak_by_pid` keeps
+    each one's peak, `anon` the peak of the memory a process owns (RSS less file and shared pages)."""
 
     def __init__(self, pids):
-        self.pids, self.peak, self.stop = pids, 0, threading.Event()
+        self.pids, self.peak, self.anon, self.stop = pids, 0, 0, threading.Event()
+        self.peak_by_pid = {p: 0 for p in pids}
 
     def __enter__(self):
         def run():
             while not self.stop.is_set():
-                self.peak = max([self.peak] + [rss_kib(p) for p in self.pids])
+                for p in self.pids:
+                    r = rss_kib(p)
+                    self.peak_by_pid[p] = max(self.peak_by_pid[p], r)
+                    self.anon = max(self.anon, rss_kib(p, "RssAnon"))
+                self.peak = max([self.peak] + list(self.peak_by_pid.values()))
                 time.sleep(0.01)
         self.t = threading.Thread(target=run)
         self.t.start()

@@ -1,16 +1,19 @@
-"""Peer exchange at cluster scale (a benchmark, not a test): 8 hosts in network namespaces, every
-link capped by tbf at 200 mbit, pull one uncached 200 MiB layer at once, with and without `peers`.
-Prints origin egress (x the layer, counted on the registry's interface), p50/p99 completion and
-fan-out efficiency = (layer / link rate) / p50. Needs root; everything stays in its namespaces."""
-import hashlib, os, statistics, sys, tempfile, threading
+#!/usr/bin/env python3
+"""Peer exchange at cluster scale (a benchmark, not a test): N hosts in network namespaces on one
+bridge, every link capped by tbf, all pull one uncached layer at once through their own mirror,
+with and without `peers`. Prints failed pulls, origin egress (x the layer, counted on the
+registry's interface), p50/p99 completion, fan-out efficiency = (layer / link rate) / p50, and the
+peak RSS of any worker (the owner's among them). Needs root; everything stays in its namespaces.
+
+    bench/peers.py [--hosts 8] [--rate 200] [--size 200] [--workers 2] [--modes alone,peers]
+"""
+import argparse, hashlib, os, statistics, sys, tempfile, threading
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import ROOT, registry_with_image  # noqa: E402
+from common import ROOT, PeakRSS, children, parse_args, registry_with_image  # noqa: E402
+from lib import procs  # noqa: E402
 from lib.cluster import Cluster  # noqa: E402
 from lib.netns import Star  # noqa: E402
-
-HOSTS = int(os.environ.get("HOSTS", "8"))
-RATE_MBIT = int(os.environ.get("RATE_MBIT", "200"))
 
 
 def sha256_file(path):
@@ -21,11 +24,15 @@ def sha256_file(path):
     return "sha256:" + h.hexdigest()
 
 
-def run(mode, reg, blob, size, work):
-    star = Star(hosts=HOSTS, rate=f"{RATE_MBIT}mbit")
+def run(a, mode, reg, blob, size, work):
+    star = Star(hosts=a.hosts, rate=f"{a.rate}mbit")
     cluster = None
     try:
-        cluster = Cluster(star, reg.dir, os.path.join(work, mode), peers=(mode == "peers"))
+        cluster = Cluster(star, reg.dir, os.path.join(work, mode), peers=(mode == "peers"), workers=a.workers)
+        for p, _ in cluster.daemons.values():
+            procs.wait_until(lambda: len(children(p.pid)) >= a.workers, what=f"{a.workers} workers of {p.name}")
+        workers = [w for p, _ in cluster.daemons.values() for w in children(p.pid)]
+        owner_workers = children(cluster.daemons[cluster.owner_of(blob[7:])][0].pid)
         before = star.tx_bytes(star.origin)
         done, times = {}, {}
 
@@ -35,19 +42,21 @@ def run(mode, reg, blob, size, work):
             times[h] = total
 
         threads = [threading.Thread(target=one, args=(h,)) for h in star.hosts]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        with PeakRSS(workers) as rss:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
         # Every client got every byte, and every host's cached copy is the blob (each host verified
         # its sha256 before completing; this checks the file again).
         bad = [h for h, v in done.items() if v != (0, size) or sha256_file(cluster.data_file(h, blob)) != blob]
         egress = (star.tx_bytes(star.origin) - before) / size
-        ts = sorted(times.values())
+        ts = sorted(times[h] for h in star.hosts if h not in bad) or [float("nan")]
         p50 = statistics.median(ts)
         p99 = ts[-1] if len(ts) < 100 else ts[int(len(ts) * 0.99)]
-        ideal = size * 8 / (RATE_MBIT * 1e6)
-        return {"mode": mode, "egress": egress, "p50": p50, "p99": p99, "eff": ideal / p50, "ideal": ideal, "bad": bad}
+        ideal = size * 8 / (a.rate * 1e6)
+        return {"mode": mode, "egress": egress, "p50": p50, "p99": p99, "eff": ideal / p50, "ideal": ideal, "bad": bad,
+                "rss": rss.mib, "owner_rss": max(rss.peak_by_pid[w] for w in owner_workers) / 1024, "anon": rss.anon / 1024}
     finally:
         if cluster:
             cluster.stop()
@@ -55,22 +64,32 @@ def run(mode, reg, blob, size, work):
 
 
 def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--hosts", type=int, default=int(os.environ.get("HOSTS", "8")))
+    ap.add_argument("--rate", type=int, default=int(os.environ.get("RATE_MBIT", "200")), help="every link's cap, mbit")
+    ap.add_argument("--size", type=int, default=200, help="the layer, MiB")
+    ap.add_argument("--workers", type=int, default=2, help="workers per daemon")
+    ap.add_argument("--modes", default=os.environ.get("MODES", "alone,peers"))
+    ap.add_argument("--keep", action="store_true", help="keep the work dir (logs) afterwards")
+    a = parse_args(ap)
     os.makedirs(os.path.join(ROOT, ".build"), exist_ok=True)
-    keep = os.environ.get("KEEP") == "1"
-    with (tempfile.TemporaryDirectory(prefix="dfget-bench-peers-") if not keep else open(os.devnull)) as tmp:
-        work = tmp if not keep else tempfile.mkdtemp(prefix="dfget-bench-peers-")
+    with (tempfile.TemporaryDirectory(prefix="dfget-bench-peers-") if not a.keep else open(os.devnull)) as tmp:
+        work = tmp if not a.keep else tempfile.mkdtemp(prefix="dfget-bench-peers-")
         started = []
         try:
-            reg, layout, blobs, size = registry_with_image(work, started, "test/big")
-            rows = [run(mode, reg, blobs[0], size, work) for mode in os.environ.get("MODES", "alone,peers").split(",")]
+            reg, layout, blobs, size = registry_with_image(work, started, "test/big", mib=a.size)
+            rows = [run(a, mode, reg, blobs[0], size, work) for mode in a.modes.split(",")]
         finally:
             for p in started:
                 p.stop()
-    print(f"\n{HOSTS} hosts pull one {size / 2**20:.0f} MiB layer at once, links {RATE_MBIT} mbit (ideal {rows[0]['ideal']:.1f} s)")
-    print("| mode | origin egress (x layer) | p50 s | p99 s | fan-out efficiency | failed |")
-    print("|---|---|---|---|---|---|")
+        if a.keep:
+            print(f"work dir kept: {work}")
+    print(f"\n{a.hosts} hosts pull one {size / 2**20:.0f} MiB layer at once, links {a.rate} mbit, "
+          f"{a.workers} workers each (ideal {rows[0]['ideal']:.1f} s)")
+    print("| mode | failed pulls | origin egress (x layer) | p50 s | p99 s | fan-out efficiency | peak worker RSS MiB: owner / any (anon) |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['mode']} | {r['egress']:.2f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['eff']:.2f} | {len(r['bad'])} |")
+        print(f"| {r['mode']} | {len(r['bad'])} | {r['egress']:.2f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['eff']:.2f} | {r['owner_rss']:.0f} / {r['rss']:.0f} ({r['anon']:.0f}) |")
 
 
 if __name__ == "__main__":
