@@ -154,3 +154,14 @@ final class UploadAdmissionTests: XCTestCase {
         XCTAssertEqual(a.ask(reserve: { 0 }), .start)
     }
 }
+
+final class FallbackOrderTests: XCTestCase {
+    /// A stalled swarm: the first backup seeds go to the origin early, everyone else much later.
+    func testOnlyTheBackupSeedsGoToTheOriginSoon() {
+        let base: UInt64 = 60_000
+        XCTAssertEqual(PeerNetwork.idleMs(rank: 1, backupSeeds: 2, base: base), 20_000)
+        XCTAssertEqual(PeerNetwork.idleMs(rank: 2, backupSeeds: 2, base: base), 20_000)
+        XCTAssertEqual(PeerNetwork.idleMs(rank: 3, backupSeeds: 2, base: base), 120_000)
+        XCTAssertEqual(PeerNetwork.idleMs(rank: 1, backupSeeds: 0, base: base), 120_000, "no backup seeds: everyone waits long")
+    }
+}

@@ -24,3 +24,30 @@ final class RetryAndBackoffTests: XCTestCase {
         }
     }
 }
+
+final class ContinuationRetryTests: XCTestCase {
+    func testBackoffDoublesAndStopsAtTheAttempts() {
+        var r = ContinuationRetry(maxAttempts: 4, patienceMs: 60_000)
+        XCTAssertEqual([r.next(), r.next(), r.next(), r.next()], [500, 1000, 2000, 4000])
+        XCTAssertNil(r.next(), "past maxAttempts the response is aborted")
+    }
+
+    func testRetryAfterIsHonouredButCapped() {
+        var r = ContinuationRetry()
+        XCTAssertEqual(r.next(retryAfterMs: 3000), 3000)
+        XCTAssertEqual(r.next(retryAfterMs: 3_600_000), 10_000, "a registry asking for an hour gets 10 s")
+    }
+
+    func testTheClientsPatienceBoundsTheTotalWait() {
+        var r = ContinuationRetry(maxAttempts: 100, patienceMs: 5000)
+        var total: UInt64 = 0
+        while let w = r.next() { total += w }
+        XCTAssertLessThanOrEqual(total, 5000)
+        XCTAssertEqual(total, 500 + 1000 + 2000, "the next (4 s) would pass the patience")
+    }
+
+    func testOnlyOverloadAndGatewayFailuresAreAskedAgain() {
+        XCTAssertEqual([429, 500, 502, 503, 504, 404, 401, 200].map(ContinuationRetry.retryable(status:)),
+                       [true, false, true, true, true, false, false, false])
+    }
+}

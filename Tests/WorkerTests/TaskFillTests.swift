@@ -310,6 +310,21 @@ final class TaskFillTests: XCTestCase {
         XCTAssertTrue(s.actions.contains(.fetch(0, from: seed)), "after its patience anyone may take it")
     }
 
+    /// In the endgame a small swarm's seed serves the last pieces beside a follower; a big swarm's
+    /// seed does not, or every host would end at the seed at once.
+    func testTheEndgameAsksTheSeedOnlyInASmallSwarm() {
+        func fromSeed(followers: Int) -> Int {
+            var s = Swarm(pieces: 4, seed: seed, me: me)
+            s.holds[other] = Set(0..<4)
+            s.behaviour[other] = .silent
+            s.followers = [me, other] + (0..<(followers - 2)).map { SourceID("f\($0):1") }
+            s.go()
+            return s.count { if case .fetch(_, let f) = $0 { return f == seed } else { return false } }
+        }
+        XCTAssertGreaterThan(fromSeed(followers: 2), 0, "2 followers: the seed helps with the tail")
+        XCTAssertEqual(fromSeed(followers: 9), 0, "9 followers: the tail comes from the followers only")
+    }
+
     func testAFollowerThatHasAPieceSparesTheSeed() {
         var s = Swarm(pieces: 4, seed: seed, me: me)
         s.holds[other] = [1, 3]

@@ -116,7 +116,8 @@ def test_a_busy_uploader_says_503_and_the_member_asks_again(cluster, images):
     """Admission on the peer port: past `upload.concurrentLimit` a piece request gets 503 with
     Retry-After, which the asking host takes as "ask another source (or this one later)", not as
     a failure: the pull completes from the peers, byte-exact."""
-    hosts = cluster(2, upload_yaml="concurrentLimit: 1\n")
+    # The rate limit keeps each upload going long enough that the next requests find the slot taken.
+    hosts = cluster(2, upload_yaml="concurrentLimit: 1\nrateLimit: 100Mi\n")
     blob, size = big(images)
     first = owner(blob[7:], hosts)
     second = next(d for d in hosts if d is not first)

@@ -149,23 +149,46 @@ package final class CacheService {
         })
     }
 
-    /// Bytes `[from, to)` of the blob from the origin by a range request, to finish a response.
+    /// Bytes `[from, to)` of the blob from the origin by a range request, to finish a response whose
+    /// head is sent. A refused or broken connection, or a 429/5xx, is asked again from where the
+    /// bytes stopped, with backoff (`ContinuationRetry`); past it, or on any other answer, the client
+    /// gets a reset, never a clean short body.
     private func fetchRest(_ ex: Exchange, url: UpstreamURL, policy: TLSContexts.ClientPolicy, from start: Int64, to: Int64,
-                           verifier: BlobVerifier?) {
+                           verifier: BlobVerifier?, retry: ContinuationRetry = ContinuationRetry()) {
+        guard !ex.isFinished else { return }
+        var retry = retry
         var h = ex.request.headers
         h.replace("Range", "bytes=\(start)-\(to - 1)")
         let fetch = OriginFetch(method: "GET", headers: h, url: url, pool: pool, policy: policy)
+        var received: Int64 = 0
+        let again = { [self] (why: String, retryAfterMs: UInt64?) in
+            guard let wait = retry.next(retryAfterMs: retryAfterMs) else {
+                return ex.abort(reason: "\(why) (after \(retry.attempts) retries)")
+            }
+            Log.shared.warn("origin failed the rest of a response: asking again", ["url": url.description, "error": why,
+                                                                                   "from": start + received, "waitMs": wait])
+            let t = LoopTimer()
+            ex.onAbort = { t.close() }
+            t.start(ms: wait) { [self] in
+                t.close()
+                fetchRest(ex, url: url, policy: policy, from: start + received, to: to, verifier: verifier, retry: retry)
+            }
+        }
         ex.onAbort = { fetch.cancel() }
         fetch.onHead = { head, framing in
             guard head.status == 206, framing == .length(UInt64(to - start)) else {
                 fetch.cancel()
-                ex.abort(reason: "origin answered \(head.status) to the range that would finish the response")
+                let why = "origin answered \(head.status) to the range that would finish the response"
+                if ContinuationRetry.retryable(status: head.status) {
+                    return again(why, head.headers["Retry-After"].flatMap(UInt64.init).map { $0 * 1000 })
+                }
+                ex.abort(reason: why)
                 return
             }
             verifier?.arm(status: head.status, framing: framing)
         }
-        ex.relayBody(from: fetch, verifier: verifier)
-        fetch.onFail = { error in ex.abort(reason: error.description) }
+        ex.relayBody(from: fetch, verifier: verifier, received: { received += Int64($0) })
+        fetch.onFail = { error in again(error.description, nil) }
         fetch.start()
     }
 

@@ -112,6 +112,8 @@ public enum ConfigLoader {
             }
             peers.dns = try p.string("dns")
             peers.refresh = try p.duration("refresh") ?? peers.refresh
+            peers.maxNeighbours = try p.int("maxNeighbours", range: 1...1024) ?? peers.maxNeighbours
+            peers.backupSeeds = try p.int("backupSeeds", range: 0...64) ?? peers.backupSeeds
             peers.secretFile = try p.string("secretFile")
             if !peers.members.isEmpty || peers.dns != nil {
                 guard let file = peers.secretFile else {

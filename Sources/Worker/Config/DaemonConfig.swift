@@ -69,6 +69,12 @@ public struct DaemonConfig {
         public var dns: String?
         /// How often `dns` is resolved again.
         public var refresh: Double = 30
+        /// Members one host follows per task besides its owner (their piece news, their pieces),
+        /// chosen by hashing: the control traffic per host does not grow with the cluster.
+        public var maxNeighbours = 8
+        /// Members after the owner, in the task's rendezvous order, that go to the origin when the
+        /// peers stall; the others wait for them (`backupSeeds` copies at most, not one per host).
+        public var backupSeeds = 2
         public var secretFile: String?
         /// The shared secret read from `secretFile`: every peer request carries a token made with it.
         public var secret: [UInt8] = []

@@ -6,8 +6,11 @@ extension Exchange {
     /// The response body from the origin to the client, paused while the client's socket is backed
     /// up; the exchange finishes with the body. With a verifier, a body that is not the blob ends
     /// in an abort, never a clean end.
-    package func relayBody(from fetch: OriginFetch, verifier: BlobVerifier? = nil) {
+    /// `received`: told how many body bytes came from the origin (before any are held back), so a
+    /// caller can ask for the rest from there if the fetch breaks.
+    package func relayBody(from fetch: OriginFetch, verifier: BlobVerifier? = nil, received: ((Int) -> Void)? = nil) {
         fetch.onBody = { [self] b in
+            received?(b.count)
             if let verifier { verifier.pass(b) { sendBody($0) } } else { sendBody(b) }
             if isWriteBlocked { fetch.pauseResponse() }
         }

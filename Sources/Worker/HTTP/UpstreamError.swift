@@ -56,5 +56,12 @@ public enum UpstreamError: Error, Equatable, CustomStringConvertible {
 
     /// The status a client gets for it before any byte of a response: 403 for a refused
     /// destination, 502 for everything the upstream did.
+    /// Nothing listens at that address: the connection was refused (a stopped process), as
+    /// opposed to an address that did not answer in time (slow, or lost on the way).
+    public var isRefusal: Bool {
+        if case .unreachable(_, let r) = self { return r.contains("refused") }
+        return false
+    }
+
     public var status: Int { if case .forbidden = self { return 403 } else { return 502 } }
 }

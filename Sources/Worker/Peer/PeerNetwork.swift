@@ -14,12 +14,26 @@ package final class PeerNetwork: TaskSource {
     let pool: UpstreamPool
     /// `download.perPeerRateLimit` in bytes per second (0: none).
     let perPeerRate: UInt64
+    /// `peers.maxNeighbours`, `peers.backupSeeds`.
+    let maxNeighbours: Int
+    let backupSeeds: Int
 
-    package init(membership: Membership, token: PeerToken, pool: UpstreamPool, perPeerRate: UInt64 = 0) {
+    package init(membership: Membership, token: PeerToken, pool: UpstreamPool, perPeerRate: UInt64 = 0, maxNeighbours: Int = 8,
+                 backupSeeds: Int = 2) {
         self.membership = membership
         self.token = token
         self.pool = pool
         self.perPeerRate = perPeerRate
+        self.maxNeighbours = maxNeighbours
+        self.backupSeeds = backupSeeds
+    }
+
+    /// How long a fill waits with no piece stored before it goes to the origin: the first
+    /// `backupSeeds` members after the owner soon, everyone else much later (by then the backup
+    /// seeds hold the blob and the swarm spreads it). So a stalled swarm costs the origin a few
+    /// copies, not one per host, and its registry does not see every host connect at once.
+    package static func idleMs(rank: Int, backupSeeds: Int, base: UInt64) -> UInt64 {
+        rank <= backupSeeds ? max(1000, base / 3) : base * 2
     }
 
     @discardableResult
@@ -33,7 +47,8 @@ package final class PeerNetwork: TaskSource {
         }
         let source = PeerSource(id: task.key.id, url: url, headers: headers, owners: owners, network: self)
         var tuning = TaskFill.Tuning()
-        tuning.idleMs = Limits.upstreamIdleMs
+        // This host's rank after the owner: 1 for the first member below it.
+        tuning.idleMs = PeerNetwork.idleMs(rank: owners.count, backupSeeds: backupSeeds, base: Limits.upstreamIdleMs)
         FillDriver(task: task, source: source, me: membership.me.map { SourceID($0.description) }, fromOrigin: false, tuning: tuning,
                    origin: origin).start()
         return true

@@ -25,6 +25,11 @@ final class PeerSource: PieceSource {
     /// piece costs its page faults each time and leaves the allocator's heap to grow.
     private var spare: [PieceBuffer] = []
     static let maxSpare = 8
+    /// Control requests to the owner that got no answer in a row; at `maxOwnerTimeouts` it is gone.
+    private var ownerTimeouts = 0
+    static let maxOwnerTimeouts = 3
+    /// Bitmap requests a neighbour left unanswered in a row; past `maxOwnerTimeouts` it is replaced.
+    private var silentNeighbours: [Member: Int] = [:]
     private let poll = LoopTimer()
     private weak var sink: PieceSink?
     private var stopped = false
@@ -58,19 +63,38 @@ final class PeerSource: PieceSource {
         let forwarded: [[String]] = headers.fields.filter { ["authorization", "accept", "user-agent"].contains($0.name.lowercased()) }
             .map { [$0.name, $0.value] }
         let body = (try? JSONEncoder().encode(OriginRequest(url: url.description, headers: forwarded))).map(Array.init) ?? []
-        call("POST", owner, PeerProtocol.originPath(id), body: body) { [self] status, _ in
-            guard status == 202 || status == 200 else { return ownerFailed(owner, "owner answered \(status.map(String.init) ?? "nothing")") }
+        call("POST", owner, PeerProtocol.originPath(id), body: body) { [self] answer in
+            guard !stopped else { return }
+            if case .timedOut = answer, ownerSilent(owner) { return askOwner() }
+            guard let (status, _) = answer.ok, status == 202 || status == 200 else {
+                return ownerFailed(owner, "owner answered \(answer.text)", down: answer.isGone)
+            }
+            ownerTimeouts = 0
             if let me = network.membership.me {
-                call("POST", owner, PeerProtocol.holdersPath(id), body: Array(me.description.utf8)) { _, _ in }
+                call("POST", owner, PeerProtocol.holdersPath(id), body: Array(me.description.utf8)) { _ in }
             }
             refresh()
         }
     }
 
-    private func ownerFailed(_ m: Member, _ why: String) {
+    /// The owner did not answer in time: true while that may be slowness (the same owner is asked
+    /// again); false once it happened `maxOwnerTimeouts` times in a row.
+    private func ownerSilent(_ m: Member) -> Bool {
+        ownerTimeouts += 1
+        if ownerTimeouts < PeerSource.maxOwnerTimeouts {
+            Log.shared.info("peer owner slow: asking it again", ["taskId": id, "peer": m.description, "timeouts": ownerTimeouts])
+            return true
+        }
+        return false
+    }
+
+    /// `down`: the member is gone (it refused, or never answered several times in a row), for every
+    /// task of this host for a while; else it failed this task only, and keeps its place elsewhere.
+    private func ownerFailed(_ m: Member, _ why: String, down: Bool = true) {
         guard !stopped else { return }
         Log.shared.warn("peer owner failed: trying the next", ["taskId": id, "peer": m.description, "error": why])
-        network.membership.markDown(m, now: EventLoop.nowMs)
+        ownerTimeouts = 0
+        if down { network.membership.markDown(m, now: EventLoop.nowMs) }
         owners.removeAll { $0 == m }
         infos[m] = nil
         askOwner()
@@ -87,24 +111,44 @@ final class PeerSource: PieceSource {
     /// news to the fill, then again in `pollMs`.
     private func refresh() {
         guard !stopped, let owner else { return }
-        var asked = [owner]
-        if let holders = infos[owner]?.holders {
-            asked += holders.compactMap(member).filter { $0 != owner && $0 != network.membership.me && !avoided.contains($0) }
-        }
+        let asked = [owner] + neighbours(owner)
         var pending = asked.count
         for m in asked {
             let path = m == owner ? PeerProtocol.taskPath(id) : PeerProtocol.bitmapPath(id)
-            call("GET", m, path) { [self] status, body in
-                guard !stopped else { return }
-                if status == 200, let info = m == owner ? TaskInfo.parse(body) : TaskInfo.holding(body) {
+            call("GET", m, path) { [self] answer in
+                guard !stopped, owner == self.owner else { return }
+                if let (status, body) = answer.ok, status == 200, let info = m == owner ? TaskInfo.parse(body) : TaskInfo.holding(body) {
                     infos[m] = info
+                    if m == owner { ownerTimeouts = 0 } else { silentNeighbours[m] = nil }
                 } else if m == owner {
-                    return ownerFailed(m, "task info: \(status.map(String.init) ?? "no answer")")
+                    if case .timedOut = answer, ownerSilent(m) {
+                        // Slow is not dead: the last news stands, the owner is asked again.
+                    } else {
+                        return ownerFailed(m, "task info: \(answer.text)", down: answer.isGone)
+                    }
+                } else {
+                    silentNeighbours[m, default: 0] += 1
                 }
                 pending -= 1
                 if pending == 0 { report(owner) }
             }
         }
+    }
+
+    /// The holders this host follows besides the owner: at most `maxNeighbours`, chosen by hashing
+    /// the task and this host, so each host follows its own few and the control traffic per host
+    /// stays the same at any cluster size. A holder that stopped answering, or that the fill
+    /// avoids, gives its place to the next.
+    private func neighbours(_ owner: Member) -> [Member] {
+        guard let holders = infos[owner]?.holders else { return [] }
+        let me = network.membership.me
+        let candidates = holders.compactMap(member).filter {
+            $0 != owner && $0 != me && !avoided.contains($0) && (silentNeighbours[$0] ?? 0) < PeerSource.maxOwnerTimeouts
+        }
+        let chosen = Array(Rendezvous.order("\(id)|\(me?.description ?? "")", candidates).prefix(network.maxNeighbours))
+        // Those no longer followed: their news no longer counts.
+        for m in infos.keys where m != owner && !chosen.contains(m) { infos[m] = nil }
+        return chosen
     }
 
     private func report(_ owner: Member) {
@@ -205,16 +249,48 @@ final class PeerSource: PieceSource {
         UpstreamURL.splitHostPort(s, defaultPort: network.membership.peerPort).map { Member(host: $0.0, port: $0.1) }
     }
 
-    /// A small signed request and its whole (small) answer.
+    /// What became of a small request: an answer, a refusal (nobody listens there: the member is
+    /// gone), or no answer within `controlTimeoutMs` (slow, or a link that lost it: not dead).
+    enum Answer {
+        case status(Int, [UInt8])
+        case refused
+        case timedOut
+
+        var ok: (Int, [UInt8])? { if case .status(let s, let b) = self { return (s, b) } else { return nil } }
+        /// No member there (an answer, even a refusal of the request, says it is alive).
+        var isGone: Bool { if case .status = self { return false } else { return true } }
+        var text: String {
+            switch self {
+            case .status(let s, _): return String(s)
+            case .refused: return "connection refused"
+            case .timedOut: return "no answer in \(PeerSource.controlTimeoutMs) ms"
+            }
+        }
+    }
+    static let controlTimeoutMs: UInt64 = 5000
+
+    /// A small signed request and its whole (small) answer, within `controlTimeoutMs`.
     private func call(_ method: String, _ m: Member, _ target: String, body: [UInt8]? = nil,
-                      _ done: @escaping (_ status: Int?, _ body: [UInt8]) -> Void) {
+                      _ done: @escaping (Answer) -> Void) {
         let f = network.request(method, m, target, body: body)
         var status: Int?
         var got = [UInt8]()
+        var answered = false
+        let deadline = LoopTimer()
+        let finish = { (a: Answer) in
+            guard !answered else { return }
+            answered = true
+            deadline.close()
+            done(a)
+        }
+        deadline.start(ms: PeerSource.controlTimeoutMs) {
+            f.cancel()
+            finish(.timedOut)
+        }
         f.onHead = { h, _ in status = h.status }
         f.onBody = { b in if got.count < 8 << 20 { got.append(contentsOf: b) } }
-        f.onEnd = { done(status, got) }
-        f.onFail = { _ in done(nil, []) }
+        f.onEnd = { finish(status.map { .status($0, got) } ?? .timedOut) }
+        f.onFail = { error in finish(error.isRefusal ? .refused : .timedOut) }
         f.onConnected = { c in
             if let body, !body.isEmpty {
                 body.withUnsafeBytes { c.sendBody($0) }

@@ -125,7 +125,8 @@ public final class WorkerProcess {
         let membership = Membership(peers: peers, advertiseIP: config.advertiseIP, peerPort: config.upload.tcpListen.ports.lowerBound,
                                     localHosts: localHosts)
         membership.startRefreshing()
-        service.peers = PeerNetwork(membership: membership, token: token, pool: pool, perPeerRate: config.download.perPeerRateLimit)
+        service.peers = PeerNetwork(membership: membership, token: token, pool: pool, perPeerRate: config.download.perPeerRateLimit,
+                                    maxNeighbours: peers.maxNeighbours, backupSeeds: peers.backupSeeds)
         peer = PeerHandler(token: token, service: service, membership: membership,
                            uploads: config.upload.rateLimit > 0 ? Metrics.region?.uploadRate(config.upload.rateLimit) : nil,
                            maxUploads: config.upload.concurrentLimit)

@@ -29,6 +29,10 @@ public struct TaskFill {
         public var idleMs: UInt64 = 60_000
         /// Failed pieces from the seed tolerated in a row before it is avoided.
         public var seedSlips = 3
+        /// The endgame (the seed serves a host's last few pieces beside the followers) only while
+        /// the seed has at most this many followers: in a bigger swarm every host would end at the
+        /// seed together and drown its uplink.
+        public var endgameFollowers = 8
         public init() {}
     }
 
@@ -259,7 +263,8 @@ public struct TaskFill {
     private mutating func schedule(_ now: UInt64) -> [FillAction] {
         guard let seed, holdings[seed] != nil else { return [] }
         let missing = self.missing
-        let endgame = seedComplete && PiecePicker.endgame(missing: missing, pieceCount: pieceCount, parallel: tuning.parallel)
+        let endgame = seedComplete && followers.count <= tuning.endgameFollowers
+            && PiecePicker.endgame(missing: missing, pieceCount: pieceCount, parallel: tuning.parallel)
         let sources = holdings.keys.filter { !avoided.contains($0) && (busyUntil[$0] ?? 0) <= now }.sorted()
         var out: [FillAction] = []
         while inFlight.count < tuning.parallel {
