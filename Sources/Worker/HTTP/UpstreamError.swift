@@ -54,8 +54,6 @@ public enum UpstreamError: Error, Equatable, CustomStringConvertible {
 
     public var description: String { "upstream \(upstream): \(detail)" }
 
-    /// The status a client gets for it before any byte of a response: 403 for a refused
-    /// destination, 502 for everything the upstream did.
     /// Nothing listens at that address: the connection was refused (a stopped process), as
     /// opposed to an address that did not answer in time (slow, or lost on the way).
     public var isRefusal: Bool {
@@ -63,5 +61,7 @@ public enum UpstreamError: Error, Equatable, CustomStringConvertible {
         return false
     }
 
+    /// The status a client gets for it before any byte of a response: 403 for a refused
+    /// destination, 502 for everything the upstream did.
     public var status: Int { if case .forbidden = self { return 403 } else { return 502 } }
 }
