@@ -51,7 +51,7 @@ let package = Package(
         ),
         // Fuzz targets over every parser that meets the network or the config (scripts/fuzz.sh), and
         // the driver: libFuzzer's in a fuzz build, a corpus replayer in a plain one.
-        .target(name: "FuzzTargets", dependencies: ["UV", "HTTP", "Config", "Cache", "Proxy"], path: "Tests/Fuzz/Targets",
+        .target(name: "FuzzTargets", dependencies: ["UV", "HTTP", "Config", "Cache", "Proxy", "Peer"], path: "Tests/Fuzz/Targets",
                 swiftSettings: mode),
         .executableTarget(name: "dfget-fuzz", dependencies: ["FuzzTargets"], path: "Tests/Fuzz/Main"),
         .testTarget(

@@ -9,7 +9,7 @@ swift test 2>&1 | tee /tmp/dfget-unit.log | grep -E "error|failed|Executed .* te
 unit=${PIPESTATUS[0]}
 # Every fuzz target for a short bounded time (a crash fails the run; scripts/fuzz.sh says how to keep it).
 fuzz_pass=0; fuzz_fail=0
-for t in head response chunked range url mirror config; do
+for t in head response chunked range url mirror config peer; do
   if bash scripts/fuzz.sh "$t" "${FUZZ_SECONDS:-15}"; then fuzz_pass=$((fuzz_pass + 1)); else fuzz_fail=$((fuzz_fail + 1)); fi
 done
 BIN="$(swift build --show-bin-path)/dfget"

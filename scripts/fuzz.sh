@@ -1,6 +1,6 @@
 #!/bin/bash
 # Runs one libFuzzer target for a bounded time: scripts/fuzz.sh TARGET SECONDS
-#   TARGET: head response chunked range url mirror config (or "all")
+#   TARGET: head response chunked range url mirror config peer (or "all")
 # Builds the fuzz driver with -sanitize=fuzzer in .build-fuzz, starts from the committed seed corpus
 # (Tests/Fuzz/corpus/TARGET, never written to) plus earlier crashes (Tests/Fuzz/regressions/TARGET),
 # and keeps what it learns in .build-fuzz/corpus/TARGET for the next run. A crash stops the run, exits
@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${1:?usage: scripts/fuzz.sh TARGET SECONDS}
 seconds=${2:?usage: scripts/fuzz.sh TARGET SECONDS}
-targets=(head response chunked range url mirror config)
+targets=(head response chunked range url mirror config peer)
 if [ "$target" = all ]; then
   for t in "${targets[@]}"; do "$0" "$t" "$seconds"; done
   exit 0

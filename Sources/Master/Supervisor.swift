@@ -135,6 +135,7 @@ final class Supervisor {
     private func spawn(_ slot: Slot) {
         slot.restartTimer?.close()
         slot.restartTimer = nil
+        setenv(WorkerEnvironment.workerCount, String(workerCount(config)), 1)
         var args = ["worker", "--index", String(slot.index)]
         if let slab = slot.slab { args += ["--slab", String(slab)] }
         do {

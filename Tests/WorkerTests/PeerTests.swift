@@ -3,6 +3,8 @@ import XCTest
 @testable import Config
 @testable import Cache
 @testable import Peer
+import HTTP
+import TLS
 
 /// The peer exchange's decisions, without a socket: tokens, owners, routes, piece choice, membership.
 final class PeerTests: XCTestCase {
@@ -37,7 +39,16 @@ final class PeerTests: XCTestCase {
     }
 
     func testRoutes() {
-        XCTAssertEqual(PeerProtocol.route(method: "GET", target: "/peer/v1/tasks/\(id)"), .info(id))
+        XCTAssertEqual(PeerProtocol.route(method: "GET", target: "/peer/v1/tasks/\(id)"), .info(id, since: .all))
+        XCTAssertEqual(PeerProtocol.route(method: "GET", target: "/peer/v1/tasks/\(id)?digests=3&holders=12"),
+                       .info(id, since: TaskInfo.Since(digests: 3, holders: 12)))
+        XCTAssertEqual(PeerProtocol.taskPath(id, since: TaskInfo.Since(digests: 3, holders: 12)), "/peer/v1/tasks/\(id)?digests=3&holders=12")
+        XCTAssertEqual(PeerProtocol.taskPath(id), "/peer/v1/tasks/\(id)")
+        for bad in ["?digests=3", "?digests=3&holders=1&x=2", "?digests=-1&holders=0", "?digests=&holders=0", "?digests=12345678&holders=0",
+                    "?digests=1&digests=2", "?holders=1&holders=1"] {
+            XCTAssertNil(PeerProtocol.route(method: "GET", target: "/peer/v1/tasks/\(id)\(bad)"), bad)
+        }
+        XCTAssertNil(PeerProtocol.route(method: "GET", target: "/peer/v1/tasks/\(id)/pieces/1?digests=0&holders=0"), "only the info takes a query")
         XCTAssertEqual(PeerProtocol.route(method: "GET", target: "/peer/v1/tasks/\(id)/pieces/12"), .piece(id, 12))
         XCTAssertEqual(PeerProtocol.route(method: "GET", target: "/peer/v1/tasks/\(id)/pieces"), .bitmap(id))
         XCTAssertNil(PeerProtocol.route(method: "POST", target: "/peer/v1/tasks/\(id)/pieces"))
@@ -50,6 +61,28 @@ final class PeerTests: XCTestCase {
         XCTAssertNil(PeerProtocol.route(method: "GET", target: "/peer/v1/tasks/\(id)/pieces/99999999999"))
         XCTAssertNil(PeerProtocol.route(method: "DELETE", target: "/peer/v1/tasks/\(id)"))
         XCTAssertNil(PeerProtocol.route(method: "GET", target: "/peer/v1/tasks/\(id.uppercased())"))
+    }
+
+    func testTheOwnersInfoComesInPartsAndAddsUp() throws {
+        let d = (0..<4).map { String(repeating: String(format: "%02x", $0 + 1), count: 32) }
+        let first = TaskInfo(state: "downloading", length: 16, pieceSize: 4, contentType: "x", pieces: "03",
+                             digests: [d[0], d[1], "", ""], holders: ["a:1", "b:1"])
+        XCTAssertEqual(first.since, TaskInfo.Since(digests: 2, holders: 2), "the digests known from the first, every holder")
+        // The next answer leaves out what the asker has.
+        var next = TaskInfo(state: "complete", length: 16, pieceSize: 4, contentType: "x", pieces: "0f", digests: [d[2], d[3]], holders: ["c:1"])
+        next.digestsFrom = 2
+        next.holdersFrom = 2
+        let wire = try JSONEncoder().encode(next)
+        let merged = try XCTUnwrap(XCTUnwrap(TaskInfo.parse(Array(wire))).merged(onto: first))
+        XCTAssertEqual(merged.holders, ["a:1", "b:1", "c:1"])
+        XCTAssertEqual((0..<4).map { merged.digest($0) }, d.map { Hex.decode($0) })
+        XCTAssertEqual(merged.since, TaskInfo.Since(digests: 4, holders: 3))
+        XCTAssertEqual(merged.state, "complete")
+        XCTAssertNil(next.merged(onto: nil), "a part with nothing to add up to: ask for all of it")
+        XCTAssertNil(next.merged(onto: TaskInfo.holding([])), "nor onto less than it leaves out")
+        next.digestsFrom = -1
+        XCTAssertNil(next.merged(onto: first), "nor from before the first")
+        XCTAssertFalse(String(decoding: try JSONEncoder().encode(first), as: UTF8.self).contains("From"), "a whole answer says nothing of parts")
     }
 
     func testTaskInfoBitmapAndDigests() {
@@ -113,6 +146,88 @@ final class PeerTests: XCTestCase {
         XCTAssertNil(PiecePicker.dealt(3, to: []))
     }
 
+    func testWithFewerPiecesThanFollowersEveryFollowerIsDealtOne() {
+        let f = (0..<47).map { SourceID("h\($0)") }
+        for (i, me) in f.enumerated() {
+            let mine = (0..<16).filter { PiecePicker.dealt($0, to: f, pieceCount: 16, me: me, myIndex: i, rounds: true) == me }
+            XCTAssertEqual(mine, [i % 16], "follower \(i): one piece, round after round")
+            let first = (0..<16).filter { PiecePicker.dealt($0, to: f, pieceCount: 16, me: me, myIndex: i) == me }
+            XCTAssertEqual(first, i < 16 ? [i] : [], "until the seed has every piece, first copies only")
+        }
+        XCTAssertEqual(PiecePicker.dealt(3, to: f, pieceCount: 16, me: f[0], myIndex: 0), f[3], "another's piece: its first follower")
+        XCTAssertEqual(PiecePicker.dealt(50, to: f, pieceCount: 100, me: f[3], myIndex: 3), f[3], "more pieces than followers: in turn")
+    }
+}
+
+final class OverlayTests: XCTestCase {
+    let hosts = (0..<200).map { "10.0.\($0 / 250).\($0 % 250):65002" }
+    let task = String(repeating: "ab", count: 32)
+
+    func member(_ s: String) -> Member? {
+        UpstreamURL.splitHostPort(s, defaultPort: 65002).map { Member(host: $0.0, port: $0.1) }
+    }
+
+    func neighbours(_ me: String, in holders: [String], max: Int = 8, excluded: Set<String> = []) -> [String] {
+        var o = Overlay(task: task, me: member(me), maxNeighbours: max)
+        return o.neighbours(holders, seed: SourceID("10.9.9.9:65002"), member: member) { excluded.contains($0.name) }.map(\.name)
+    }
+
+    func testEveryHostFollowsAtMostMaxAndTheLinksGoBothWays() {
+        let all = Dictionary(uniqueKeysWithValues: hosts.map { ($0, neighbours($0, in: hosts)) })
+        var oneWay = 0
+        for (m, n) in all {
+            XCTAssertEqual(n.count, 8)
+            XCTAssertFalse(n.contains(m))
+            oneWay += n.filter { !all[$0]!.contains(m) }.count
+        }
+        // Only where two rings meet at the same holder does a link go one way.
+        XCTAssertLessThan(oneWay, hosts.count * 8 / 20, "at least 95% of the links are mutual")
+    }
+
+    func testTheOverlayIsConnectedWithAShortDiameter() {
+        let all = Dictionary(uniqueKeysWithValues: hosts.map { ($0, neighbours($0, in: hosts)) })
+        for start in hosts.prefix(20) {
+            var seen: Set<String> = [start], frontier = [start], hops = 0
+            while !frontier.isEmpty && seen.count < hosts.count {
+                frontier = frontier.flatMap { all[$0]! }.filter { seen.insert($0).inserted }
+                hops += 1
+            }
+            XCTAssertEqual(seen.count, hosts.count)
+            // A random 8-regular graph on 200 nodes: about log7(200) = 2.7, a few more at worst.
+            XCTAssertLessThanOrEqual(hops, 5, "from \(start)")
+        }
+    }
+
+    func testEveryHostComputesTheSameRings() {
+        var a = Overlay(task: task, me: member(hosts[0]), maxNeighbours: 8)
+        var b = Overlay(task: task, me: member(hosts[1]), maxNeighbours: 8)
+        XCTAssertEqual(a.followerOrder(hosts, member: member), b.followerOrder(hosts.reversed(), member: member))
+        XCTAssertEqual(a.followerOrder(hosts, member: member), Rendezvous.order(task, hosts.compactMap(member)).map { SourceID($0.description) },
+                       "the first ring is the task's rendezvous order (the seed deals its pieces along it)")
+    }
+
+    func testAnExcludedNeighbourGivesItsPlaceToTheNext() {
+        let before = neighbours(hosts[10], in: hosts)
+        let after = neighbours(hosts[10], in: hosts, excluded: [before[0]])
+        XCTAssertFalse(after.contains(before[0]))
+        XCTAssertEqual(after.count, 8)
+        XCTAssertEqual(Set(before).subtracting(after), [before[0]], "the others stay")
+    }
+
+    func testSmallSwarmsAndNewcomers() {
+        XCTAssertEqual(Set(neighbours(hosts[0], in: Array(hosts.prefix(4)))), Set(hosts[1..<4]), "a small swarm: everyone")
+        XCTAssertEqual(neighbours("10.8.8.8:65002", in: Array(hosts.prefix(20)), max: 3).count, 3, "a host not on the rings yet follows some")
+        XCTAssertEqual(neighbours(hosts[0], in: [hosts[0], "10.9.9.9:65002", hosts[1]]), [hosts[1]], "never the seed")
+        XCTAssertEqual(neighbours(hosts[0], in: []), [])
+    }
+
+    func testUploadSlotsAreSharedAmongTheWorkers() {
+        XCTAssertEqual(UploadAdmission.perWorker(4, concurrentLimit: 32, workers: 2), 2)
+        XCTAssertEqual(UploadAdmission.perWorker(4, concurrentLimit: 32, workers: 8), 1, "at least one")
+        XCTAssertEqual(UploadAdmission.perWorker(4, concurrentLimit: 1, workers: 1), 1, "upload.concurrentLimit still bounds it")
+        XCTAssertEqual(UploadAdmission.perWorker(4, concurrentLimit: 32, workers: nil), 4)
+    }
+
     func testEquallyRarePiecesInAPerHostOrder() {
         let a = SourceID("a")
         let pick = PiecePicker.pick(pieceCount: 4, wanted: { _ in true }, holders: { _ in [a] }, spread: { UInt64(10 - $0) })
@@ -125,7 +240,7 @@ final class UploadAdmissionTests: XCTestCase {
         var a = UploadAdmission(limit: 2)
         XCTAssertEqual(a.ask(reserve: { 0 }), .start)
         XCTAssertEqual(a.ask(reserve: { 0 }), .start)
-        XCTAssertEqual(a.ask(reserve: { 0 }), .busy(retryAfterSeconds: 1))
+        XCTAssertEqual(a.ask(reserve: { 0 }), .busy(retryAfterMs: 100))
         a.ended()
         XCTAssertEqual(a.ask(reserve: { 0 }), .start)
         XCTAssertEqual(a.active, 2)
@@ -135,7 +250,7 @@ final class UploadAdmissionTests: XCTestCase {
         var a = UploadAdmission(limit: 2)
         XCTAssertEqual(a.ask(reserve: { 250 }), .wait(ms: 250))
         XCTAssertEqual(a.ask(reserve: { 500 }), .wait(ms: 500))
-        XCTAssertEqual(a.ask(reserve: { 0 }), .busy(retryAfterSeconds: 1), "waiting uploads count toward the bound")
+        XCTAssertEqual(a.ask(reserve: { 0 }), .busy(retryAfterMs: 100), "waiting uploads count toward the bound")
         a.ended() // the first one was abandoned while it waited
         XCTAssertEqual(a.ask(reserve: { 0 }), .start)
     }
@@ -144,7 +259,7 @@ final class UploadAdmissionTests: XCTestCase {
         var a = UploadAdmission(limit: 1)
         var reserved = 0
         _ = a.ask(reserve: { reserved += 1; return 0 })
-        XCTAssertEqual(a.ask(reserve: { reserved += 1; return 0 }), .busy(retryAfterSeconds: 1))
+        XCTAssertEqual(a.ask(reserve: { reserved += 1; return 0 }), .busy(retryAfterMs: 100))
         XCTAssertEqual(reserved, 1, "a refused upload must not book bytes under upload.rateLimit")
     }
 

@@ -159,6 +159,23 @@ final class PieceCacheTests: XCTestCase {
         XCTAssertEqual((0..<5).filter(unfinished.hasPiece), [])
     }
 
+    func testTheLengthSetsThePieceSizeForEveryWorker() throws {
+        let cache = try PieceCache(root: root, pieceSize: pieceSize)
+        let bytes = content(5000)
+        let t = try cache.open(key(for: bytes))
+        XCTAssertTrue(try t.claim(pieceSize: pieceSize))
+        try t.describe(contentLength: 5000, contentType: "", digestHeader: "", pieceSize: 2048)
+        let other = try cache.open(key(for: bytes))
+        XCTAssertEqual([t.pieceSize, other.pieceSize, other.pieceCount], [2048, 2048, 3], "another worker reads the same size")
+        XCTAssertThrowsError(try content(1024).withUnsafeBytes { try t.storePiece(0, $0) }, "a piece of the old size")
+        for p in 0..<3 { try bytes[p * 2048..<min(5000, (p + 1) * 2048)].withUnsafeBytes { try t.storePiece(p, $0) } }
+        XCTAssertTrue(try t.finish())
+        let tooMany = try cache.open(key(for: content(7)))
+        XCTAssertTrue(try tooMany.claim(pieceSize: pieceSize))
+        XCTAssertThrowsError(try tooMany.describe(contentLength: Int64(TaskMeta.maxPieces) * 16 + 1, contentType: "", digestHeader: "", pieceSize: 16),
+                             "more pieces than a task holds")
+    }
+
     func testPieceLengthsChecked() throws {
         let cache = try PieceCache(root: root, pieceSize: pieceSize)
         let t = try cache.open(key(for: content(10)))

@@ -140,12 +140,36 @@ final class TaskFillTests: XCTestCase {
         XCTAssertEqual(s.actions, [.describe(length: 0, contentType: "application/octet-stream", digestHeader: nil), .seal, .finish])
     }
 
-    func testAnotherPieceSizeFallsBack() {
+    func testTheSeedsPieceSizeIsTakenIfATaskCanHoldIt() {
+        // Another version's, or a bigger blob's: the pieces are cut the seed's way.
         var s = Swarm(pieces: 3, seed: seed, me: me)
         var n = s.news
         n.pieceSize = 8
         s.send(.news(n, seed: seed))
-        XCTAssertEqual(s.actions, [.fallBack(.pieceSizeMismatch)])
+        XCTAssertEqual(s.fill.pieceSize, 8)
+        XCTAssertEqual(s.fill.pieceCount, 2, "12 bytes in pieces of 8")
+        XCTAssertEqual(s.actions.first, .describe(length: 12, contentType: "application/octet-stream", digestHeader: nil))
+        // One a task cannot hold: more pieces than its bitmap has, or none at all.
+        for bad in [1, 0, PieceCache.maxPieceSize * 2] {
+            var t = Swarm(pieces: 3, seed: seed, me: me)
+            var m = t.news
+            m.pieceSize = bad
+            m.length = Int64(TaskMeta.maxPieces) * 2
+            t.send(.news(m, seed: seed))
+            XCTAssertEqual(t.actions, [.fallBack(.pieceSizeMismatch)], "piece size \(bad)")
+        }
+    }
+
+    func testTheOriginsBlobIsCutInPiecesThatATaskHolds() {
+        XCTAssertEqual(PieceCache.pieceSize(base: 1 << 20, length: 64 << 20), 1 << 20)
+        XCTAssertEqual(PieceCache.pieceSize(base: 1 << 20, length: Int64(TaskMeta.maxPieces) << 20), 1 << 20, "32 GiB: still 1 MiB")
+        XCTAssertEqual(PieceCache.pieceSize(base: 1 << 20, length: (Int64(TaskMeta.maxPieces) << 20) + 1), 2 << 20)
+        XCTAssertEqual(PieceCache.pieceSize(base: 1 << 20, length: 100 << 30), 4 << 20, "100 GiB")
+        XCTAssertEqual(PieceCache.pieceSize(base: 1 << 20, length: .max), PieceCache.maxPieceSize, "capped")
+        var fill = TaskFill(pieceSize: 4, me: nil, now: 0, fromOrigin: true)
+        _ = fill.handle(.described(length: Int64(TaskMeta.maxPieces) * 4 + 1, contentType: "x", digestHeader: nil), now: 0)
+        XCTAssertEqual(fill.pieceSize, 8)
+        XCTAssertLessThanOrEqual(fill.pieceCount, TaskMeta.maxPieces)
     }
 
     func testAtMostParallelInFlight() {

@@ -100,16 +100,20 @@ public final class CacheTask {
     }
 
     /// The most a task can hold: as many full pieces as its bitmap has bits.
-    public var maxContentLength: Int64 { Int64(TaskMeta.maxPieces) * Int64(max(1, meta.pieceSize)) }
+    public var maxContentLength: Int64 { Int64(TaskMeta.maxPieces) * Int64(PieceCache.maxPieceSize) }
 
     /// The origin's response head: the length decides the pieces.
-    public func describe(contentLength: Int64, contentType: String, digestHeader: String, origin: String = "") throws {
+    /// `pieceSize`: the blob's (`PieceCache.pieceSize(base:length:)`, or its seed's); nil keeps the
+    /// task's. No piece is present yet, so nothing is cut the old way.
+    public func describe(contentLength: Int64, contentType: String, digestHeader: String, origin: String = "", pieceSize: Int? = nil) throws {
         precondition(isDownloader)
-        guard contentLength >= 0, contentLength <= maxContentLength else {
+        let size = pieceSize ?? self.pieceSize
+        guard contentLength >= 0, contentLength <= maxContentLength, size > 0, size <= PieceCache.maxPieceSize,
+              (contentLength + Int64(size) - 1) / Int64(size) <= Int64(TaskMeta.maxPieces) else {
             throw SystemError(op: "describe", path: dataPath, errno: EFBIG)
         }
         try syscall("ftruncate", path: dataPath) { ftruncate(dataFD, off_t(contentLength)) }
-        try meta.describe(contentLength: contentLength, contentType: contentType, digestHeader: digestHeader, origin: origin)
+        try meta.describe(contentLength: contentLength, contentType: contentType, digestHeader: digestHeader, origin: origin, pieceSize: size)
     }
 
     /// "Here is piece k, store it": written to the page cache and marked present (every worker reads

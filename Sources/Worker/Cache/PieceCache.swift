@@ -10,7 +10,20 @@ import UV
 public final class PieceCache {
     public let root: String
     public let pieceSize: Int
-    public static let defaultPieceSize = 4 << 20
+    /// The smallest piece (the task's piece size until its length is known). A blob's pieces are
+    /// this size, or the power of two above it that keeps them within `TaskMeta.maxPieces`: 1 MiB
+    /// up to 32 GiB. Small pieces let a swarm pass a layer on sooner (a host can serve a piece
+    /// once it has it, so a hop costs one piece's time) and keep the origin's buffers small.
+    public static let defaultPieceSize = 1 << 20
+    /// The largest piece, and so the largest blob a task holds (`maxPieces` of them: 8 TiB).
+    public static let maxPieceSize = 256 << 20
+
+    /// The piece size of a blob of `length` bytes, from `base` (the cache's): the same on every host.
+    public static func pieceSize(base: Int, length: Int64) -> Int {
+        var size = max(1, base)
+        while Int64(size) * Int64(TaskMeta.maxPieces) < length && size < maxPieceSize { size *= 2 }
+        return size
+    }
 
     public init(root: String, pieceSize: Int = PieceCache.defaultPieceSize) throws {
         self.root = root

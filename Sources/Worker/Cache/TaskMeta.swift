@@ -108,8 +108,9 @@ final class TaskMeta {
     }
 
     /// The response head arrived: length, piece count and the headers replayed to every client.
-    func describe(contentLength: Int64, contentType: String, digestHeader: String, origin: String) throws {
-        let count = Int((contentLength + Int64(pieceSize) - 1) / Int64(pieceSize))
+    func describe(contentLength: Int64, contentType: String, digestHeader: String, origin: String, pieceSize: Int? = nil) throws {
+        if let pieceSize, pieceSize != self.pieceSize { try put(le(UInt32(pieceSize)), at: 12) }
+        let count = Int((contentLength + Int64(self.pieceSize) - 1) / Int64(self.pieceSize))
         try put(fixed(contentType, 128) + fixed(digestHeader, 96) + fixed(origin, 224), at: 64)
         try put(le(UInt32(count)), at: 24)
         try put(le(contentLength), at: 16)

@@ -114,6 +114,7 @@ public enum ConfigLoader {
             peers.refresh = try p.duration("refresh") ?? peers.refresh
             peers.maxNeighbours = try p.int("maxNeighbours", range: 1...1024) ?? peers.maxNeighbours
             peers.backupSeeds = try p.int("backupSeeds", range: 0...64) ?? peers.backupSeeds
+            peers.uploadSlots = try p.int("uploadSlots", range: 1...1024) ?? peers.uploadSlots
             peers.secretFile = try p.string("secretFile")
             if !peers.members.isEmpty || peers.dns != nil {
                 guard let file = peers.secretFile else {

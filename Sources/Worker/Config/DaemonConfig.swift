@@ -75,6 +75,10 @@ public struct DaemonConfig {
         /// Members after the owner, in the task's rendezvous order, that go to the origin when the
         /// peers stall; the others wait for them (`backupSeeds` copies at most, not one per host).
         public var backupSeeds = 2
+        /// Piece uploads at once per host (split among its workers); past them a member is told to
+        /// ask another source in 100 ms. Few uploads at full speed make sources sooner than many
+        /// that share the uplink and all end late.
+        public var uploadSlots = 4
         public var secretFile: String?
         /// The shared secret read from `secretFile`: every peer request carries a token made with it.
         public var secret: [UInt8] = []

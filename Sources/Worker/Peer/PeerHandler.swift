@@ -49,11 +49,11 @@ public final class PeerHandler {
             return ex.respond(status: 404, body: "not found\n")
         }
         switch route {
-        case .info(let id):
+        case .info(let id, let since):
             guard let key = TaskKey.forDigest(id), let task = service.cache.lookup(key) else {
                 return ex.respond(status: 404, body: "no such task\n")
             }
-            let body = (try? JSONEncoder().encode(TaskInfo(task))) ?? Data()
+            let body = (try? JSONEncoder().encode(TaskInfo(task, since: since))) ?? Data()
             var h = HTTPHeaders()
             h.add("Content-Type", "application/json")
             ex.sendHead(HTTPResponseHead(status: 200, headers: h), bodyLength: UInt64(body.count))
@@ -107,10 +107,12 @@ public final class PeerHandler {
         // Admission: a bounded number of uploads per worker, waiting ones included; past it the
         // member is told to ask another source. `upload.rateLimit` is reserved only for those let in.
         switch admission.ask(reserve: { uploads?.reserve(upload.count) ?? 0 }) {
-        case .busy(let seconds):
+        case .busy(let ms):
             Metrics.count(.peerUploadsRefused)
             var h = HTTPHeaders()
-            h.add("Retry-After", String(seconds))
+            // Whole seconds for HTTP; members read the milliseconds.
+            h.add("Retry-After", String(max(1, (ms + 999) / 1000)))
+            h.add(PeerProtocol.retryAfterMsHeader, String(ms))
             ex.respond(status: 503, headers: h, body: "too many uploads: ask another member\n")
         case .start:
             upload.start { [self] in admission.ended() }

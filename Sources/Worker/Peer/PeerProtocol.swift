@@ -5,6 +5,8 @@ import Cache
 /// The peer protocol, version 1: HTTP/1.1 on the peer port, every request signed (`PeerToken`).
 ///
 ///     GET  /peer/v1/tasks/<sha256 hex>              TaskInfo (JSON): state, length, pieces, digests, holders
+///          ?digests=N&holders=M                     ... without the first N digests and M holders, which
+///                                                   the asker has from earlier answers (`TaskInfo.Since`)
 ///     GET  /peer/v1/tasks/<id>/pieces               the piece bitmap alone, raw bytes (what a follower
 ///                                                   polls other holders for; the owner is asked for all)
 ///     GET  /peer/v1/tasks/<id>/pieces/<k>           piece k's bytes (X-Dragonfly-Piece-Digest: its sha256)
@@ -16,15 +18,19 @@ import Cache
 /// host that got it from the origin, and the whole blob against its name.
 enum PeerProtocol {
     static let prefix = "/peer/v1/tasks/"
+    /// On a 503 for a piece: when to ask this member again, in milliseconds (`Retry-After` has seconds).
+    static let retryAfterMsHeader = "X-Dragonfly-Retry-After-Ms"
 
-    static func taskPath(_ id: String) -> String { prefix + id }
+    static func taskPath(_ id: String, since: TaskInfo.Since = .all) -> String {
+        since == .all ? prefix + id : prefix + id + "?digests=\(since.digests)&holders=\(since.holders)"
+    }
     static func piecePath(_ id: String, _ k: Int) -> String { prefix + id + "/pieces/\(k)" }
     static func bitmapPath(_ id: String) -> String { prefix + id + "/pieces" }
     static func originPath(_ id: String) -> String { prefix + id + "/origin" }
     static func holdersPath(_ id: String) -> String { prefix + id + "/holders" }
 
     enum Route: Equatable {
-        case info(String)
+        case info(String, since: TaskInfo.Since)
         case bitmap(String)
         case piece(String, Int)
         case origin(String)
@@ -33,11 +39,18 @@ enum PeerProtocol {
 
     /// The route of a request target; nil for anything that is not the protocol.
     static func route(method: String, target: String) -> Route? {
-        guard target.hasPrefix(prefix), !target.contains("?") else { return nil }
-        let parts = target.dropFirst(prefix.count).split(separator: "/", omittingEmptySubsequences: false)
+        guard target.hasPrefix(prefix) else { return nil }
+        let split = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        let parts = split[0].dropFirst(prefix.count).split(separator: "/", omittingEmptySubsequences: false)
+        // Only a task's info takes a query, and only its two counts.
+        var since = TaskInfo.Since.all
+        if split.count == 2 {
+            guard method == "GET", parts.count == 1, let s = TaskInfo.Since(query: split[1]) else { return nil }
+            since = s
+        }
         guard let id = parts.first.map(String.init), TaskKey.forDigest(id) != nil else { return nil }
         switch (method, parts.count) {
-        case ("GET", 1): return .info(id)
+        case ("GET", 1): return .info(id, since: since)
         case ("GET", 2) where parts[1] == "pieces": return .bitmap(id)
         case ("GET", 3) where parts[1] == "pieces":
             guard parts[2].utf8.count <= 6, parts[2].utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let k = Int(parts[2]) else { return nil }
@@ -60,20 +73,80 @@ struct TaskInfo: Codable, Equatable {
     /// Each piece's sha256 in hex, "" where unknown.
     var digests: [String]
     var holders: [String]
+    /// Where `digests` and `holders` start: the asker had the ones before (nil: from the first).
+    var digestsFrom: Int?
+    var holdersFrom: Int?
     /// `pieces` and `digests` decoded once (a follower asks about every piece on every poll).
     private var bits: [UInt8] = []
     private var pieceDigests: [[UInt8]?] = []
 
-    enum CodingKeys: String, CodingKey { case state, length, pieceSize, contentType, pieces, digests, holders }
+    enum CodingKeys: String, CodingKey { case state, length, pieceSize, contentType, pieces, digests, holders, digestsFrom, holdersFrom }
 
-    init(_ task: CacheTask) {
+    /// What an asker already has: the first `digests` digests and `holders` holders. A follower asks
+    /// the owner every poll; without this each answer would carry every digest and every holder
+    /// again, and the owner's uplink would fill with them as the cluster grows.
+    struct Since: Equatable {
+        var digests: Int
+        var holders: Int
+        static let all = Since(digests: 0, holders: 0)
+
+        init(digests: Int, holders: Int) {
+            self.digests = digests
+            self.holders = holders
+        }
+
+        /// `digests=N&holders=M`, both, each at most 7 digits; nil for anything else.
+        init?(query: Substring) {
+            var d: Int?, h: Int?
+            for pair in query.split(separator: "&", omittingEmptySubsequences: false) {
+                let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                guard kv.count == 2, (1...7).contains(kv[1].utf8.count), kv[1].utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+                      let n = Int(kv[1]) else { return nil }
+                switch kv[0] {
+                case "digests" where d == nil: d = n
+                case "holders" where h == nil: h = n
+                default: return nil
+                }
+            }
+            guard let d, let h else { return nil }
+            self.init(digests: d, holders: h)
+        }
+    }
+
+    init(_ task: CacheTask, since: Since = .all) {
         state = "\(task.state)"
         length = task.contentLength
         pieceSize = task.pieceSize
         contentType = task.contentType
         pieces = Hex.encode(task.bitmap)
-        digests = task.pieceDigests().map { $0.map(Hex.encode) ?? "" }
-        holders = task.holders
+        let all = task.pieceDigests(), known = task.holders
+        digests = all.dropFirst(since.digests).map { $0.map(Hex.encode) ?? "" }
+        holders = Array(known.dropFirst(since.holders))
+        if since.digests > 0 { digestsFrom = min(since.digests, all.count) }
+        if since.holders > 0 { holdersFrom = min(since.holders, known.count) }
+    }
+
+    /// This answer on top of the asker's `previous` one: the digests and holders it left out are
+    /// taken from there. Nil when they are not there (the asker starts again from the first).
+    func merged(onto previous: TaskInfo?) -> TaskInfo? {
+        let d = digestsFrom ?? 0, h = holdersFrom ?? 0
+        guard d >= 0, h >= 0 else { return nil }
+        guard d == 0 && h == 0 else {
+            guard let previous, previous.digests.count >= d, previous.holders.count >= h else { return nil }
+            var info = self
+            info.digests = Array(previous.digests.prefix(d)) + digests
+            info.holders = Array(previous.holders.prefix(h)) + holders
+            info.digestsFrom = nil
+            info.holdersFrom = nil
+            info.decodeWire()
+            return info
+        }
+        return self
+    }
+
+    /// What to ask the same member next time: the digests known from the first one on, every holder.
+    var since: Since {
+        Since(digests: pieceDigests.firstIndex(where: { $0 == nil }) ?? pieceDigests.count, holders: holders.count)
     }
 
     /// A member's answer, decoded.
@@ -105,6 +178,7 @@ struct TaskInfo: Codable, Equatable {
         self.holders = holders
         decodeWire()
     }
+
 
     func has(_ k: Int) -> Bool {
         guard k >= 0, k / 8 < bits.count else { return false }

@@ -19,8 +19,8 @@ final class PeerSource: PieceSource {
     static let pollMs: UInt64 = 100
     private var infos: [Member: TaskInfo] = [:]
     private var avoided: Set<Member> = []
-    private var spreadWeights: [Int: UInt64] = [:]
-    private var followers: (holders: [String], order: [SourceID]) = ([], [])
+    /// Whom this host follows, and the seed's order of followers (hashing alone).
+    private var overlay: Overlay
     /// Piece buffers the disk is done with, reused for the next fetches: a fresh 4 MiB allocation per
     /// piece costs its page faults each time and leaves the allocator's heap to grow.
     private var spare: [PieceBuffer] = []
@@ -40,6 +40,7 @@ final class PeerSource: PieceSource {
         self.headers = headers
         self.owners = owners
         self.network = network
+        overlay = Overlay(task: id, me: network.membership.me, maxNeighbours: network.maxNeighbours)
     }
 
     var owner: Member? { owners.first }
@@ -107,19 +108,25 @@ final class PeerSource: PieceSource {
 
     // MARK: News
 
-    /// The owner's whole info (state, digests, holders) and the other holders' bitmaps, then the
-    /// news to the fill, then again in `pollMs`.
+    /// The owner's info (state, bitmap, and the digests and holders this host does not have yet)
+    /// and the other holders' bitmaps, then the news to the fill, then again in `pollMs`.
     private func refresh() {
         guard !stopped, let owner else { return }
         let asked = [owner] + neighbours(owner)
         var pending = asked.count
         for m in asked {
-            let path = m == owner ? PeerProtocol.taskPath(id) : PeerProtocol.bitmapPath(id)
+            // The owner's digests and holders only from where the last answer ended.
+            let path = m == owner ? PeerProtocol.taskPath(id, since: infos[m]?.since ?? .all) : PeerProtocol.bitmapPath(id)
             call("GET", m, path) { [self] answer in
                 guard !stopped, owner == self.owner else { return }
-                if let (status, body) = answer.ok, status == 200, let info = m == owner ? TaskInfo.parse(body) : TaskInfo.holding(body) {
-                    infos[m] = info
-                    if m == owner { ownerTimeouts = 0 } else { silentNeighbours[m] = nil }
+                if let (status, body) = answer.ok, status == 200, m == owner, let part = TaskInfo.parse(body) {
+                    // An answer that does not fit on the last one (the owner started the task over):
+                    // the next request asks for all of it.
+                    infos[m] = part.merged(onto: infos[m])
+                    ownerTimeouts = 0
+                } else if let (status, body) = answer.ok, status == 200, m != owner {
+                    infos[m] = TaskInfo.holding(body)
+                    silentNeighbours[m] = nil
                 } else if m == owner {
                     if case .timedOut = answer, ownerSilent(m) {
                         // Slow is not dead: the last news stands, the owner is asked again.
@@ -135,24 +142,26 @@ final class PeerSource: PieceSource {
         }
     }
 
-    /// The holders this host follows besides the owner: at most `maxNeighbours`, chosen by hashing
-    /// the task and this host, so each host follows its own few and the control traffic per host
-    /// stays the same at any cluster size. A holder that stopped answering, or that the fill
-    /// avoids, gives its place to the next.
+    /// The holders this host follows besides the owner: its neighbours on the task's rings of
+    /// holders (`Overlay`); one that stopped answering, or that the fill avoids, gives its place to
+    /// the next.
     private func neighbours(_ owner: Member) -> [Member] {
         guard let holders = infos[owner]?.holders else { return [] }
-        let me = network.membership.me
-        let candidates = holders.compactMap(member).filter {
-            $0 != owner && $0 != me && !avoided.contains($0) && (silentNeighbours[$0] ?? 0) < PeerSource.maxOwnerTimeouts
-        }
-        let chosen = Array(Rendezvous.order("\(id)|\(me?.description ?? "")", candidates).prefix(network.maxNeighbours))
+        let chosen = overlay.neighbours(holders, seed: SourceID(owner.description), member: member) {
+            guard let m = member($0.name) else { return true }
+            return avoided.contains(m) || (silentNeighbours[m] ?? 0) >= PeerSource.maxOwnerTimeouts
+        }.compactMap { member($0.name) }
         // Those no longer followed: their news no longer counts.
         for m in infos.keys where m != owner && !chosen.contains(m) { infos[m] = nil }
         return chosen
     }
 
     private func report(_ owner: Member) {
-        guard !stopped, owner == self.owner, let info = infos[owner] else { return }
+        guard !stopped, owner == self.owner else { return }
+        guard let info = infos[owner] else {
+            // No news this round (a slow owner, or an answer to ask again in full): the next round.
+            return poll.start(ms: PeerSource.pollMs) { [weak self] in self?.refresh() }
+        }
         switch info.state {
         case "failed", "corrupt", "uncached":
             sink?.failed(.seedFailed("owner's download \(info.state)"))
@@ -166,29 +175,13 @@ final class PeerSource: PieceSource {
         news.seedComplete = info.state == "complete"
         news.digests = info.pieceDigestList
         for (m, i) in infos { news.holdings[SourceID(m.description)] = i.bitmap }
-        news.followers = followerOrder(info.holders)
+        news.followers = overlay.followerOrder(info.holders, member: member)
         sink?.news(news, seed: SourceID(owner.description))
         guard !stopped else { return }
         poll.start(ms: PeerSource.pollMs) { [weak self] in self?.refresh() }
     }
 
-    /// The owner's followers in the task's rendezvous order: the owner's pieces are dealt to them in
-    /// turn, so each takes the same share of its uplink and consecutive pieces (which reach the
-    /// owner one after another) go to different followers.
-    private func followerOrder(_ holders: [String]) -> [SourceID] {
-        if followers.holders != holders {
-            followers = (holders, Rendezvous.order(id, holders.compactMap(member)).map { SourceID($0.description) })
-        }
-        return followers.order
-    }
-
-    func spread(_ k: Int) -> UInt64 {
-        if let w = spreadWeights[k] { return w }
-        guard let m = network.membership.me ?? owner else { return UInt64(k) }
-        let w = Rendezvous.weight("\(id)#\(k)", m)
-        spreadWeights[k] = w
-        return w
-    }
+    func spread(_ k: Int) -> UInt64 { overlay.spread(k) }
 
     // MARK: Pieces
 
@@ -202,7 +195,11 @@ final class PeerSource: PieceSource {
         var retryAfter: UInt64 = 1000
         f.onHead = { h, _ in
             status = h.status
-            if let s = h.headers["Retry-After"], let secs = UInt64(s) { retryAfter = min(secs, 60) * 1000 }
+            if let s = h.headers[PeerProtocol.retryAfterMsHeader], let ms = UInt64(s) {
+                retryAfter = min(ms, 60_000)
+            } else if let s = h.headers["Retry-After"], let secs = UInt64(s) {
+                retryAfter = min(secs, 60) * 1000
+            }
         }
         f.onBody = { b in
             guard status == 200 else { return }

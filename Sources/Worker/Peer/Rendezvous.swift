@@ -21,7 +21,7 @@ public enum Rendezvous {
         members.map { ($0, weight(task, $0)) }.sorted { $0.1 != $1.1 ? $0.1 > $1.1 : $0.0.description < $1.0.description }.map(\.0)
     }
 
-    static func weight(_ task: String, _ member: Member) -> UInt64 {
+    package static func weight(_ task: String, _ member: Member) -> UInt64 {
         let d = SHA256Digest()
         Array("\(task)|\(member)".utf8).withUnsafeBytes { d.update($0) }
         return d.finalize().prefix(8).reduce(0) { $0 << 8 | UInt64($1) }

@@ -38,6 +38,8 @@ public enum WorkerEnvironment {
     public static let configFile = "DFGET_CONFIG_FILE"
     /// The TLS session ticket keys all workers share (hex; see `SessionTickets`).
     public static let ticketKeys = "DFGET_TLS_TICKET_KEYS"
+    /// How many workers the daemon runs (what a worker divides daemon-wide bounds by).
+    public static let workerCount = "DFGET_WORKERS"
     /// The descriptor at which a worker finds the master's shared region (see `SharedRegion`).
     public static let sharedFd: Int32 = 4
 }

@@ -129,7 +129,8 @@ public final class WorkerProcess {
                                     maxNeighbours: peers.maxNeighbours, backupSeeds: peers.backupSeeds)
         peer = PeerHandler(token: token, service: service, membership: membership,
                            uploads: config.upload.rateLimit > 0 ? Metrics.region?.uploadRate(config.upload.rateLimit) : nil,
-                           maxUploads: config.upload.concurrentLimit)
+                           maxUploads: UploadAdmission.perWorker(peers.uploadSlots, concurrentLimit: config.upload.concurrentLimit,
+                                                                 workers: ProcessInfo.processInfo.environment[WorkerEnvironment.workerCount].flatMap { Int($0) }))
         if index == 0 {
             Log.shared.info("peer exchange on", ["members": membership.members.map(\.description).joined(separator: ","),
                                                   "me": membership.me?.description ?? "-"])

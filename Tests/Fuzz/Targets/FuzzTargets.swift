@@ -4,12 +4,13 @@ import HTTP
 import Config
 import Cache
 import Proxy
+@testable import Peer
 
 /// libFuzzer targets over every parser that meets the network or the user's config. Each target
 /// takes arbitrary bytes and must neither trap nor hang; `scripts/fuzz.sh TARGET SECONDS` runs one
 /// under libFuzzer, and the unit tests replay the committed corpus and every crash found so far.
 public enum FuzzTarget: String, CaseIterable, Sendable {
-    case head, response, chunked, range, url, mirror, config
+    case head, response, chunked, range, url, mirror, config, peer
 
     public func run(_ data: UnsafeRawBufferPointer) {
         switch self {
@@ -20,6 +21,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .url: FuzzTarget.url(String(decoding: data, as: UTF8.self))
         case .mirror: FuzzTarget.mirror(data)
         case .config: FuzzTarget.config(String(decoding: data, as: UTF8.self))
+        case .peer: FuzzTarget.peer(data)
         }
     }
 
@@ -91,6 +93,27 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
             _ = MirrorUpstream.choose(dynamic: dynamic, header: header, target: target, configured: UpstreamURL("http://127.0.0.1:5000"))
             _ = MirrorUpstream.choose(dynamic: dynamic, header: nil, target: target, configured: nil)
         }
+    }
+
+    /// The peer port's parsers: the first line is a request target to route (the piece paths, the
+    /// info's `?digests=&holders=` query), the rest two TaskInfo answers, the second merged onto the first.
+    static func peer(_ data: UnsafeRawBufferPointer) {
+        let bytes = Array(data)
+        let nl = bytes.firstIndex(of: 0x0a) ?? bytes.count
+        let target = String(decoding: bytes[..<nl], as: UTF8.self)
+        for method in ["GET", "POST"] {
+            if case .info(_, let since)? = PeerProtocol.route(method: method, target: target) {
+                precondition(since.digests >= 0 && since.holders >= 0)
+            }
+        }
+        let rest = Array(bytes[min(nl + 1, bytes.count)...])
+        let cut = rest.firstIndex(of: 0x0a) ?? rest.count
+        let first = TaskInfo.parse(Array(rest[..<cut]))
+        if let second = TaskInfo.parse(Array(rest[min(cut + 1, rest.count)...])), let merged = second.merged(onto: first) {
+            _ = merged.since
+            _ = (0..<min(64, merged.digests.count)).map { merged.digest($0) }
+        }
+        _ = first?.since
     }
 
     static func config(_ text: String) {

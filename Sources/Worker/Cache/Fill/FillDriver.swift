@@ -157,7 +157,7 @@ package final class FillDriver: PieceSink {
             do {
                 let registry = source.registry.isEmpty ? task.origin : source.registry
                 try task.describe(contentLength: length, contentType: contentType,
-                                  digestHeader: digestHeader ?? task.key.expectedDigest ?? "", origin: registry)
+                                  digestHeader: digestHeader ?? task.key.expectedDigest ?? "", origin: registry, pieceSize: fill.pieceSize)
             } catch {
                 handle(.failed(.store("\(error)")))
             }

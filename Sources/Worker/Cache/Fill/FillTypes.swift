@@ -36,7 +36,7 @@ public enum FillFailure: Error, Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .noSeed: return "no owner reachable"
         case .seedFailed(let why): return why
-        case .pieceSizeMismatch: return "owner uses another piece size"
+        case .pieceSizeMismatch: return "owner uses a piece size a task cannot hold"
         case .noProgress: return "no progress from the peers"
         case .badPiecesFromSeed: return "the owner's pieces do not match their digests"
         case .digestMismatch: return "digest mismatch"

@@ -6,7 +6,8 @@ import HTTP
 /// few, reused) and the stall check; what to do with a piece or a failure is the fill's.
 final class OriginSource: PieceSource {
     let fetch: OriginFetch
-    let pieceSize: Int
+    /// The task's piece size, then the blob's once its length is known (`PieceCache.pieceSize`).
+    private(set) var pieceSize: Int
     let maxLength: Int64
     package let registry: String
     private var length: Int64 = 0
@@ -46,6 +47,8 @@ final class OriginSource: PieceSource {
                 return fail(.badLength("origin announced \(declared) bytes, more than a task can hold"))
             }
             length = n
+            pieceSize = PieceCache.pieceSize(base: pieceSize, length: n)
+            if buffer.capacity < pieceSize { buffer = PieceBuffer(capacity: pieceSize) }
             pieceCount = Int((n + Int64(pieceSize) - 1) / Int64(pieceSize))
             sink.described(length: n, contentType: h.headers["Content-Type"] ?? "application/octet-stream",
                            digestHeader: h.headers["Docker-Content-Digest"])
@@ -83,7 +86,7 @@ final class OriginSource: PieceSource {
             off += buffer.append(UnsafeRawBufferPointer(rebasing: b[off..<min(b.count, off + want)]))
             if buffer.count == pieceLength(piece) {
                 let full = buffer
-                buffer = spare.popLast() ?? PieceBuffer(capacity: pieceSize)
+                buffer = spare.popLast().flatMap { $0.capacity >= pieceSize ? $0 : nil } ?? PieceBuffer(capacity: pieceSize)
                 buffer.reset()
                 piece += 1
                 sink?.delivered(piece - 1, from: .origin, full)

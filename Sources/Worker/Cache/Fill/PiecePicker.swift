@@ -37,9 +37,18 @@ package enum PiecePicker {
         return []
     }
 
-    /// Piece `k`'s follower when the pieces are dealt round the followers in turn.
-    package static func dealt(_ k: Int, to followers: [SourceID]) -> SourceID? {
-        followers.isEmpty ? nil : followers[k % followers.count]
+    /// Piece `k`'s follower when the pieces are dealt round the followers in turn: `me` when it is
+    /// dealt to this host (at `myIndex` among the followers), else the first it is dealt to. With
+    /// fewer pieces than followers, once the seed has them all (`rounds`), the deal goes on round
+    /// after round (follower i gets piece i mod pieces): every follower has one piece of its own
+    /// from the seed, its copies lie evenly along the order, and the seed's idle uplink keeps making
+    /// copies far apart. Before that its uplink sends first copies only.
+    package static func dealt(_ k: Int, to followers: [SourceID], pieceCount: Int = 0, me: SourceID? = nil, myIndex: Int? = nil,
+                              rounds: Bool = false) -> SourceID? {
+        guard !followers.isEmpty else { return nil }
+        let m = pieceCount > 0 ? min(pieceCount, followers.count) : followers.count
+        if let me, let i = myIndex, i < followers.count, i % m == k % m, rounds || i < m { return me }
+        return followers[k % m]
     }
 
     /// The endgame starts when at most this many pieces are missing (and the owner has them all).

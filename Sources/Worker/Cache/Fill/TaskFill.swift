@@ -37,7 +37,9 @@ public struct TaskFill {
     }
 
     public private(set) var phase: Phase = .waiting
-    public let pieceSize: Int
+    /// The task's piece size until the length is known, then the blob's: from the length (the
+    /// origin streams it) or the seed's.
+    public private(set) var pieceSize: Int
     public let me: SourceID?
     let tuning: Tuning
     /// This host's order among equally rare pieces (constant for the task).
@@ -50,6 +52,7 @@ public struct TaskFill {
     public private(set) var inFlight: [Int: SourceID] = [:]
     private var holdings: [SourceID: [UInt8]] = [:]
     private var followers: [SourceID] = []
+    private var myFollowerIndex: Int?
     public private(set) var seed: SourceID?
     private var seedComplete = false
     public private(set) var avoided: Set<SourceID> = []
@@ -144,6 +147,7 @@ public struct TaskFill {
             guard length >= 0, length <= maxLength else {
                 return fallBack(.badLength("origin announced \(length) bytes, more than a task can hold"))
             }
+            pieceSize = PieceCache.pieceSize(base: pieceSize, length: length)
             var out = size(length, contentType: contentType, digestHeader: digestHeader)
             for k in 0..<pieceCount { inFlight[k] = .origin }
             out += step(now)
@@ -217,12 +221,18 @@ public struct TaskFill {
         }
         for (s, bits) in news.holdings { holdings[s] = bits }
         if news.holdings[seed] == nil { return idle(now) ?? [] }
-        followers = news.followers
+        if followers != news.followers {
+            followers = news.followers
+            myFollowerIndex = me.flatMap { followers.firstIndex(of: $0) }
+        }
         seedComplete = news.seedComplete
         var out: [FillAction] = []
         if phase == .waiting, let length = news.length {
-            guard news.pieceSize == pieceSize else { return fallBack(.pieceSizeMismatch) }
             guard length >= 0, length <= maxLength else { return fallBack(.badLength("owner announced \(length) bytes")) }
+            // The seed's piece size, whatever it is (another version's, or a bigger blob's), if a task can hold it.
+            guard let seedSize = news.pieceSize, seedSize > 0, seedSize <= PieceCache.maxPieceSize,
+                  (length + Int64(seedSize) - 1) / Int64(seedSize) <= Int64(TaskMeta.maxPieces) else { return fallBack(.pieceSizeMismatch) }
+            pieceSize = seedSize
             out += size(length, contentType: news.contentType, digestHeader: nil)
         }
         guard phase == .filling else { return out + (idle(now) ?? []) }
@@ -274,7 +284,7 @@ public struct TaskFill {
                 holders: { k in
                     let holding = sources.filter { TaskFill.has(holdings[$0] ?? [], k) }
                     if holding == [seed], seedOnlySince[k] == nil { seedOnlySince[k] = now }
-                    return PiecePicker.sources(k, holding: holding, owner: seed, assignee: PiecePicker.dealt(k, to: followers), me: me,
+                    return PiecePicker.sources(k, holding: holding, owner: seed, assignee: PiecePicker.dealt(k, to: followers, pieceCount: pieceCount, me: me, myIndex: myFollowerIndex, rounds: seedComplete), me: me,
                                                ownerOnlySinceMs: seedOnlySince[k], nowMs: now, patienceMs: tuning.patienceMs, endgame: endgame)
                 },
                 spread: spread)
@@ -299,7 +309,7 @@ public struct TaskFill {
         return [.abort(why)]
     }
 
-    static func has(_ bits: [UInt8], _ k: Int) -> Bool {
+    package static func has(_ bits: [UInt8], _ k: Int) -> Bool {
         k >= 0 && k / 8 < bits.count && bits[k / 8] & (1 << UInt8(k % 8)) != 0
     }
 }
