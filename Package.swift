@@ -53,6 +53,9 @@ let package = Package(
         // the driver: libFuzzer's in a fuzz build, a corpus replayer in a plain one.
         .target(name: "FuzzTargets", dependencies: ["UV", "HTTP", "Config", "Cache", "Proxy", "Peer"], path: "Tests/Fuzz/Targets",
                 swiftSettings: mode),
+        // bench/swarm-sim: the swarm's decisions (TaskFill, Overlay, Rendezvous, UploadAdmission) over a
+        // modelled network, at any number of hosts.
+        .executableTarget(name: "swarm-sim", dependencies: ["Cache", "Peer"], path: "bench/SwarmSim", swiftSettings: mode),
         .executableTarget(name: "dfget-fuzz", dependencies: ["FuzzTargets"], path: "Tests/Fuzz/Main"),
         .testTarget(
             name: "WorkerTests",
