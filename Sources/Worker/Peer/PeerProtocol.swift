@@ -16,7 +16,7 @@ import Cache
 ///
 /// Only blobs (digest-named tasks) are exchanged: every piece is checked against the digests of the
 /// host that got it from the origin, and the whole blob against its name.
-enum PeerProtocol {
+package enum PeerProtocol {
     static let prefix = "/peer/v1/tasks/"
     /// On a 503 for a piece: when to ask this member again, in milliseconds (`Retry-After` has seconds).
     static let retryAfterMsHeader = "X-Dragonfly-Retry-After-Ms"
@@ -29,7 +29,7 @@ enum PeerProtocol {
     static func originPath(_ id: String) -> String { prefix + id + "/origin" }
     static func holdersPath(_ id: String) -> String { prefix + id + "/holders" }
 
-    enum Route: Equatable {
+    package enum Route: Equatable {
         case info(String, since: TaskInfo.Since)
         case bitmap(String)
         case piece(String, Int)
@@ -38,7 +38,7 @@ enum PeerProtocol {
     }
 
     /// The route of a request target; nil for anything that is not the protocol.
-    static func route(method: String, target: String) -> Route? {
+    package static func route(method: String, target: String) -> Route? {
         guard target.hasPrefix(prefix) else { return nil }
         let split = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         let parts = split[0].dropFirst(prefix.count).split(separator: "/", omittingEmptySubsequences: false)
@@ -63,7 +63,7 @@ enum PeerProtocol {
 }
 
 /// What a host knows of a task.
-struct TaskInfo: Codable, Equatable {
+package struct TaskInfo: Codable, Equatable {
     var state: String
     var length: Int64?
     var pieceSize: Int
@@ -71,7 +71,7 @@ struct TaskInfo: Codable, Equatable {
     /// The piece bitmap in hex (piece 0 in the lowest bit of the first byte).
     var pieces: String
     /// Each piece's sha256 in hex, "" where unknown.
-    var digests: [String]
+    package var digests: [String]
     var holders: [String]
     /// Where `digests` and `holders` start: the asker had the ones before (nil: from the first).
     var digestsFrom: Int?
@@ -85,10 +85,10 @@ struct TaskInfo: Codable, Equatable {
     /// What an asker already has: the first `digests` digests and `holders` holders. A follower asks
     /// the owner every poll; without this each answer would carry every digest and every holder
     /// again, and the owner's uplink would fill with them as the cluster grows.
-    struct Since: Equatable {
-        var digests: Int
-        var holders: Int
-        static let all = Since(digests: 0, holders: 0)
+    package struct Since: Equatable {
+        package var digests: Int
+        package var holders: Int
+        package static let all = Since(digests: 0, holders: 0)
 
         init(digests: Int, holders: Int) {
             self.digests = digests
@@ -128,7 +128,7 @@ struct TaskInfo: Codable, Equatable {
 
     /// This answer on top of the asker's `previous` one: the digests and holders it left out are
     /// taken from there. Nil when they are not there (the asker starts again from the first).
-    func merged(onto previous: TaskInfo?) -> TaskInfo? {
+    package func merged(onto previous: TaskInfo?) -> TaskInfo? {
         let d = digestsFrom ?? 0, h = holdersFrom ?? 0
         guard d >= 0, h >= 0 else { return nil }
         guard d == 0 && h == 0 else {
@@ -145,12 +145,12 @@ struct TaskInfo: Codable, Equatable {
     }
 
     /// What to ask the same member next time: the digests known from the first one on, every holder.
-    var since: Since {
+    package var since: Since {
         Since(digests: pieceDigests.firstIndex(where: { $0 == nil }) ?? pieceDigests.count, holders: holders.count)
     }
 
     /// A member's answer, decoded.
-    static func parse(_ body: [UInt8]) -> TaskInfo? {
+    package static func parse(_ body: [UInt8]) -> TaskInfo? {
         guard var info = try? JSONDecoder().decode(TaskInfo.self, from: Data(body)) else { return nil }
         info.decodeWire()
         return info
@@ -190,7 +190,7 @@ struct TaskInfo: Codable, Equatable {
     /// Each piece's digest, nil where unknown.
     var pieceDigestList: [[UInt8]?] { pieceDigests }
 
-    func digest(_ k: Int) -> [UInt8]? {
+    package func digest(_ k: Int) -> [UInt8]? {
         guard k >= 0, k < pieceDigests.count else { return nil }
         return pieceDigests[k]
     }

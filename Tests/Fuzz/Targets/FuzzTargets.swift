@@ -4,7 +4,7 @@ import HTTP
 import Config
 import Cache
 import Proxy
-@testable import Peer
+import Peer
 
 /// libFuzzer targets over every parser that meets the network or the user's config. Each target
 /// takes arbitrary bytes and must neither trap nor hang; `scripts/fuzz.sh TARGET SECONDS` runs one
