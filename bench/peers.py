@@ -5,15 +5,31 @@ with and without `peers`. Prints failed pulls, origin egress (x the layer, count
 registry's interface), p50/p99 completion, fan-out efficiency = (layer / link rate) / p50, and the
 peak RSS of any worker (the owner's among them). Needs root; everything stays in its namespaces.
 
-    bench/peers.py [--hosts 8] [--rate 200] [--size 200] [--workers 2] [--modes alone,peers]
+    bench/peers.py [--hosts 8] [--rate 200] [--size 200] [--workers 2] [--modes alone,peers] [--sim]
 """
-import argparse, hashlib, os, statistics, sys, tempfile, threading
+import argparse, hashlib, json, os, statistics, subprocess, sys, tempfile, threading
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import ROOT, PeakRSS, children, parse_args, registry_with_image  # noqa: E402
+from common import ROOT, PeakRSS, children, cpu_seconds, parse_args, registry_with_image  # noqa: E402
 from lib import procs  # noqa: E402
 from lib.cluster import Cluster  # noqa: E402
 from lib.netns import Star  # noqa: E402
+
+
+def machine_cpu():
+    """(busy, total) jiffies of all cores so far, from /proc/stat."""
+    f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    idle = f[3] + f[4]
+    return sum(f) - idle, sum(f)
+
+
+def simulate(a, size):
+    """The simulator (bench/swarm-sim, the daemon's own decisions over a modelled network) with the
+    same hosts, layer, links and workers: its p50 and origin copies beside the real run's."""
+    sim = os.path.join(ROOT, ".build", "release", "swarm-sim")
+    out = subprocess.run([sim, "--hosts", str(a.hosts), "--size", str(size), "--link-mbit", str(a.rate), "--workers", str(a.workers), "--json"],
+                         capture_output=True, text=True, check=False)
+    return json.loads(out.stdout) if out.stdout.strip() else None
 
 
 def sha256_file(path):
@@ -42,11 +58,14 @@ def run(a, mode, reg, blob, size, work):
             times[h] = total
 
         threads = [threading.Thread(target=one, args=(h,)) for h in star.hosts]
+        cpu0, daemons0 = machine_cpu(), cpu_seconds(workers)
         with PeakRSS(workers) as rss:
             for t in threads:
                 t.start()
             for t in threads:
                 t.join()
+        cpu1, daemons1 = machine_cpu(), cpu_seconds(workers)
+        busy = (cpu1[0] - cpu0[0]) / max(1, cpu1[1] - cpu0[1])
         # Every client got every byte, and every host's cached copy is the blob (each host verified
         # its sha256 before completing; this checks the file again).
         bad = [h for h, v in done.items() if v != (0, size) or sha256_file(cluster.data_file(h, blob)) != blob]
@@ -56,7 +75,7 @@ def run(a, mode, reg, blob, size, work):
         p99 = ts[-1] if len(ts) < 100 else ts[int(len(ts) * 0.99)]
         ideal = size * 8 / (a.rate * 1e6)
         return {"mode": mode, "egress": egress, "p50": p50, "p99": p99, "eff": ideal / p50, "ideal": ideal, "bad": bad,
-                "rss": rss.mib, "owner_rss": max(rss.peak_by_pid[w] for w in owner_workers) / 1024, "anon": rss.anon / 1024}
+                "rss": rss.mib, "cpu": busy, "daemon_cpu": daemons1 - daemons0, "owner_rss": max(rss.peak_by_pid[w] for w in owner_workers) / 1024, "anon": rss.anon / 1024}
     finally:
         if cluster:
             cluster.stop()
@@ -71,6 +90,7 @@ def main():
     ap.add_argument("--workers", type=int, default=2, help="workers per daemon")
     ap.add_argument("--modes", default=os.environ.get("MODES", "alone,peers"))
     ap.add_argument("--keep", action="store_true", help="keep the work dir (logs) afterwards")
+    ap.add_argument("--sim", action="store_true", help="also run bench/swarm-sim with the same parameters (swift build -c release first)")
     a = parse_args(ap)
     os.makedirs(os.path.join(ROOT, ".build"), exist_ok=True)
     with (tempfile.TemporaryDirectory(prefix="dfget-bench-peers-") if not a.keep else open(os.devnull)) as tmp:
@@ -86,10 +106,14 @@ def main():
             print(f"work dir kept: {work}")
     print(f"\n{a.hosts} hosts pull one {size / 2**20:.0f} MiB layer at once, links {a.rate} mbit, "
           f"{a.workers} workers each (ideal {rows[0]['ideal']:.1f} s)")
-    print("| mode | failed pulls | origin egress (x layer) | p50 s | p99 s | fan-out efficiency | peak worker RSS MiB: owner / any (anon) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| mode | failed pulls | origin egress (x layer) | p50 s | p99 s | fan-out efficiency | peak worker RSS MiB: owner / any (anon) | CPU busy (all cores) | daemons' CPU s |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['mode']} | {len(r['bad'])} | {r['egress']:.2f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['eff']:.2f} | {r['owner_rss']:.0f} / {r['rss']:.0f} ({r['anon']:.0f}) |")
+        print(f"| {r['mode']} | {len(r['bad'])} | {r['egress']:.2f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['eff']:.2f} | "
+              f"{r['owner_rss']:.0f} / {r['rss']:.0f} ({r['anon']:.0f}) | {r['cpu'] * 100:.0f}% | {r['daemon_cpu']:.1f} |")
+    if a.sim and (s := simulate(a, size)):
+        print(f"| simulated (bench/swarm-sim) | {s['failed']} | {s['origin_copies']:.2f} | {s['p50_s']:.1f} | {s['p99_s']:.1f} | "
+              f"{s['ideal_s'] / s['p50_s']:.2f} | | | |")
 
 
 if __name__ == "__main__":
