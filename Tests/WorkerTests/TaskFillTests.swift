@@ -199,12 +199,83 @@ final class TaskFillTests: XCTestCase {
         }
     }
 
-    func testOwnerDeathWithNobodyToTakeOverFallsBackToTheOrigin() {
+    /// Nobody left to take over: the pieces held are kept, the rest come from the origin by range,
+    /// and the blob completes without starting over, at every piece the seed may die at.
+    func testOwnerDeathWithNobodyToTakeOverTakesTheRestFromTheOriginByRange() {
+        for k in 0..<6 {
+            var s = Swarm(pieces: 6, seed: seed, me: me)
+            s.before = { swarm, _ in if swarm.stored.count >= k { swarm.behaviour[self.seed] = .dead } }
+            s.go()
+            XCTAssertTrue(s.finished, "k=\(k): \(s.actions)")
+            XCTAssertEqual(s.count { $0 == .rangeFromOrigin(.noSeed) }, 1, "k=\(k)")
+            XCTAssertNil(s.actions.first { if case .fallBack = $0 { return true } else { return false } }, "k=\(k)")
+            let fromSeed = s.stored.values.filter { $0 == seed }.count
+            XCTAssertGreaterThanOrEqual(fromSeed, k, "k=\(k): the seed's pieces are kept")
+            XCTAssertEqual(s.fill.bytesFrom[.origin], (6 - fromSeed) * 4, "k=\(k): only the missing pieces from the origin")
+            XCTAssertEqual(s.fill.rangeFallback, .noSeed)
+        }
+    }
+
+    func testNothingKnownYetWithNoSeedStartsOverFromTheOrigin() {
         var s = Swarm(pieces: 4, seed: seed, me: me)
+        s.send(.failed(.noSeed))
+        XCTAssertEqual(s.actions, [.fallBack(.noSeed)], "no length, nothing to keep: the whole blob")
+    }
+
+    func testTheOriginsRangesAtMostOriginParallelAtOnce() {
+        var t = TaskFill.Tuning()
+        t.originParallel = 2
+        var s = Swarm(pieces: 8, seed: seed, me: me, tuning: t)
+        s.behaviour[.origin] = .silent
+        s.before = { swarm, _ in if swarm.stored.count >= 1 { swarm.behaviour[self.seed] = .dead } }
+        s.go()
+        XCTAssertEqual(s.fill.inFlight.values.filter { $0 == .origin }.count, 2)
+        XCTAssertEqual(s.fill.phase, .filling)
+    }
+
+    /// A 429 or 503 from the origin is not the end: its pieces are asked again after the pause.
+    func testABusyOriginIsAskedAgainAfterItsPause() {
+        var s = Swarm(pieces: 4, seed: seed, me: me)
+        s.behaviour[seed] = .dead
+        s.behaviour[.origin] = .busy
+        s.go()
+        XCTAssertEqual(s.fill.phase, .filling)
+        s.behaviour[.origin] = .good
+        s.now = 500
+        s.send(.tick)
+        s.run()
+        XCTAssertFalse(s.finished, "not before the origin's pause")
+        s.now = 1000
+        s.send(.tick)
+        s.run()
+        XCTAssertTrue(s.finished, "\(s.actions)")
+        XCTAssertEqual(s.fill.bytesFrom[.origin], 16)
+    }
+
+    func testAnOriginThatRefusesTheRangesIsAskedForTheWholeBlob() {
+        var s = Swarm(pieces: 4, seed: seed, me: me)
+        s.behaviour[.origin] = .refusing
         s.before = { swarm, _ in if swarm.stored.count >= 2 { swarm.behaviour[self.seed] = .dead } }
         s.go()
-        XCTAssertEqual(s.actions.last, .fallBack(.noSeed))
-        XCTAssertEqual(s.fill.phase, .stopped(.noSeed))
+        XCTAssertEqual(s.actions.last, .fallBack(.sourceFailed("origin refused the missing pieces")))
+    }
+
+    /// The range fallback is once: a later peer failure changes nothing, a second stall starts over.
+    func testAfterTheRangeFallbackPeerNewsDoesNotStopItButAStallDoes() {
+        var t = TaskFill.Tuning()
+        t.idleMs = 1000
+        var s = Swarm(pieces: 4, seed: seed, me: me, tuning: t)
+        s.behaviour[seed] = .silent
+        s.behaviour[.origin] = .silent
+        s.go()
+        s.now = 1001
+        s.send(.tick)
+        XCTAssertEqual(s.fill.rangeFallback, .noProgress(ms: 1001))
+        s.send(.failed(.seedFailed("owner's download failed")))
+        XCTAssertEqual(s.fill.phase, .filling, "the ranges go on")
+        s.now = 2002
+        s.send(.tick)
+        XCTAssertEqual(s.actions.last, .fallBack(.noProgress(ms: 1001)))
     }
 
     /// One failed piece from the seed is retried (a lost connection); a few in a row give it up.
@@ -233,12 +304,13 @@ final class TaskFillTests: XCTestCase {
         XCTAssertEqual(s.count { $0 == .fetch(0, from: other) || $0 == .fetch(1, from: other) } <= 2, true)
     }
 
-    func testALyingSeedWithNobodyElseFallsBack() {
+    func testALyingSeedWithNobodyElseLeavesThePiecesToTheOrigin() {
         var s = Swarm(pieces: 3, seed: seed, me: me)
         s.behaviour[seed] = .lying
         s.go()
-        XCTAssertEqual(s.actions.last, .fallBack(.badPiecesFromSeed))
-        XCTAssertTrue(s.stored.isEmpty)
+        XCTAssertTrue(s.finished, "\(s.actions)")
+        XCTAssertTrue(s.actions.contains(.rangeFromOrigin(.badPiecesFromSeed)))
+        XCTAssertTrue(s.stored.values.allSatisfy { $0 == .origin }, "nothing of the liar's is stored")
     }
 
     /// Every piece matched the seed's digests, but the blob does not match its name: the seed's
@@ -282,7 +354,10 @@ final class TaskFillTests: XCTestCase {
         XCTAssertEqual(s.fill.phase, .filling)
         s.now = 60_001
         s.send(.tick)
-        XCTAssertEqual(s.actions.last, .fallBack(.noProgress(ms: 60_001)))
+        s.run()
+        XCTAssertTrue(s.actions.contains(.rangeFromOrigin(.noProgress(ms: 60_001))))
+        XCTAssertTrue(s.finished, "the pieces the silent seed owed come from the origin: \(s.actions)")
+        XCTAssertEqual(s.fill.bytesFrom[.origin], 12)
     }
 
     func testProgressPostponesTheIdleFallback() {

@@ -59,23 +59,94 @@ def test_cluster_pulls_cost_the_registry_one_copy(cluster, images):
     assert s.tx_bytes(s.origin) - mid < size / 100, "a late host costs the origin nothing"
 
 
-@pytest.mark.parametrize("cluster", ["200mbit"], indirect=True)
-def test_kill9_of_the_owner_mid_transfer_the_others_finish(cluster, images):
-    c, s = cluster, cluster.star
-    blob = images["big"][2][0]
+def next_seed(c, blob):
+    """The member that takes over when the owner dies: the next in the task's rendezvous order."""
     owner = c.owner_of(blob[7:])
-    others = [h for h in s.hosts if h != owner][:2]
+    return owner, c.owner_of(blob[7:], [h for h in c.star.hosts if h != owner])
+
+
+def fill_line(c, h):
+    """Host h's line for the end of its fill from the peers."""
+    return next((l for l in c.logs(h) if l.get("msg") in ("task downloaded", "task from peers stopped") and l.get("source") == "peers"), None)
+
+
+@pytest.mark.parametrize("cluster", ["200mbit"], indirect=True)
+def test_kill9_of_the_owner_mid_transfer_the_next_keeps_its_pieces(cluster, images):
+    c, s = cluster, cluster.star
+    layout, _, blobs = images["big"]
+    blob, size = blobs[0], os.path.getsize(reglib.blob_path(layout, blobs[0]))
+    owner, nxt = next_seed(c, blob)
+    others = [h for h in s.hosts if h != owner]
+    before = s.tx_bytes(s.origin)
     got = {}
-    threads = start_pulls(c, [owner] + others, blob, got)
+    threads = start_pulls(c, s.hosts, blob, got)
     # Links at 200 mbit: the owner has part of the blob, the others are following it.
     procs.wait_until(lambda: mid_download(c, owner, blob), timeout=60, what="the owner mid-download")
-    p = c.daemons[owner][0]
-    os.killpg(p.pid, signal.SIGKILL)
+    os.killpg(c.daemons[owner][0].pid, signal.SIGKILL)
     for t in threads:
         t.join()
     for h in others:
         assert got[h] == (0, blob), (h, got)
     assert any(l.get("msg") == "peer owner failed: trying the next" for h in others for l in c.logs(h))
+    # The next in order had no one left above it: it kept its pieces and took only the rest from
+    # the origin, by range; it did not start over.
+    line = fill_line(c, nxt)
+    assert line and line["msg"] == "task downloaded" and line.get("fallback", "").startswith("range"), line
+    assert 0 < line["originBytes"] < size, line
+    assert not any(l.get("msg") == "peers could not fill the task: from the origin" for l in c.logs(nxt))
+    # The client's access line says so too (access lines are flushed within 100 ms).
+    procs.wait_until(lambda: any(l.get("msg") == "access" and l.get("mode") == "mirror" and l.get("fallback", "").startswith("range")
+                                 and l.get("originBytes", 0) > 0 for l in c.logs(nxt)), timeout=10, what="the access line's fallback")
+    cost = (s.tx_bytes(s.origin) - before) / size
+    print(f"origin cost {cost:.2f}x; next seed took {line['originBytes'] / size:.2f} of the blob from the origin")
+    # The owner's part, and the next seed's missing part: less than two copies by what it kept.
+    assert cost < 2 - (size - line["originBytes"]) / size + 0.15, cost
+
+
+def owner_and_registry_gone(c, blob, hosts):
+    """Pulls on `hosts` (the owner among them); mid-transfer the registry and then the owner are killed."""
+    owner, _ = next_seed(c, blob)
+    got = {}
+    threads = start_pulls(c, hosts, blob, got)
+    procs.wait_until(lambda: mid_download(c, owner, blob), timeout=60, what="the owner mid-download")
+    c.kill_registry()
+    os.killpg(c.daemons[owner][0].pid, signal.SIGKILL)
+    return got, threads
+
+
+@pytest.mark.parametrize("cluster", ["200mbit"], indirect=True)
+def test_the_registry_back_within_the_clients_patience_the_pull_completes(cluster, images):
+    """A 200 is a promise: with the owner dead and the registry down for a moment, the next in order
+    asks the origin's ranges again with backoff, and the client gets the whole blob."""
+    c = cluster
+    blob = images["big"][2][0]
+    owner, nxt = next_seed(c, blob)
+    got, threads = owner_and_registry_gone(c, blob, [owner, nxt])
+    procs.wait_until(lambda: any(l.get("msg") == "origin failed a piece: asking again" for l in c.logs(nxt)),
+                     timeout=60, what="the next seed asking the origin again")
+    c.start_registry()
+    for t in threads:
+        t.join()
+    assert got[nxt] == (0, blob), got
+    line = fill_line(c, nxt)
+    assert line and line.get("fallback", "").startswith("range"), line
+
+
+@pytest.mark.parametrize("cluster", ["200mbit"], indirect=True)
+def test_no_source_left_the_client_gets_a_reset_not_a_short_200(cluster, images):
+    """The owner dead and the registry gone for good: past the retries the connection is reset, so
+    curl reports a receive failure (56), not a clean end of a short body (18)."""
+    c = cluster
+    blob = images["big"][2][0]
+    owner, nxt = next_seed(c, blob)
+    got, threads = owner_and_registry_gone(c, blob, [owner, nxt])
+    for t in threads:
+        t.join()
+    assert got[nxt][0] == 56, got
+    logs = c.logs(nxt)
+    assert any(l.get("msg") == "origin failed a piece: asking again" for l in logs)
+    procs.wait_until(lambda: any(l.get("msg") == "access" and l.get("mode") == "mirror" and "mid-stream" in l.get("error", "")
+                                 for l in c.logs(nxt)), timeout=10, what="the access line's error")
 
 
 def test_a_tampered_piece_is_rejected_and_the_blob_still_completes(cluster, images):

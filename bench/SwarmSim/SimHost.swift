@@ -50,6 +50,8 @@ final class SimHost {
     private(set) var controlMsgs = 0
     private(set) var controlBytes = 0.0
     private(set) var fellBack = false
+    /// The peers could not finish: the rest came from the origin by range.
+    private(set) var rangeFallback = false
     /// Busy answers this host got (for the trace).
     var busyAnswers = 0
     var inFlight: Int { fill?.inFlight.count ?? 0 }
@@ -185,6 +187,8 @@ final class SimHost {
             state = "complete"
             finished = net.now
             stopPeers()
+        case .rangeFromOrigin:
+            rangeFallback = true
         case .fallBack:
             // restartDownload: the pieces are dropped, the origin sends all of it again.
             fellBack = true
@@ -282,6 +286,7 @@ final class SimHost {
     }
 
     private func fetch(_ k: Int, _ from: SourceID) {
+        if from == .origin { return fetchRange(k) }
         guard let s = swarm.host(from) else { return handle(.fetchFailed(k, from: from, .unreachable)) }
         let bytes = Double(pieceLength(k))
         let generation = pollGeneration
@@ -296,6 +301,23 @@ final class SimHost {
                 return (0, {})
             }
         }, refused: { [self] in handle(.fetchFailed(k, from: from, .unreachable)) })
+    }
+
+    /// RangeOrigin: piece k by a range request, a round trip and then the bytes on the origin's uplink.
+    private func fetchRange(_ k: Int) {
+        let bytes = Double(pieceLength(k)), generation = pollGeneration
+        net.after(2 * net.latency) { [self] in
+            guard alive, generation == pollGeneration else { return }
+            var flow: Network.Flow!
+            flow = net.stream(Swarm.Wire.head + bytes, from: swarm.origin, to: index, progress: { [unowned self] moved in
+                swarm.originBytes += moved
+            }) { [self] in
+                fetching[k] = nil
+                guard alive, generation == pollGeneration else { return }
+                handle(.arrived(k, from: .origin, digest: swarm.digests[k]))
+            }
+            fetching[k] = flow
+        }
     }
 
     /// Piece k to `to` as a flow from this host's uplink; a reset reaches it if this host dies.

@@ -73,6 +73,7 @@ let result: [(String, Any)] = [
     ("link_mbit", p.linkMbit),
     ("failed", live.count - times.count),
     ("fell_back", swarm.hosts.filter(\.fellBack).count),
+    ("range_fallbacks", swarm.hosts.filter(\.rangeFallback).count),
     ("origin_copies", swarm.originBytes / Double(p.size)),
     ("ideal_s", ideal),
     ("p50_s", pct(0.5)),

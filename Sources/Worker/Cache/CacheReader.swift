@@ -25,6 +25,8 @@ final class CacheReader {
     /// That download found the digest right: every byte may go out, flushed or not (it stays so
     /// even if the flush then fails: the bytes are still the blob's, and the open file has them).
     private var verified = false
+    /// The download's range fallback, as last seen (the access line tells it).
+    private var fallback: (why: FillFailure, originBytes: Int)?
     private let stopwatch = Stopwatch()
     /// The task failed before anything was sent: serve the client some other way.
     var onFallback: (() -> Void)?
@@ -102,6 +104,7 @@ final class CacheReader {
         defer { pumping = false }
         while !done {
             if download?.isVerified == true { verified = true }
+            if let d = download, let why = d.rangeFallback { fallback = (why, d.originBytes) }
             let state = verified ? TaskState.complete : task.state
             let view = ReaderStep.Task(state: state, contentLength: task.contentLength, readable: { [task, download] from, max in
                 let onDisk = task.readableBytes(from: from, max: max)
@@ -173,6 +176,9 @@ final class CacheReader {
     private func finish(error: String?) {
         guard !done else { return }
         done = true
+        if let (why, bytes) = fallback {
+            exchange.logFields += [("fallback", .string("range: \(why)")), ("originBytes", .int(bytes))]
+        }
         stop()
         // A served request is told by its access line (task, source, bytes, duration); only a
         // reader that failed gets a line of its own.

@@ -10,9 +10,11 @@ import Config
 /// Where a claimed task's bytes can come from besides the origin: the peers.
 package protocol TaskSource: AnyObject {
     /// Fills `task` (claimed by this worker); true when the peers took it. `origin` starts the
-    /// download from the origin instead, when this host owns the task or no peer can help.
+    /// download from the origin instead, when this host owns the task or no peer can help;
+    /// `originRanges` makes a GET of a range of it, for pieces the peers could not bring.
     @discardableResult
-    func fill(_ task: CacheTask, url: UpstreamURL, headers: HTTPHeaders, origin: @escaping () -> Void) -> Bool
+    func fill(_ task: CacheTask, url: UpstreamURL, headers: HTTPHeaders, originRanges: @escaping (String) -> OriginFetch,
+              origin: @escaping () -> Void) -> Bool
 }
 
 package final class CacheService {
@@ -198,7 +200,16 @@ package final class CacheService {
         let fromOrigin = { [self] in downloadFromOrigin(task, url: url, headers: headers, policy: policy) }
         // Blobs are shared with the peers (their digest makes every copy checkable); other URLs stay local.
         if let peers, task.key.expectedDigest != nil {
-            return peers.fill(task, url: url, headers: headers, origin: fromOrigin)
+            let ranges = { [pool] (range: String) -> OriginFetch in
+                var h = headers
+                h.remove("If-None-Match")
+                h.remove("If-Modified-Since")
+                h.replace("Range", range)
+                let f = OriginFetch(method: "GET", headers: h, url: url, pool: pool, policy: policy)
+                f.isDownload = true
+                return f
+            }
+            return peers.fill(task, url: url, headers: headers, originRanges: ranges, origin: fromOrigin)
         }
         fromOrigin()
         return false

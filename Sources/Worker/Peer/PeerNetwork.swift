@@ -37,7 +37,8 @@ package final class PeerNetwork: TaskSource {
     }
 
     @discardableResult
-    package func fill(_ task: CacheTask, url: UpstreamURL, headers: HTTPHeaders, origin: @escaping () -> Void) -> Bool {
+    package func fill(_ task: CacheTask, url: UpstreamURL, headers: HTTPHeaders, originRanges: @escaping (String) -> OriginFetch,
+                      origin: @escaping () -> Void) -> Bool {
         let order = Rendezvous.order(task.key.id, membership.live(now: EventLoop.nowMs))
         // Members ranked above this host, in order: the owner first, then who takes over from it.
         let owners = Array(order.prefix { $0 != membership.me })
@@ -50,7 +51,7 @@ package final class PeerNetwork: TaskSource {
         // This host's rank after the owner: 1 for the first member below it.
         tuning.idleMs = PeerNetwork.idleMs(rank: owners.count, backupSeeds: backupSeeds, base: Limits.upstreamIdleMs)
         FillDriver(task: task, source: source, me: membership.me.map { SourceID($0.description) }, fromOrigin: false, tuning: tuning,
-                   origin: origin).start()
+                   originRanges: originRanges, origin: origin).start()
         return true
     }
 

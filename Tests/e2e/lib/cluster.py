@@ -14,10 +14,10 @@ class Cluster:
         self.daemons = {}
         s = star
         os.makedirs(workdir, exist_ok=True)
-        cfg = os.path.join(workdir, "origin-registry.yml")
-        reglib.write_config(cfg, f"{registry_dir}/data", f"{s.ip(s.origin)}:5000")
-        self.started.append(procs.Proc("origin-registry", ["ip", "netns", "exec", s.origin, "docker-registry", "serve", cfg], workdir))
-        procs.wait_until(lambda: s.run(s.origin, "curl", "-sf", f"http://{s.ip(s.origin)}:5000/v2/").returncode == 0, what="origin registry")
+        self.workdir = workdir
+        self.registry_cfg = os.path.join(workdir, "origin-registry.yml")
+        reglib.write_config(self.registry_cfg, f"{registry_dir}/data", f"{s.ip(s.origin)}:5000")
+        self.start_registry()
         key = os.path.join(workdir, "peers.key")
         with open(key, "w") as f:
             f.write("cluster-peer-secret-0123456789abcdef\n")
@@ -45,6 +45,18 @@ class Cluster:
         for h in s.hosts:
             procs.wait_until(lambda: s.run(h, "curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{PROXY_PORT}/").returncode == 0,
                              what=f"daemon in {h}")
+
+    def start_registry(self):
+        s = self.star
+        self.registry = procs.Proc("origin-registry", ["ip", "netns", "exec", s.origin, "docker-registry", "serve", self.registry_cfg],
+                                   self.workdir)
+        self.started.append(self.registry)
+        procs.wait_until(lambda: s.run(s.origin, "curl", "-sf", f"http://{s.ip(s.origin)}:5000/v2/").returncode == 0, what="origin registry")
+
+    def kill_registry(self):
+        """SIGKILL, and waited for: from now on its address refuses connections."""
+        self.registry.signal(9)
+        self.registry.p.wait(10)
 
     def pull(self, h, blob, out, repo="test/big"):
         """GET of a blob through host `h`'s mirror: out[h] = (curl's exit, sha256 of the body, seconds)."""

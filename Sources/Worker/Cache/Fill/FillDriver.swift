@@ -48,11 +48,14 @@ package final class FillDriver: PieceSink {
     /// `DFGET_TRACE_PIECES=1`: a log line per piece stored (for the benchmark's timeline).
     static let trace = ProcessInfo.processInfo.environment["DFGET_TRACE_PIECES"] == "1"
 
-    /// `fromOrigin`: the source streams the whole blob (the origin); else it is asked piece by piece.
+    /// `fromOrigin`: the source streams the whole blob (the origin); else it is asked piece by piece,
+    /// and `originRanges` (a GET of the blob with that `Range`) brings the pieces the peers could
+    /// not, if the fill asks for them.
     package init(task: CacheTask, source: PieceSource, me: SourceID?, fromOrigin: Bool, recordPieceDigests: Bool = false,
-                 tuning: TaskFill.Tuning = TaskFill.Tuning(), origin: @escaping () -> Void = {}) {
+                 tuning: TaskFill.Tuning = TaskFill.Tuning(), originRanges: ((String) -> OriginFetch)? = nil,
+                 origin: @escaping () -> Void = {}) {
         self.task = task
-        self.source = source
+        self.source = originRanges.map { PeersThenOrigin(peers: source, origin: RangeOrigin(task: task, makeFetch: $0)) } ?? source
         self.origin = origin
         self.recordPieceDigests = recordPieceDigests
         fill = TaskFill(pieceSize: task.pieceSize, me: me, now: EventLoop.nowMs, fromOrigin: fromOrigin, maxLength: task.maxContentLength,
@@ -66,6 +69,9 @@ package final class FillDriver: PieceSink {
     }
 
     package var phase: TaskFill.Phase { fill.phase }
+    /// Why the peers could not finish and the origin's ranges bring the rest (nil: they did not fail).
+    var rangeFallback: FillFailure? { fill.rangeFallback }
+    var originBytes: Int { fill.bytesFrom[.origin] ?? 0 }
 
     package func start() {
         FillDriver.active[task.key.id] = self
@@ -124,7 +130,7 @@ package final class FillDriver: PieceSink {
     /// on the thread pool first, and stays in flight meanwhile.
     package func delivered(_ k: Int, from: SourceID, _ buffer: PieceBuffer) {
         guard !ended else { return }
-        if from == .origin {
+        if from == .origin && fill.fromOrigin {
             held[k] = (buffer, nil)
             handle(.arrived(k, from: from, digest: nil))
             held[k] = nil
@@ -165,7 +171,7 @@ package final class FillDriver: PieceSink {
             source.fetch(k, from: from, count: Int(task.pieceRange(k).count))
         case .store(let k, let from):
             guard let (buffer, digest) = held[k] else { return handle(.storeFailed(k, from: from, .store("piece \(k) not in hand"))) }
-            if from == .origin {
+            if from == .origin && fill.fromOrigin {
                 queued.append((k, buffer))
                 if queued.count >= FillDriver.maxQueued && !paused {
                     paused = true
@@ -181,16 +187,22 @@ package final class FillDriver: PieceSink {
                 Metrics.count(.peerBadPieces)
                 Log.shared.warn("peer sent a piece that does not match its digest: avoided", ["taskId": task.key.id, "peer": s.name, "piece": k])
             case .refused(let k):
-                Log.shared.warn("peer failed a piece: avoided", ["taskId": task.key.id, "peer": s.name, "piece": k])
+                Log.shared.warn(s == .origin ? "origin failed a piece: from the whole blob" : "peer failed a piece: avoided",
+                                ["taskId": task.key.id, "peer": s.name, "piece": k])
             case .unreachable:
                 break
             }
-            source.avoid(s, unreachable: why == .unreachable)
+            if s != .origin { source.avoid(s, unreachable: why == .unreachable) }
+        case .rangeFromOrigin(let why):
+            Metrics.count(.peerRangeFallbacks)
+            Log.shared.warn("peers could not finish the task: the missing pieces from the origin by range",
+                            ["taskId": task.key.id, "error": why.description, "missing": fill.missing])
         case .replaceSeed(let s):
             source.replaceSeed(s)
         case .seal:
             seal()
         case .fallBack(let why):
+            Metrics.count(.peerRestarts)
             Log.shared.warn("peers could not fill the task: from the origin", ["taskId": task.key.id, "error": why.description])
             guard task.isDownloader, (try? task.restartDownload()) != nil else {
                 task.abandon()
@@ -306,9 +318,10 @@ package final class FillDriver: PieceSink {
             f.append(("costMs", .double(stopwatch.elapsedMs.rounded())))
         } else {
             let from = fill.bytesFrom
-            f += [("source", .string("peers")), ("bytes", .int(from.values.reduce(0, +))), ("originBytes", .int(0)),
+            f += [("source", .string("peers")), ("bytes", .int(from.values.reduce(0, +))), ("originBytes", .int(originBytes)),
                   ("costMs", .double(stopwatch.elapsedMs.rounded())), ("owner", .string(fill.seed?.name ?? "-")),
-                  ("fromPeers", .string(from.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")))]
+                  ("fromPeers", .string(from.filter { $0.key != .origin }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")))]
+            if let why = fill.rangeFallback { f.append(("fallback", .string("range: \(why)"))) }
         }
         if let error { f.append(("error", .string(error.description))) }
         let failed = fill.fromOrigin ? "task download failed" : "task from peers stopped"

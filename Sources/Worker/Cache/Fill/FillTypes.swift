@@ -32,6 +32,14 @@ public enum FillFailure: Error, Equatable, Sendable, CustomStringConvertible {
     /// Verifying, flushing or sealing failed.
     case seal(String)
 
+    /// The peers failed (not the disk, not the origin's stream): the origin's ranges can finish.
+    public var isThePeers: Bool {
+        switch self {
+        case .noSeed, .seedFailed, .noProgress, .badPiecesFromSeed: return true
+        default: return false
+        }
+    }
+
     public var description: String {
         switch self {
         case .noSeed: return "no owner reachable"
@@ -100,6 +108,9 @@ public enum FillAction: Equatable, Sendable {
     case replaceSeed(SourceID)
     /// Every piece is present: verify the blob, flush, seal.
     case seal
+    /// The peers could not finish it: the missing pieces are now asked from the origin by range
+    /// (`fetch(k, from: .origin)`), the pieces held kept.
+    case rangeFromOrigin(FillFailure)
     /// The sources could not fill it: start over from the origin, on the same claim.
     case fallBack(FillFailure)
     /// Filled, verified and sealed.

@@ -8,6 +8,13 @@
 /// against the seed's digest. The seed is the member that fetches the blob from the origin (a
 /// task's rendezvous owner); its pieces are dealt round its followers so its uplink carries each
 /// about once. A fill the origin streams has nothing to fall back on: its failures abort.
+///
+/// When the peers cannot finish a fill whose length is known (no seed left, the seed's download
+/// failed or its pieces lie, nothing stored for the idle time), the fill keeps what it holds and
+/// asks the origin for the missing pieces by range (`rangeFromOrigin`), beside whatever peers still
+/// answer; the whole blob's digest checks those pieces. Only if that fails too does it start over
+/// from the origin (`fallBack`). When a host gets there is its driver's tuning (`idleMs`, by rank),
+/// so a stalled swarm sends a few hosts to the origin, not all of them.
 public struct TaskFill {
     public enum Phase: Equatable, Sendable {
         /// The length is not known yet.
@@ -27,6 +34,8 @@ public struct TaskFill {
         public var patienceMs: UInt64 = 6000
         /// Nothing stored for this long: fall back.
         public var idleMs: UInt64 = 60_000
+        /// Pieces asked from the origin by range at once, once the peers could not finish.
+        public var originParallel = 4
         /// Failed pieces from the seed tolerated in a row before it is avoided.
         public var seedSlips = 3
         /// The endgame (the seed serves a host's last few pieces beside the followers) only while
@@ -50,6 +59,8 @@ public struct TaskFill {
     private var expected: [[UInt8]?] = []
     /// Pieces being fetched, hashed or written, and from whom.
     public private(set) var inFlight: [Int: SourceID] = [:]
+    /// When each piece in flight from a peer was asked for.
+    private var askedAt: [Int: UInt64] = [:]
     private var holdings: [SourceID: [UInt8]] = [:]
     private var followers: [SourceID] = []
     private var myFollowerIndex: Int?
@@ -68,6 +79,11 @@ public struct TaskFill {
     private var streamNext = 0
     /// The most a task can hold.
     let maxLength: Int64
+    /// Why the peers could not finish and the missing pieces are asked from the origin by range
+    /// (nil: the peers alone).
+    public private(set) var rangeFallback: FillFailure?
+    /// The time of the event being handled.
+    private var clock: UInt64
 
     /// `fromOrigin`: the origin streams the whole blob (its head gives the length); else peers fill
     /// it, piece by piece, from their news.
@@ -80,6 +96,7 @@ public struct TaskFill {
         self.tuning = tuning
         self.spread = spread
         lastProgressMs = now
+        clock = now
     }
 
     public enum Event: Equatable, Sendable {
@@ -112,6 +129,7 @@ public struct TaskFill {
     public var missing: Int { present.lazy.filter { !$0 }.count }
 
     public mutating func handle(_ event: Event, now: UInt64) -> [FillAction] {
+        clock = now
         switch event {
         case .readerAttached:
             readers += 1
@@ -141,6 +159,8 @@ public struct TaskFill {
         case .news(let news, let seed):
             return take(news, seed: seed, now: now)
         case .failed(let why):
+            // The peers already failed once: the origin's ranges go on whatever they say now.
+            if rangeFallback != nil, why.isThePeers { return [] }
             return fallBack(why)
         case .described(let length, let contentType, let digestHeader):
             guard fromOrigin, phase == .waiting else { return [] }
@@ -163,6 +183,8 @@ public struct TaskFill {
                 streamNext += 1
                 return [.store(k, from: from)]
             }
+            // A range of the origin's: the whole blob's digest checks it, as it checks a stream.
+            if from == .origin { return [.store(k, from: from)] }
             if let digest, k < expected.count, expected[k] == digest { return [.store(k, from: from)] }
             inFlight[k] = nil
             avoided.insert(from)
@@ -195,6 +217,7 @@ public struct TaskFill {
             inFlight[k] = nil
             guard k < present.count else { return [] }
             present[k] = true
+            askedAt[k] = nil
             if from == seed { slips = 0 }
             // A busy source that delivered has a free slot again.
             busyUntil[from] = nil
@@ -208,7 +231,8 @@ public struct TaskFill {
             if why == .diskFull { return abort(.diskFull) }
             return fallBack(why)
         case .tick:
-            return idle(now) ?? []
+            // Sources that were busy may be asked again; the idle check.
+            return phase == .filling ? step(now) : idle(now) ?? []
         default:
             return []
         }
@@ -257,7 +281,9 @@ public struct TaskFill {
             phase = .sealing
             return out + [.seal]
         }
-        if let seed, inFlight.isEmpty, avoided.contains(seed) { return out + fallBack(.badPiecesFromSeed) }
+        if rangeFallback == nil, let seed, inFlight.isEmpty, avoided.contains(seed) { return out + fallBack(.badPiecesFromSeed) }
+        // The origin refused its ranges (or has none): the whole blob from it, as the last resort.
+        if rangeFallback != nil, avoided.contains(.origin) { return out + fallBack(.sourceFailed("origin refused the missing pieces")) }
         if let f = idle(now) { out += f }
         return out
     }
@@ -271,13 +297,36 @@ public struct TaskFill {
     /// Fetches up to `parallel` at once: rarest first among the sources that have a piece, the
     /// seed's uplink kept for pieces nobody else has yet (see `PiecePicker.sources`).
     private mutating func schedule(_ now: UInt64) -> [FillAction] {
+        fromPeers(now) + fromOriginByRange(now)
+    }
+
+    /// After the range fallback: the missing pieces no source is bringing, lowest first, from the
+    /// origin, `originParallel` at once (beside the peers' `parallel`). A piece a peer has owed for
+    /// `patienceMs` is asked from the origin too (the peer's late answer is then ignored).
+    private mutating func fromOriginByRange(_ now: UInt64) -> [FillAction] {
+        guard rangeFallback != nil, !avoided.contains(.origin), (busyUntil[.origin] ?? 0) <= now else { return [] }
+        var asking = inFlight.values.lazy.filter { $0 == .origin }.count
+        var out: [FillAction] = []
+        var k = 0
+        while asking < tuning.originParallel && k < pieceCount {
+            if !present[k], inFlight[k] == nil || (inFlight[k] != .origin && (askedAt[k] ?? now) &+ tuning.patienceMs <= now) {
+                inFlight[k] = .origin
+                asking += 1
+                out.append(.fetch(k, from: .origin))
+            }
+            k += 1
+        }
+        return out
+    }
+
+    private mutating func fromPeers(_ now: UInt64) -> [FillAction] {
         guard let seed, holdings[seed] != nil else { return [] }
         let missing = self.missing
         let endgame = seedComplete && followers.count <= tuning.endgameFollowers
             && PiecePicker.endgame(missing: missing, pieceCount: pieceCount, parallel: tuning.parallel)
         let sources = holdings.keys.filter { !avoided.contains($0) && (busyUntil[$0] ?? 0) <= now }.sorted()
         var out: [FillAction] = []
-        while inFlight.count < tuning.parallel {
+        while inFlight.values.lazy.filter({ $0 != .origin }).count < tuning.parallel {
             let pick = PiecePicker.pick(
                 pieceCount: pieceCount,
                 wanted: { k in !present[k] && inFlight[k] == nil && expected[k] != nil },
@@ -290,15 +339,23 @@ public struct TaskFill {
                 spread: spread)
             guard let pick, let from = PiecePicker.leastBusy(pick.holders, inFlight: inFlight) else { break }
             inFlight[pick.piece] = from
+            askedAt[pick.piece] = now
             out.append(.fetch(pick.piece, from: from))
         }
         return out
     }
 
-    /// The sources could not fill it: the origin from the start, unless the origin was the source.
+    /// The sources could not fill it. The peers' failures, once the length is known: the missing
+    /// pieces from the origin by range, the rest kept. Otherwise (nothing to keep, a local failure,
+    /// or the ranges failed too): the origin from the start, unless the origin was the source.
     private mutating func fallBack(_ why: FillFailure) -> [FillAction] {
         guard phase == .waiting || phase == .filling else { return [] }
         if fromOrigin { return abort(why) }
+        if phase == .filling, rangeFallback == nil, why.isThePeers {
+            rangeFallback = why
+            lastProgressMs = clock
+            return [.rangeFromOrigin(why)] + step(clock)
+        }
         phase = .stopped(why)
         return [.fallBack(why)]
     }
