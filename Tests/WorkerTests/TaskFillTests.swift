@@ -88,7 +88,7 @@ final class TaskFillTests: XCTestCase {
                     XCTAssertNil(stored[k], "piece \(k) stored twice")
                     stored[k] = s
                     send(.stored(k, from: s, bytes: TaskFillTests.pieceSize))
-                case .seal:
+                case .seal, .sealChecked:
                     send(.sealed(sealResult))
                 case .replaceSeed:
                     if successors.isEmpty {
@@ -120,9 +120,57 @@ final class TaskFillTests: XCTestCase {
         s.go()
         XCTAssertTrue(s.finished, "\(s.actions)")
         XCTAssertEqual(s.actions.first, .describe(length: 20, contentType: "application/octet-stream", digestHeader: nil))
-        XCTAssertEqual(s.count { $0 == .seal }, 1)
+        XCTAssertEqual(s.count { $0 == .sealChecked }, 1, "the seed verified the blob: not hashed again")
+        XCTAssertEqual(s.count { $0 == .seal }, 0)
         XCTAssertEqual(Set(s.stored.keys), Set(0..<5))
         XCTAssertEqual(s.fill.bytesFrom, [seed: 20])
+    }
+
+    /// The last piece lands before the seed has verified the blob: the seal waits for the seed's
+    /// word, then needs no hash of its own; without that word within the patience, it hashes.
+    func testTheSealWaitsForTheSeedsVerificationForItsPatience() {
+        var s = Swarm(pieces: 3, seed: seed, me: me)
+        s.seedComplete = false
+        s.go()
+        XCTAssertEqual(s.fill.phase, .filling, "every piece in, the seed not yet verified")
+        XCTAssertFalse(s.actions.contains(.seal) || s.actions.contains(.sealChecked))
+        s.seedComplete = true
+        s.send(.news(s.news, seed: seed))
+        s.run()
+        XCTAssertTrue(s.finished)
+        XCTAssertEqual(s.count { $0 == .sealChecked }, 1)
+
+        var t = Swarm(pieces: 3, seed: seed, me: me)
+        t.seedComplete = false
+        t.go()
+        t.now = 5999
+        t.send(.tick)
+        XCTAssertEqual(t.fill.phase, .filling)
+        t.now = 6000
+        t.send(.tick)
+        t.run()
+        XCTAssertTrue(t.finished)
+        XCTAssertEqual(t.count { $0 == .seal }, 1, "no word from the seed: the blob is hashed here")
+        XCTAssertEqual(t.count { $0 == .sealChecked }, 0)
+    }
+
+    /// Pieces checked against two seeds' digests, or brought by the origin: hashed here.
+    func testASeedChangeOrAPieceFromTheOriginMeansTheBlobIsHashedHere() {
+        var s = Swarm(pieces: 6, seed: seed, me: me)
+        s.successors = [next]
+        s.before = { swarm, _ in if swarm.stored.count >= 2 { swarm.behaviour[self.seed] = .dead } }
+        s.go()
+        XCTAssertTrue(s.finished)
+        XCTAssertFalse(s.fill.seedChecked)
+        XCTAssertEqual(s.count { $0 == .seal }, 1)
+        XCTAssertEqual(s.count { $0 == .sealChecked }, 0)
+
+        var t = Swarm(pieces: 4, seed: seed, me: me)
+        t.before = { swarm, _ in if swarm.stored.count >= 2 { swarm.behaviour[self.seed] = .dead } }
+        t.go()
+        XCTAssertTrue(t.finished)
+        XCTAssertEqual(t.count { $0 == .seal }, 1, "two pieces came from the origin by range")
+        XCTAssertEqual(t.count { $0 == .sealChecked }, 0)
     }
 
     func testNothingIsFetchedBeforeTheLength() {
@@ -137,7 +185,7 @@ final class TaskFillTests: XCTestCase {
     func testAnEmptyBlobSealsAtOnce() {
         var s = Swarm(pieces: 0, seed: seed, me: me)
         s.go()
-        XCTAssertEqual(s.actions, [.describe(length: 0, contentType: "application/octet-stream", digestHeader: nil), .seal, .finish])
+        XCTAssertEqual(s.actions, [.describe(length: 0, contentType: "application/octet-stream", digestHeader: nil), .sealChecked, .finish])
     }
 
     func testTheSeedsPieceSizeIsTakenIfATaskCanHoldIt() {
@@ -461,7 +509,7 @@ final class TaskFillTests: XCTestCase {
         t.now = 1000
         t.send(.news(t.news, seed: seed))
         t.run()
-        XCTAssertTrue(t.finished, "\(t.actions)")
+        XCTAssertEqual(t.stored.count, 2, "\(t.actions)")
     }
 
     func testUnknownDigestsAreNotFetched() {

@@ -181,7 +181,7 @@ final class SimHost {
             if let h = swarm.host(s) { avoided.insert(h.index) }
         case .replaceSeed(let s):
             if let h = swarm.host(s) { ownerFailed(h.index) }
-        case .seal:
+        case .seal, .sealChecked:
             handle(.sealed(nil))
         case .finish:
             state = "complete"

@@ -13,7 +13,9 @@ import Metrics
 /// sha256 beside its write (the write and the hash on two pool threads); with `maxQueued` of them
 /// waiting, the origin is paused until the disk catches up. This worker's readers take the bytes
 /// not yet on disk straight from those buffers (`inMemory`), woken as they arrive. A peer's pieces
-/// land out of order: the blob's hash catches up from the file (`CacheTask.catchUpHash`).
+/// land out of order, each checked against the seed's digest: when every piece matched the digests
+/// of a seed that verified the blob, the blob is not hashed again (`sealChecked`); otherwise its
+/// hash catches up from the file (`CacheTask.catchUpHash`).
 package final class FillDriver: PieceSink {
     let task: CacheTask
     let source: PieceSource
@@ -200,7 +202,9 @@ package final class FillDriver: PieceSink {
         case .replaceSeed(let s):
             source.replaceSeed(s)
         case .seal:
-            seal()
+            seal(checked: false)
+        case .sealChecked:
+            seal(checked: true)
         case .fallBack(let why):
             Metrics.count(.peerRestarts)
             Log.shared.warn("peers could not fill the task: from the origin", ["taskId": task.key.id, "error": why.description])
@@ -271,7 +275,9 @@ package final class FillDriver: PieceSink {
             written = Result { try task.writeBytes(buffer.bytes, at: offset) }
         }, then: { [self] in
             mark(k, from: from, buffer, written.map { digest })
-            if !ended { task.catchUpHash() }
+            // Pieces checked against a seed's digests need no hash of the blob here (`sealChecked`);
+            // once that cannot be, the blob's hash follows the pieces from the file.
+            if !ended && !fill.seedChecked { task.catchUpHash() }
         })
     }
 
@@ -294,9 +300,11 @@ package final class FillDriver: PieceSink {
     }
 
     /// One flush per task, on the thread pool; the task is complete only once it is on disk.
-    private func seal() {
+    /// `checked`: every piece matched the digests of a seed that verified the blob, so the blob is
+    /// not hashed again here.
+    private func seal(checked: Bool) {
         let verifyAndSeal = { [self] in
-            task.verifyFlushAndSeal(verified: { [self] in
+            task.verifyFlushAndSeal(checked: checked, verified: { [self] in
                 isVerified = true
                 wakeReaders()
             }) { [self] error in
@@ -304,7 +312,7 @@ package final class FillDriver: PieceSink {
             }
         }
         // A peer's pieces land out of order: the blob's hash follows them on the pool first.
-        if fill.fromOrigin { verifyAndSeal() } else { task.catchUpHash(then: verifyAndSeal) }
+        if fill.fromOrigin || checked { verifyAndSeal() } else { task.catchUpHash(then: verifyAndSeal) }
     }
 
     private func end(_ error: FillFailure?) {

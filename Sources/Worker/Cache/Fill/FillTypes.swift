@@ -108,6 +108,9 @@ public enum FillAction: Equatable, Sendable {
     case replaceSeed(SourceID)
     /// Every piece is present: verify the blob, flush, seal.
     case seal
+    /// Every piece is present and matched the digests of a seed that has verified the blob: flush
+    /// and seal without hashing the blob again (its pieces are the seed's verified bytes).
+    case sealChecked
     /// The peers could not finish it: the missing pieces are now asked from the origin by range
     /// (`fetch(k, from: .origin)`), the pieces held kept.
     case rangeFromOrigin(FillFailure)

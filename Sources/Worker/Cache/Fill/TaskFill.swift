@@ -84,6 +84,11 @@ public struct TaskFill {
     public private(set) var rangeFallback: FillFailure?
     /// The time of the event being handled.
     private var clock: UInt64
+    /// Every piece stored so far matched the digests of the one seed (none from the origin, no seed
+    /// change with pieces in hand): once that seed has verified the blob, so has this host.
+    public private(set) var seedChecked = true
+    /// When the last piece was stored, if the seed had not verified the blob yet.
+    private var allPresentAt: UInt64?
 
     /// `fromOrigin`: the origin streams the whole blob (its head gives the length); else peers fill
     /// it, piece by piece, from their news.
@@ -218,6 +223,7 @@ public struct TaskFill {
             guard k < present.count else { return [] }
             present[k] = true
             askedAt[k] = nil
+            if from == .origin { seedChecked = false }
             if from == seed { slips = 0 }
             // A busy source that delivered has a free slot again.
             busyUntil[from] = nil
@@ -240,6 +246,8 @@ public struct TaskFill {
 
     private mutating func take(_ news: PieceNews, seed: SourceID, now: UInt64) -> [FillAction] {
         if self.seed != seed {
+            // Pieces checked against another seed's digests: this one's verification does not cover them.
+            if present.contains(true) { seedChecked = false }
             self.seed = seed
             slips = 0
         }
@@ -278,6 +286,17 @@ public struct TaskFill {
         guard phase == .filling else { return [] }
         var out = schedule(now)
         if !present.contains(false) && inFlight.isEmpty {
+            // A peer fill checked piece by piece: the seed's verification is this host's, when the
+            // seed has it (asked for `patienceMs`); else the blob is hashed here.
+            if !fromOrigin, seedChecked, rangeFallback == nil {
+                if seedComplete {
+                    phase = .sealing
+                    return out + [.sealChecked]
+                }
+                let since = allPresentAt ?? now
+                allPresentAt = since
+                if now &- since < tuning.patienceMs { return out }
+            }
             phase = .sealing
             return out + [.seal]
         }
