@@ -12,6 +12,8 @@ final class FileSender {
     let exchange: Exchange
     /// Look before sending whether the pages are in memory (a download's own pieces just written need not).
     let warm: Bool
+    /// Where the sender's bytes end (a piece's end): pages past it are never read ahead.
+    let end: Int64?
     private var warmer: PageWarmer?
     /// What is copied when the client's socket is full.
     static let probeChunk = 64 << 10
@@ -26,15 +28,16 @@ final class FileSender {
         case failed(String)
     }
 
-    init(task: CacheTask, exchange: Exchange, warm: Bool) {
+    init(task: CacheTask, exchange: Exchange, warm: Bool, end: Int64? = nil) {
         self.task = task
         self.exchange = exchange
         self.warm = warm
+        self.end = end
     }
 
     func send(at pos: Int64, count: Int, ready: @escaping () -> Void) -> Outcome {
         var n = count
-        if warm, warmer == nil, let length = task.contentLength { warmer = PageWarmer(task: task, length: length) }
+        if warm, warmer == nil, let length = task.contentLength { warmer = PageWarmer(task: task, length: min(length, end ?? length)) }
         if let warmer, !warmer.isWarm(pos, n, ready: ready) { return .wait }
         // When the socket is full, one small chunk is copied instead: its queued write is what
         // tells the loop the socket has room again (libuv watches its own sockets).

@@ -25,7 +25,9 @@ package final class PieceUpload {
         self.digest = digest
         range = task.pieceRange(k)
         pos = range.lowerBound
-        sender = FileSender(task: task, exchange: exchange, warm: true)
+        // Only the piece's own pages: the next ones of a task being filled are holes, and reading
+        // them ahead zeroed pages for nothing on every upload.
+        sender = FileSender(task: task, exchange: exchange, warm: true, end: range.upperBound)
     }
 
     package var count: Int { Int(range.count) }
