@@ -39,15 +39,19 @@ extension CacheTask {
         return n == 32 && out.contains(where: { $0 != 0 }) ? out : nil
     }
 
-    /// Every piece's recorded sha256 (nil where absent), read in one go.
-    public func pieceDigests() -> [[UInt8]?] {
-        let count = pieceCount
-        guard digestsFD >= 0, count > 0 else { return [] }
-        var all = [UInt8](repeating: 0, count: count * 32)
-        let n = (try? all.withUnsafeMutableBytes { try preadFull(digestsFD, into: $0.baseAddress!, count: count * 32, at: 0, path: dataPath) }) ?? 0
-        return (0..<count).map { k in
-            let d = Array(all[k * 32..<(k + 1) * 32])
-            return hasPiece(k) && (k + 1) * 32 <= n && d.contains(where: { $0 != 0 }) ? d : nil
+    /// The recorded sha256 of every piece from `first` on (nil where absent), read in one go: an
+    /// asker that has the first ones costs only the read of the rest.
+    public func pieceDigests(from first: Int = 0) -> [[UInt8]?] {
+        let count = pieceCount, first = max(0, first)
+        guard digestsFD >= 0, count > first else { return [] }
+        var all = [UInt8](repeating: 0, count: (count - first) * 32)
+        let n = (try? all.withUnsafeMutableBytes {
+            try preadFull(digestsFD, into: $0.baseAddress!, count: (count - first) * 32, at: Int64(first) * 32, path: dataPath)
+        }) ?? 0
+        return (first..<count).map { k in
+            let i = k - first
+            let d = Array(all[i * 32..<(i + 1) * 32])
+            return hasPiece(k) && (i + 1) * 32 <= n && d.contains(where: { $0 != 0 }) ? d : nil
         }
     }
 

@@ -119,10 +119,11 @@ package struct TaskInfo: Codable, Equatable {
         pieceSize = task.pieceSize
         contentType = task.contentType
         pieces = Hex.encode(task.bitmap)
-        let all = task.pieceDigests(), known = task.holders
-        digests = all.dropFirst(since.digests).map { $0.map(Hex.encode) ?? "" }
+        // Only the digests the asker lacks are read (the holders' file is a line per member).
+        let from = min(max(0, since.digests), task.pieceCount), known = task.holders
+        digests = task.pieceDigests(from: from).map { $0.map(Hex.encode) ?? "" }
         holders = Array(known.dropFirst(since.holders))
-        if since.digests > 0 { digestsFrom = min(since.digests, all.count) }
+        if since.digests > 0 { digestsFrom = from }
         if since.holders > 0 { holdersFrom = min(since.holders, known.count) }
     }
 
