@@ -300,6 +300,26 @@ final class TaskFillTests: XCTestCase {
         XCTAssertEqual(s.fill.bytesFrom[.origin], 16)
     }
 
+    /// While the origin's ranges are being asked again, their retries decide, not the idle time.
+    func testARetryingOriginIsNotCutByTheIdleTime() {
+        var t = TaskFill.Tuning()
+        t.idleMs = 1000
+        var s = Swarm(pieces: 4, seed: seed, me: me, tuning: t)
+        s.behaviour[seed] = .dead
+        s.behaviour[.origin] = .busy
+        s.go()
+        XCTAssertNotNil(s.fill.rangeFallback)
+        s.now = 5000
+        s.send(.tick)
+        s.run()
+        XCTAssertEqual(s.fill.phase, .filling, "the origin is busy, not stalled: \(s.actions.suffix(3))")
+        s.behaviour[.origin] = .good
+        s.now = 10_000
+        s.send(.tick)
+        s.run()
+        XCTAssertTrue(s.finished)
+    }
+
     func testAnOriginThatRefusesTheRangesIsAskedForTheWholeBlob() {
         var s = Swarm(pieces: 4, seed: seed, me: me)
         s.behaviour[.origin] = .refusing

@@ -27,8 +27,16 @@ final class PeerSource: PieceSource {
     static let maxSpare = 8
     /// Control requests to the owner that got no answer in a row; at `maxOwnerTimeouts` it is gone.
     private var ownerTimeouts = 0
-    static let maxOwnerTimeouts = 3
-    /// Bitmap requests a neighbour left unanswered in a row; past `maxOwnerTimeouts` it is replaced.
+    /// Six in a row (30 s) that follow nothing heard from it: a seed whose downlink its origin
+    /// download fills drops connection attempts for as long as that lasts (96 hosts at 50 mbit:
+    /// with three, a third of them gave the live owner up and followed another).
+    static let maxOwnerTimeouts = 6
+    /// Bitmap requests a neighbour may leave unanswered in a row before it is replaced.
+    static let maxNeighbourTimeouts = 3
+    /// When each member last answered anything (a piece, a 503, task info): a member heard from
+    /// lately is alive, and its unanswered requests are congestion, not a reason to leave it.
+    private var lastHeard: [Member: UInt64] = [:]
+    /// Bitmap requests a neighbour left unanswered in a row; at `maxNeighbourTimeouts` it is replaced.
     private var silentNeighbours: [Member: Int] = [:]
     private let poll = LoopTimer()
     private weak var sink: PieceSink?
@@ -81,6 +89,10 @@ final class PeerSource: PieceSource {
     /// The owner did not answer in time: true while that may be slowness (the same owner is asked
     /// again); false once it happened `maxOwnerTimeouts` times in a row.
     private func ownerSilent(_ m: Member) -> Bool {
+        if let t = lastHeard[m], EventLoop.nowMs &- t < 2 * PeerSource.controlTimeoutMs {
+            Log.shared.info("peer owner slow but answering: asking it again", ["taskId": id, "peer": m.description])
+            return true
+        }
         ownerTimeouts += 1
         if ownerTimeouts < PeerSource.maxOwnerTimeouts {
             Log.shared.info("peer owner slow: asking it again", ["taskId": id, "peer": m.description, "timeouts": ownerTimeouts])
@@ -149,7 +161,7 @@ final class PeerSource: PieceSource {
         guard let holders = infos[owner]?.holders else { return [] }
         let chosen = overlay.neighbours(holders, seed: SourceID(owner.description), member: member) {
             guard let m = member($0.name) else { return true }
-            return avoided.contains(m) || (silentNeighbours[m] ?? 0) >= PeerSource.maxOwnerTimeouts
+            return avoided.contains(m) || (silentNeighbours[m] ?? 0) >= PeerSource.maxNeighbourTimeouts
         }.compactMap { member($0.name) }
         // Those no longer followed: their news no longer counts.
         for m in infos.keys where m != owner && !chosen.contains(m) { infos[m] = nil }
@@ -193,8 +205,9 @@ final class PeerSource: PieceSource {
         let f = network.request("GET", m, PeerProtocol.piecePath(id, k))
         var status = 0
         var retryAfter: UInt64 = 1000
-        f.onHead = { h, _ in
+        f.onHead = { [self] h, _ in
             status = h.status
+            lastHeard[m] = EventLoop.nowMs
             if let s = h.headers[PeerProtocol.retryAfterMsHeader], let ms = UInt64(s) {
                 retryAfter = min(ms, 60_000)
             } else if let s = h.headers["Retry-After"], let secs = UInt64(s) {
@@ -284,7 +297,10 @@ final class PeerSource: PieceSource {
             f.cancel()
             finish(.timedOut)
         }
-        f.onHead = { h, _ in status = h.status }
+        f.onHead = { [self] h, _ in
+            status = h.status
+            lastHeard[m] = EventLoop.nowMs
+        }
         f.onBody = { b in if got.count < 8 << 20 { got.append(contentsOf: b) } }
         f.onEnd = { finish(status.map { .status($0, got) } ?? .timedOut) }
         f.onFail = { error in finish(error.isRefusal ? .refused : .timedOut) }

@@ -308,8 +308,10 @@ public struct TaskFill {
     }
 
     private mutating func idle(_ now: UInt64) -> [FillAction]? {
-        // The origin's stream has its own stall check (bytes per window, in its source).
+        // The origin's stream has its own stall check (bytes per window, in its source); so have
+        // its ranges while they are being asked again (their retries say when to give up).
         guard !fromOrigin, now &- lastProgressMs > tuning.idleMs else { return nil }
+        if rangeFallback != nil, inFlight.values.contains(.origin) || (busyUntil[.origin] ?? 0) > lastProgressMs { return nil }
         return fallBack(.noProgress(ms: now &- lastProgressMs))
     }
 
