@@ -238,49 +238,35 @@ final class OverlayTests: XCTestCase {
 final class UploadAdmissionTests: XCTestCase {
     func testUploadsPastTheLimitAreBusyAndASlotFreesOnEnd() {
         var a = UploadAdmission(limit: 2)
-        XCTAssertEqual(a.ask(now: 0, reserve: { 0 }), .start)
-        XCTAssertEqual(a.ask(now: 0, reserve: { 0 }), .start)
-        XCTAssertEqual(a.ask(now: 0, reserve: { 0 }), .busy(retryAfterMs: 100))
+        XCTAssertEqual(a.ask(reserve: { 0 }), .start)
+        XCTAssertEqual(a.ask(reserve: { 0 }), .start)
+        XCTAssertEqual(a.ask(reserve: { 0 }), .busy(retryAfterMs: 100))
         a.ended()
-        XCTAssertEqual(a.ask(now: 0, reserve: { 0 }), .start)
+        XCTAssertEqual(a.ask(reserve: { 0 }), .start)
         XCTAssertEqual(a.active, 2)
     }
 
     func testUploadsWaitingForTheRateLimitHoldTheirSlot() {
         var a = UploadAdmission(limit: 2)
-        XCTAssertEqual(a.ask(now: 0, reserve: { 250 }), .wait(ms: 250))
-        XCTAssertEqual(a.ask(now: 0, reserve: { 500 }), .wait(ms: 500))
-        XCTAssertEqual(a.ask(now: 0, reserve: { 0 }), .busy(retryAfterMs: 100), "waiting uploads count toward the bound")
+        XCTAssertEqual(a.ask(reserve: { 250 }), .wait(ms: 250))
+        XCTAssertEqual(a.ask(reserve: { 500 }), .wait(ms: 500))
+        XCTAssertEqual(a.ask(reserve: { 0 }), .busy(retryAfterMs: 100), "waiting uploads count toward the bound")
         a.ended() // the first one was abandoned while it waited
-        XCTAssertEqual(a.ask(now: 0, reserve: { 0 }), .start)
+        XCTAssertEqual(a.ask(reserve: { 0 }), .start)
     }
 
     func testARefusedUploadReservesNoRate() {
         var a = UploadAdmission(limit: 1)
         var reserved = 0
-        _ = a.ask(now: 0, reserve: { reserved += 1; return 0 })
-        XCTAssertEqual(a.ask(now: 0, reserve: { reserved += 1; return 0 }), .busy(retryAfterMs: 100))
+        _ = a.ask(reserve: { reserved += 1; return 0 })
+        XCTAssertEqual(a.ask(reserve: { reserved += 1; return 0 }), .busy(retryAfterMs: 100))
         XCTAssertEqual(reserved, 1, "a refused upload must not book bytes under upload.rateLimit")
-    }
-
-    /// The more are refused, the longer the pause: bounded, and short again once the crowd is gone.
-    func testThePauseGrowsWithTheRefusalsAndComesBack() {
-        var a = UploadAdmission(limit: 4)
-        for _ in 0..<4 { _ = a.ask(now: 0, reserve: { 0 }) }
-        XCTAssertEqual(a.ask(now: 0, reserve: { 0 }), .busy(retryAfterMs: 100), "one waiting: the short pause")
-        var last = UploadAdmission.Decision.start
-        for _ in 0..<39 { last = a.ask(now: 500, reserve: { 0 }) }
-        XCTAssertEqual(last, .busy(retryAfterMs: 1000), "40 refused in a second by 4 slots: about 10 waiting per slot")
-        for _ in 0..<1000 { last = a.ask(now: 900, reserve: { 0 }) }
-        XCTAssertEqual(last, .busy(retryAfterMs: UploadAdmission.maxRetryAfterMs))
-        XCTAssertEqual(a.ask(now: 1500, reserve: { 0 }), .busy(retryAfterMs: UploadAdmission.maxRetryAfterMs), "the last second still counts")
-        XCTAssertEqual(a.ask(now: 5000, reserve: { 0 }), .busy(retryAfterMs: 100), "quiet for seconds: short again")
     }
 
     func testALimitBelowOneMeansOne() {
         var a = UploadAdmission(limit: 0)
         XCTAssertEqual(a.limit, 1)
-        XCTAssertEqual(a.ask(now: 0, reserve: { 0 }), .start)
+        XCTAssertEqual(a.ask(reserve: { 0 }), .start)
     }
 }
 

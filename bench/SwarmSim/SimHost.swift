@@ -292,7 +292,7 @@ final class SimHost {
         let generation = pollGeneration
         call(s.index, { peer in
             guard peer.hasPiece(k) else { return (Swarm.Wire.head, { [self] in handle(.fetchFailed(k, from: from, .refused)) }) }
-            switch peer.admission.ask(now: UInt64(self.net.now * 1000), reserve: { 0 }) {
+            switch peer.admission.ask(reserve: { 0 }) {
             case .busy(let ms):
                 return (Swarm.Wire.head, { [self] in
                     busyAnswers += 1; handle(.fetchFailed(k, from: from, .busy(retryAfterMs: ms))) })

@@ -106,7 +106,7 @@ public final class PeerHandler {
         }
         // Admission: a bounded number of uploads per worker, waiting ones included; past it the
         // member is told to ask another source. `upload.rateLimit` is reserved only for those let in.
-        switch admission.ask(now: EventLoop.nowMs, reserve: { uploads?.reserve(upload.count) ?? 0 }) {
+        switch admission.ask(reserve: { uploads?.reserve(upload.count) ?? 0 }) {
         case .busy(let ms):
             Metrics.count(.peerUploadsRefused)
             var h = HTTPHeaders()

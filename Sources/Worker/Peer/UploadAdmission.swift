@@ -15,17 +15,8 @@ package struct UploadAdmission {
 
     package let limit: Int
     package private(set) var active = 0
-    /// Long enough for an upload to end at a busy host, short next to a piece's transfer: the
-    /// pause when few are refused.
+    /// Long enough for an upload to end at a busy host, short next to a piece's transfer.
     package static let retryAfterMs: UInt64 = 100
-    /// The longest pause asked for, however many wait.
-    package static let maxRetryAfterMs: UInt64 = 2000
-    /// Refusals in this second and the one before: the pause grows with them, so that a seed
-    /// 90 hosts wait on hears from each about once a second, not ten times (600 refusals a second
-    /// measured at 96 hosts took the seed's downlink from its origin download and its answers).
-    private var windowStart: UInt64 = 0
-    private var refusedNow = 0
-    private var refusedBefore = 0
 
     package init(limit: Int) { self.limit = max(1, limit) }
 
@@ -36,17 +27,8 @@ package struct UploadAdmission {
 
     /// A member asks for a piece. `reserve` books its bytes under the rate limit and says how long
     /// they must wait; it is called only for an upload that is let in, so a refused one costs none.
-    package mutating func ask(now: UInt64, reserve: () -> UInt64) -> Decision {
-        guard active < limit else {
-            if now &- windowStart >= 1000 {
-                refusedBefore = now &- windowStart < 2000 ? refusedNow : 0
-                refusedNow = 0
-                windowStart = now
-            }
-            refusedNow += 1
-            let waiting = UInt64((max(refusedNow, refusedBefore) - 1) / limit)
-            return .busy(retryAfterMs: min(Self.maxRetryAfterMs, Self.retryAfterMs * (1 + waiting)))
-        }
+    package mutating func ask(reserve: () -> UInt64) -> Decision {
+        guard active < limit else { return .busy(retryAfterMs: Self.retryAfterMs) }
         active += 1
         let ms = reserve()
         return ms > 0 ? .wait(ms: ms) : .start
