@@ -36,6 +36,8 @@ final class PeerSource: PieceSource {
     /// When each member last answered anything (a piece, a 503, task info): a member heard from
     /// lately is alive, and its unanswered requests are congestion, not a reason to leave it.
     private var lastHeard: [Member: UInt64] = [:]
+    /// Piece requests to a member that failed without an answer in a row.
+    private var pieceFailures: [Member: Int] = [:]
     /// Bitmap requests a neighbour left unanswered in a row; at `maxNeighbourTimeouts` it is replaced.
     private var silentNeighbours: [Member: Int] = [:]
     private let poll = LoopTimer()
@@ -208,6 +210,7 @@ final class PeerSource: PieceSource {
         f.onHead = { [self] h, _ in
             status = h.status
             lastHeard[m] = EventLoop.nowMs
+            pieceFailures[m] = nil
             if let s = h.headers[PeerProtocol.retryAfterMsHeader], let ms = UInt64(s) {
                 retryAfter = min(ms, 60_000)
             } else if let s = h.headers["Retry-After"], let secs = UInt64(s) {
@@ -230,6 +233,14 @@ final class PeerSource: PieceSource {
         f.onFail = { [self] error in
             guard !stopped else { return }
             if m == owner { Log.shared.warn("piece from the owner failed", ["taskId": id, "peer": m.description, "piece": k, "error": "\(error)"]) }
+            // Refused: nobody there. A timeout or a reset is a congested link as often as a dead
+            // host: asked again after a pause, and only `maxNeighbourTimeouts` in a row with
+            // nothing heard from it meanwhile make it unreachable.
+            let heard = lastHeard[m].map { EventLoop.nowMs &- $0 < 2 * PeerSource.controlTimeoutMs } ?? false
+            pieceFailures[m, default: 0] += heard ? 0 : 1
+            if !error.isRefusal, (pieceFailures[m] ?? 0) < PeerSource.maxNeighbourTimeouts {
+                return sink?.fetchFailed(k, from: s, .busy(retryAfterMs: 1000)) ?? ()
+            }
             sink?.fetchFailed(k, from: s, .unreachable)
         }
         f.start()

@@ -192,7 +192,7 @@ package final class FillDriver: PieceSink {
                 Log.shared.warn(s == .origin ? "origin failed a piece: from the whole blob" : "peer failed a piece: avoided",
                                 ["taskId": task.key.id, "peer": s.name, "piece": k])
             case .unreachable:
-                break
+                Log.shared.info("peer unreachable: avoided", ["taskId": task.key.id, "peer": s.name])
             }
             if s != .origin { source.avoid(s, unreachable: why == .unreachable) }
         case .rangeFromOrigin(let why):
