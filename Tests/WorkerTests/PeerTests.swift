@@ -121,6 +121,23 @@ final class PeerTests: XCTestCase {
         XCTAssertEqual(Membership(peers: peers, advertiseIP: "10.1.1.1", peerPort: 7002, localHosts: []).me, Member(host: "10.1.1.1", port: 7002))
     }
 
+    /// `peers.dns` and no `advertiseIP`: the host finds itself among the resolved addresses.
+    func testAHostKnownOnlyByDNSFindsItselfThere() {
+        var peers = DaemonConfig.Peers()
+        peers.dns = "dfget-peers.example"
+        let m = Membership(peers: peers, advertiseIP: nil, peerPort: 65002, localHosts: ["10.0.0.7", "127.0.0.1"])
+        XCTAssertNil(m.me, "nothing resolved yet")
+        m.take(resolved: [Member(host: "10.0.0.5", port: 65002), Member(host: "10.0.0.7", port: 65002)])
+        XCTAssertEqual(m.me, Member(host: "10.0.0.7", port: 65002))
+        XCTAssertEqual(m.members.count, 2, "itself counted once")
+        m.take(resolved: [Member(host: "10.0.0.5", port: 65002)])
+        XCTAssertEqual(m.me, Member(host: "10.0.0.7", port: 65002), "kept when a refresh misses it (not ready yet)")
+        XCTAssertTrue(m.members.contains(Member(host: "10.0.0.7", port: 65002)), "and still a member")
+        let named = Membership(peers: peers, advertiseIP: "10.0.0.9", peerPort: 65002, localHosts: ["10.0.0.7"])
+        named.take(resolved: [Member(host: "10.0.0.7", port: 65002)])
+        XCTAssertEqual(named.me, Member(host: "10.0.0.9", port: 65002), "advertiseIP wins")
+    }
+
     func testTheOwnersUplinkServesEachPieceOnce() {
         let owner = SourceID("o"), me = SourceID("me"), other = SourceID("x")
         func sources(_ holding: [SourceID], assignee: SourceID?, since: UInt64? = nil, now: UInt64 = 0) -> [SourceID] {

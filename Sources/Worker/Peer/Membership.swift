@@ -9,7 +9,10 @@ public final class Membership {
     let peerPort: Int
     private let staticMembers: [Member]
     private var dnsMembers: [Member] = []
-    public let me: Member?
+    /// This host: `advertiseIP`, else the member whose address is local (from the list, or from
+    /// `peers.dns` once it resolves).
+    public private(set) var me: Member?
+    private let localHosts: Set<String>
     private var down: [Member: (until: UInt64, backoffMs: UInt64)] = [:]
     private let dnsName: String?
     private let refreshMs: UInt64
@@ -20,11 +23,24 @@ public final class Membership {
         staticMembers = peers.members.map { Member(host: $0.host, port: $0.port) }
         dnsName = peers.dns
         refreshMs = UInt64(max(1, peers.refresh) * 1000)
+        self.localHosts = localHosts
         if let ip = advertiseIP {
             me = Member(host: ip, port: peerPort)
         } else {
-            me = staticMembers.first { $0.port == peerPort && localHosts.contains($0.host) }
+            me = Membership.local(staticMembers, localHosts: localHosts, peerPort: peerPort)
         }
+    }
+
+    static func local(_ members: [Member], localHosts: Set<String>, peerPort: Int) -> Member? {
+        members.first { $0.port == peerPort && localHosts.contains($0.host) }
+    }
+
+    /// The addresses `peers.dns` resolved to: members from now on, and this host among them if
+    /// nothing else named it (without `advertiseIP`, a host known only by DNS finds itself there;
+    /// else it would take itself for a stranger, act as every task's owner and never register).
+    package func take(resolved: [Member]) {
+        dnsMembers = resolved
+        if me == nil { me = Membership.local(resolved, localHosts: localHosts, peerPort: peerPort) }
     }
 
     public var members: [Member] {
@@ -55,7 +71,7 @@ public final class Membership {
             guard let self else { return }
             DNS.resolve(host: name, port: peerPort, cache: false) { [weak self] r in
                 guard let self, case .success(let addrs) = r else { return }
-                dnsMembers = addrs.map { Member(host: $0.host, port: self.peerPort) }
+                take(resolved: addrs.map { Member(host: $0.host, port: self.peerPort) })
             }
         }
     }
