@@ -4,8 +4,9 @@ import TLS
 /// of the log line when the client already had a head): `upstream <host:port>: <what happened>`.
 public enum UpstreamError: Error, Equatable, CustomStringConvertible {
     case unresolvable(String, reason: String)
-    /// Every address refused or timed out; `reason` is the last one's.
-    case unreachable(String, reason: String)
+    /// Every address refused or timed out; `reason` is the last one's, `refused` whether it
+    /// refused the connection (nothing listens there) rather than not answering in time.
+    case unreachable(String, reason: String, refused: Bool = false)
     case tls(String, TLSError)
     /// Nothing arrived for `seconds` while a response was due.
     case silent(String, seconds: UInt64)
@@ -25,7 +26,7 @@ public enum UpstreamError: Error, Equatable, CustomStringConvertible {
     /// The upstream's `host:port`.
     public var upstream: String {
         switch self {
-        case .unresolvable(let u, _), .unreachable(let u, _), .tls(let u, _), .silent(let u, _), .closedBeforeResponse(let u),
+        case .unresolvable(let u, _), .unreachable(let u, _, _), .tls(let u, _), .silent(let u, _), .closedBeforeResponse(let u),
              .closedMidBody(let u), .readFailed(let u, _), .writeFailed(let u, _), .malformedHead(let u, _), .headTooLarge(let u),
              .malformedFraming(let u), .malformedBody(let u), .idleClosed(let u), .forbidden(let u, _):
             return u
@@ -36,7 +37,7 @@ public enum UpstreamError: Error, Equatable, CustomStringConvertible {
     public var detail: String {
         switch self {
         case .unresolvable(_, let r): return "cannot resolve host: \(r)"
-        case .unreachable(_, let r): return r
+        case .unreachable(_, let r, _): return r
         case .tls(_, let e): return e.description
         case .silent(_, let s): return "no data for \(s) s"
         case .closedBeforeResponse: return "connection closed before a response"
@@ -57,7 +58,7 @@ public enum UpstreamError: Error, Equatable, CustomStringConvertible {
     /// Nothing listens at that address: the connection was refused (a stopped process), as
     /// opposed to an address that did not answer in time (slow, or lost on the way).
     public var isRefusal: Bool {
-        if case .unreachable(_, let r) = self { return r.contains("refused") }
+        if case .unreachable(_, _, let refused) = self { return refused }
         return false
     }
 

@@ -103,15 +103,15 @@ public enum Dialer {
                     cb(.failure(.forbidden(name, reason: why)))
                     return
                 }
-                tryNext(allowed[...], name: name, lastError: "no address", cb)
+                tryNext(allowed[...], name: name, lastError: "no address", refused: false, cb)
             }
         }
     }
 
-    private static func tryNext(_ addrs: ArraySlice<SocketAddress>, name: String, lastError: String,
+    private static func tryNext(_ addrs: ArraySlice<SocketAddress>, name: String, lastError: String, refused: Bool,
                                 _ cb: @escaping (Result<(TCP, String), UpstreamError>) -> Void) {
         guard let addr = addrs.first else {
-            cb(.failure(.unreachable(name, reason: lastError)))
+            cb(.failure(.unreachable(name, reason: lastError, refused: refused)))
             return
         }
         let sock = TCP()
@@ -122,7 +122,7 @@ public enum Dialer {
             done = true
             timer.close()
             sock.close()
-            tryNext(addrs.dropFirst(), name: name, lastError: "connect timed out", cb)
+            tryNext(addrs.dropFirst(), name: name, lastError: "connect timed out", refused: false, cb)
         }
         sock.connect(addr) { err in
             guard !done else { return }
@@ -130,7 +130,8 @@ public enum Dialer {
             timer.close()
             if let err {
                 sock.close()
-                tryNext(addrs.dropFirst(), name: name, lastError: err.description.lowercased(), cb)
+                tryNext(addrs.dropFirst(), name: name, lastError: err.description.lowercased(),
+                        refused: err.code == UVError.connectionRefused, cb)
             } else {
                 sock.setNoDelay()
                 cb(.success((sock, name)))

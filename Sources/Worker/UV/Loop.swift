@@ -50,6 +50,7 @@ public struct UVError: Error, CustomStringConvertible {
     public var description: String { String(cString: uv_strerror(code)) }
     public static let eof = UV_EOF.rawValue
     public static let canceled = UV_ECANCELED.rawValue
+    public static let connectionRefused = UV_ECONNREFUSED.rawValue
 }
 
 @discardableResult
