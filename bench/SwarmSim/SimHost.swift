@@ -42,6 +42,8 @@ final class SimHost {
     private var infos: [Int: Info] = [:]
     private var avoided: Set<Int> = []
     private var pollGeneration = 0
+    /// Piece fetches of this fill (a new owner does not void them; a stopped fill does).
+    private var fetchGeneration = 0
     /// The fill's fetches in flight: piece → flow (to cancel when the fill ends).
     private var fetching: [Int: Network.Flow] = [:]
 
@@ -210,6 +212,7 @@ final class SimHost {
 
     private func stopPeers() {
         pollGeneration += 1
+        fetchGeneration += 1
         for f in fetching.values { f.cancel() }
         fetching.removeAll()
     }
@@ -289,7 +292,7 @@ final class SimHost {
         if from == .origin { return fetchRange(k) }
         guard let s = swarm.host(from) else { return handle(.fetchFailed(k, from: from, .unreachable)) }
         let bytes = Double(pieceLength(k))
-        let generation = pollGeneration
+        let generation = fetchGeneration
         call(s.index, { peer in
             guard peer.hasPiece(k) else { return (Swarm.Wire.head, { [self] in handle(.fetchFailed(k, from: from, .refused)) }) }
             switch peer.admission.ask(reserve: { 0 }) {
@@ -305,15 +308,15 @@ final class SimHost {
 
     /// RangeOrigin: piece k by a range request, a round trip and then the bytes on the origin's uplink.
     private func fetchRange(_ k: Int) {
-        let bytes = Double(pieceLength(k)), generation = pollGeneration
+        let bytes = Double(pieceLength(k)), generation = fetchGeneration
         net.after(2 * net.latency) { [self] in
-            guard alive, generation == pollGeneration else { return }
+            guard alive, generation == fetchGeneration else { return }
             var flow: Network.Flow!
             flow = net.stream(Swarm.Wire.head + bytes, from: swarm.origin, to: index, progress: { [unowned self] moved in
                 swarm.originBytes += moved
             }) { [self] in
                 fetching[k] = nil
-                guard alive, generation == pollGeneration else { return }
+                guard alive, generation == fetchGeneration else { return }
                 handle(.arrived(k, from: .origin, digest: swarm.digests[k]))
             }
             fetching[k] = flow
@@ -341,7 +344,7 @@ final class SimHost {
 
     private func delivered(_ k: Int, from: SourceID, generation: Int) {
         fetching[k] = nil
-        guard alive, generation == pollGeneration else { return }
+        guard alive, generation == fetchGeneration else { return }
         handle(.arrived(k, from: from, digest: swarm.digests[k]))
     }
 

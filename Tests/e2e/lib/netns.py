@@ -11,7 +11,9 @@ def sh(*args, check=True):
 class Star:
     def __init__(self, hosts, rate=None, subnet=None):
         tag = f"{os.getpid() % 10000}"
-        self.subnet = subnet or f"10.{77 + os.getpid() % 100}.{os.getpid() % 200}"
+        # Up to 99 hosts on a /24; more on a /16 (host i at .(i // 200).(i % 200 + 1)).
+        self.wide = hosts > 99
+        self.subnet = subnet or (f"10.{77 + os.getpid() % 100}" if self.wide else f"10.{77 + os.getpid() % 100}.{os.getpid() % 200}")
         self.switch = f"dfsw{tag}"
         self.origin = f"dfo{tag}"
         self.hosts = [f"dfh{tag}x{i}" for i in range(1, hosts + 1)]
@@ -24,6 +26,9 @@ class Star:
             raise
 
     def ip(self, ns):
+        if self.wide:
+            i = self.hosts.index(ns) if ns != self.origin else None
+            return f"{self.subnet}.250.100" if i is None else f"{self.subnet}.{i // 200}.{i % 200 + 1}"
         return f"{self.subnet}.100" if ns == self.origin else f"{self.subnet}.{self.hosts.index(ns) + 1}"
 
     def _add(self, ns):
@@ -35,7 +40,7 @@ class Star:
         sh("ip", "link", "set", p, "netns", self.switch)
         sh("ip", "-n", self.switch, "link", "set", p, "master", "br0")
         sh("ip", "-n", self.switch, "link", "set", p, "up")
-        sh("ip", "-n", ns, "addr", "add", f"{self.ip(ns)}/24", "dev", v)
+        sh("ip", "-n", ns, "addr", "add", f"{self.ip(ns)}/{16 if self.wide else 24}", "dev", v)
         sh("ip", "-n", ns, "link", "set", v, "up")
         sh("ip", "-n", ns, "link", "set", "lo", "up")
         if self.rate:
@@ -50,6 +55,12 @@ class Star:
         self._add(self.origin)
         for h in self.hosts:
             self._add(h)
+
+    def set_rate(self, ns, rate):
+        """Host ns's link (both ways) capped at `rate` from now on: a slow member."""
+        v, p = f"v{ns[-8:]}", f"p{ns[-8:]}"
+        sh("ip", "netns", "exec", ns, "tc", "qdisc", "replace", "dev", v, "root", "tbf", "rate", rate, "burst", "256kb", "latency", "50ms")
+        sh("ip", "netns", "exec", self.switch, "tc", "qdisc", "replace", "dev", p, "root", "tbf", "rate", rate, "burst", "256kb", "latency", "50ms")
 
     def tx_bytes(self, ns):
         """Bytes the namespace's link has sent (what leaves the origin)."""
