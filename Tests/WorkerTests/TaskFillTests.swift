@@ -463,18 +463,26 @@ final class TaskFillTests: XCTestCase {
         XCTAssertEqual(Set(fromSeed), [0, 2, 4, 6], "pieces dealt to this host")
     }
 
+    /// A piece waits at the seed for the follower it is dealt to: `patienceMs` in a big swarm,
+    /// `smallSwarmPatienceMs` in one of at most `endgameFollowers`.
     func testAPieceWaitsAtTheSeedOnlyForItsPatience() {
-        var t = TaskFill.Tuning()
-        t.patienceMs = 6000
-        var s = Swarm(pieces: 2, seed: seed, me: me, tuning: t)
-        s.followers = [other, me]
-        s.seedComplete = false
-        s.behaviour[seed] = .silent
-        s.go()
-        XCTAssertEqual(s.actions.filter { $0 == .fetch(0, from: seed) }.count, 0, "piece 0 is the other follower's")
-        s.now = 6000
-        s.send(.news(s.news, seed: seed))
-        XCTAssertTrue(s.actions.contains(.fetch(0, from: seed)), "after its patience anyone may take it")
+        for (followers, patience) in [([other, me], UInt64(2000)), ([other, me] + (1...9).map { SourceID("f\($0):1") }, 6000)] {
+            var t = TaskFill.Tuning()
+            t.patienceMs = 6000
+            t.smallSwarmPatienceMs = 2000
+            var s = Swarm(pieces: 2, seed: seed, me: me, tuning: t)
+            s.followers = followers
+            s.seedComplete = false
+            s.behaviour[seed] = .silent
+            s.go()
+            XCTAssertEqual(s.actions.filter { $0 == .fetch(0, from: seed) }.count, 0, "piece 0 is the other follower's")
+            s.now = patience - 1
+            s.send(.news(s.news, seed: seed))
+            XCTAssertFalse(s.actions.contains(.fetch(0, from: seed)), "\(followers.count) followers: not before \(patience) ms")
+            s.now = patience
+            s.send(.news(s.news, seed: seed))
+            XCTAssertTrue(s.actions.contains(.fetch(0, from: seed)), "\(followers.count) followers: after \(patience) ms anyone may take it")
+        }
     }
 
     /// In the endgame a small swarm's seed serves the last pieces beside a follower; a big swarm's
