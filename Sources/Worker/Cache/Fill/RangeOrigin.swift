@@ -33,23 +33,28 @@ final class RangeOrigin {
         let f = makeFetch("bytes=\(r.lowerBound)-\(r.upperBound - 1)")
         inFlight[k] = f
         var status = 0
-        var fits = false
-        var retryAfterMs: UInt64?
-        f.onHead = { h, framing in
+        f.onHead = { [self] h, framing in
             status = h.status
-            fits = h.status == 206 && framing == .length(UInt64(count))
+            let fits = h.status == 206 && framing == .length(UInt64(count))
                 && h.headers["Content-Range"]?.hasPrefix("bytes \(r.lowerBound)-\(r.upperBound - 1)/") == true
-            retryAfterMs = h.headers["Retry-After"].flatMap(UInt64.init).map { $0 * 1000 }
+            guard !fits else { return }
+            // Not the range (an error, or the whole blob from an origin without ranges): its body
+            // is not read.
+            f.cancel()
+            inFlight[k] = nil
+            guard !stopped else { return }
+            again(k, status: status, retryAfterMs: h.headers["Retry-After"].flatMap(UInt64.init).map { $0 * 1000 },
+                  "origin answered \(status) to the range of piece \(k)")
         }
-        f.onBody = { b in if fits { _ = bytes.append(b) } }
+        f.onBody = { b in _ = bytes.append(b) }
         f.onEnd = { [self] in
             inFlight[k] = nil
             guard !stopped else { return }
-            if fits && bytes.count == count {
-                retry = ContinuationRetry()
-                return sink?.delivered(k, from: .origin, bytes) ?? ()
+            guard bytes.count == count else {
+                return again(k, status: status, retryAfterMs: nil, "origin sent \(bytes.count) of the \(count) bytes of piece \(k)")
             }
-            again(k, status: status, retryAfterMs: retryAfterMs, "origin answered \(status) to the range of piece \(k)")
+            retry = ContinuationRetry()
+            sink?.delivered(k, from: .origin, bytes)
         }
         f.onFail = { [self] error in
             inFlight[k] = nil
