@@ -73,9 +73,7 @@ def run(a, mode, reg, blob, size, work):
         threads = [threading.Thread(target=one, args=(h,)) for h in star.hosts]
 
         def kill_seed():
-            # The owner's data file is sparse until pieces land: its blocks say how much it holds.
-            f = cluster.data_file(owner, blob)
-            procs.wait_until(lambda: os.path.exists(f) and os.stat(f).st_blocks * 512 >= a.kill_seed_at * size, timeout=600,
+            procs.wait_until(lambda: cluster.holds(owner, blob, a.kill_seed_at * size), timeout=600,
                              what="the owner mid-download", interval=0.005)
             os.killpg(cluster.daemons[owner][0].pid, signal.SIGKILL)
             killed.append(owner)

@@ -200,15 +200,7 @@ package final class CacheService {
         let fromOrigin = { [self] in downloadFromOrigin(task, url: url, headers: headers, policy: policy) }
         // Blobs are shared with the peers (their digest makes every copy checkable); other URLs stay local.
         if let peers, task.key.expectedDigest != nil {
-            let ranges = { [pool] (range: String) -> OriginFetch in
-                var h = headers
-                h.remove("If-None-Match")
-                h.remove("If-Modified-Since")
-                h.replace("Range", range)
-                let f = OriginFetch(method: "GET", headers: h, url: url, pool: pool, policy: policy)
-                f.isDownload = true
-                return f
-            }
+            let ranges = { [self] (range: String) in originDownload(url: url, headers: headers, policy: policy, range: range) }
             return peers.fill(task, url: url, headers: headers, originRanges: ranges, origin: fromOrigin)
         }
         fromOrigin()
@@ -218,13 +210,21 @@ package final class CacheService {
     /// The whole blob from the origin into the claimed task (no range, no conditions), recording
     /// piece digests when there are peers to check them.
     private func downloadFromOrigin(_ task: CacheTask, url: UpstreamURL, headers: HTTPHeaders, policy: TLSContexts.ClientPolicy) {
+        let fetch = originDownload(url: url, headers: headers, policy: policy, range: nil)
+        FillDriver.fromOrigin(task, fetch: fetch, recordPieceDigests: peers != nil).start()
+    }
+
+    /// A GET of the blob for the cache with the client's headers, without its conditions, for the
+    /// whole blob or (`range`) one piece of it.
+    private func originDownload(url: UpstreamURL, headers: HTTPHeaders, policy: TLSContexts.ClientPolicy, range: String?) -> OriginFetch {
         var h = headers
         h.remove("Range")
         h.remove("If-None-Match")
         h.remove("If-Modified-Since")
+        if let range { h.add("Range", range) }
         let fetch = OriginFetch(method: "GET", headers: h, url: url, pool: pool, policy: policy)
         fetch.isDownload = true
-        FillDriver.fromOrigin(task, fetch: fetch, recordPieceDigests: peers != nil).start()
+        return fetch
     }
 
     /// A peer asks this host, the task's owner, to get a blob from the origin with the requesting

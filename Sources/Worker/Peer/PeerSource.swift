@@ -90,8 +90,12 @@ final class PeerSource: PieceSource {
 
     /// The owner did not answer in time: true while that may be slowness (the same owner is asked
     /// again); false once it happened `maxOwnerTimeouts` times in a row.
+    private func heardLately(_ m: Member) -> Bool {
+        lastHeard[m].map { EventLoop.nowMs &- $0 < 2 * PeerSource.controlTimeoutMs } ?? false
+    }
+
     private func ownerSilent(_ m: Member) -> Bool {
-        if let t = lastHeard[m], EventLoop.nowMs &- t < 2 * PeerSource.controlTimeoutMs {
+        if heardLately(m) {
             Log.shared.info("peer owner slow but answering: asking it again", ["taskId": id, "peer": m.description])
             return true
         }
@@ -236,8 +240,7 @@ final class PeerSource: PieceSource {
             // Refused: nobody there. A timeout or a reset is a congested link as often as a dead
             // host: asked again after a pause, and only `maxNeighbourTimeouts` in a row with
             // nothing heard from it meanwhile make it unreachable.
-            let heard = lastHeard[m].map { EventLoop.nowMs &- $0 < 2 * PeerSource.controlTimeoutMs } ?? false
-            pieceFailures[m, default: 0] += heard ? 0 : 1
+            pieceFailures[m, default: 0] += heardLately(m) ? 0 : 1
             if !error.isRefusal, (pieceFailures[m] ?? 0) < PeerSource.maxNeighbourTimeouts {
                 return sink?.fetchFailed(k, from: s, .busy(retryAfterMs: 1000)) ?? ()
             }

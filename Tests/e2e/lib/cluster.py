@@ -85,6 +85,11 @@ class Cluster:
     def data_file(self, h, blob):
         return os.path.join(self.daemons[h][1], "data", "cache", f"{blob[7:]}.data")
 
+    def holds(self, h, blob, nbytes):
+        """Whether host h's copy of the blob holds `nbytes`: its data file is sparse until pieces land."""
+        f = self.data_file(h, blob)
+        return os.path.exists(f) and os.stat(f).st_blocks * 512 >= nbytes
+
     def stop(self):
         for p in self.started:
             p.stop()

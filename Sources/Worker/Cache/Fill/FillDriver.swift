@@ -192,9 +192,10 @@ package final class FillDriver: PieceSink {
                 Log.shared.warn(s == .origin ? "origin failed a piece: from the whole blob" : "peer failed a piece: avoided",
                                 ["taskId": task.key.id, "peer": s.name, "piece": k])
             case .unreachable:
-                Log.shared.info("peer unreachable: avoided", ["taskId": task.key.id, "peer": s.name])
+                Log.shared.info(s == .origin ? "origin unreachable: from the whole blob" : "peer unreachable: avoided",
+                                ["taskId": task.key.id, "peer": s.name])
             }
-            if s != .origin { source.avoid(s, unreachable: why == .unreachable) }
+            source.avoid(s, unreachable: why == .unreachable)
         case .rangeFromOrigin(let why):
             Metrics.count(.peerRangeFallbacks)
             Log.shared.warn("peers could not finish the task: the missing pieces from the origin by range",
