@@ -539,6 +539,78 @@ final class TaskFillTests: XCTestCase {
         XCTAssertEqual(t.stored.count, 2, "\(t.actions)")
     }
 
+    // MARK: Cut through
+
+    /// The seed holds pieces 0 and 1 and is receiving 2 from the origin; its news has digests for
+    /// what it holds only. Followers [me, other]: me is dealt 0, 2, 4.
+    func receivingSeed(tuning: TaskFill.Tuning = TaskFill.Tuning()) -> Swarm {
+        var s = Swarm(pieces: 6, seed: seed, me: me, tuning: tuning)
+        s.followers = [me, other]
+        s.seedComplete = false
+        s.holds[seed] = [0, 1]
+        s.behaviour[seed] = .silent
+        return s
+    }
+
+    func seedNews(_ s: Swarm, digests: [Int: [UInt8]]) -> PieceNews {
+        var n = s.news
+        n.digests = (0..<s.pieces).map { digests[$0] }
+        return n
+    }
+
+    func testThePieceTheSeedIsReceivingIsAskedOfItByTheFollowerItIsDealtTo() {
+        var s = receivingSeed()
+        s.send(.news(seedNews(s, digests: [0: Swarm.digest(0), 1: Swarm.digest(1)]), seed: seed))
+        XCTAssertTrue(s.actions.contains(.fetch(2, from: seed)), "piece 2 is dealt here and arriving at the seed: \(s.actions)")
+        XCTAssertFalse(s.actions.contains(.fetch(3, from: seed)), "piece 3 is the other follower's")
+        XCTAssertFalse(s.actions.contains(.fetch(4, from: seed)), "piece 4 is past what the seed is receiving")
+
+        var off = TaskFill.Tuning()
+        off.cutThrough = 0
+        var t = receivingSeed(tuning: off)
+        t.send(.news(seedNews(t, digests: [0: Swarm.digest(0), 1: Swarm.digest(1)]), seed: seed))
+        XCTAssertFalse(t.actions.contains(.fetch(2, from: seed)), "cutThrough 0: only what the seed has")
+    }
+
+    func testACutThroughPieceIsStoredOnlyOnceTheSeedsDigestMatchesIt() {
+        var s = receivingSeed()
+        s.send(.news(seedNews(s, digests: [0: Swarm.digest(0), 1: Swarm.digest(1)]), seed: seed))
+        s.send(.arrived(2, from: seed, digest: Swarm.digest(2)))
+        XCTAssertTrue(s.fill.awaitsDigest(2))
+        XCTAssertFalse(s.actions.contains(.store(2, from: seed)), "no digest yet: held")
+        XCTAssertEqual(s.fill.inFlight[2], seed, "still in flight: not asked again")
+        s.holds[seed] = [0, 1, 2]
+        s.send(.news(seedNews(s, digests: [0: Swarm.digest(0), 1: Swarm.digest(1), 2: Swarm.digest(2)]), seed: seed))
+        XCTAssertTrue(s.actions.contains(.store(2, from: seed)), "\(s.actions)")
+        XCTAssertFalse(s.fill.awaitsDigest(2))
+    }
+
+    func testACutThroughPieceThatDoesNotMatchTheSeedsDigestIsDroppedAndTheSeedAvoided() {
+        var s = receivingSeed()
+        s.send(.news(seedNews(s, digests: [0: Swarm.digest(0), 1: Swarm.digest(1)]), seed: seed))
+        s.send(.arrived(2, from: seed, digest: [UInt8](repeating: 0xee, count: 32)))
+        s.holds[seed] = [0, 1, 2]
+        s.send(.news(seedNews(s, digests: [0: Swarm.digest(0), 1: Swarm.digest(1), 2: Swarm.digest(2)]), seed: seed))
+        XCTAssertFalse(s.actions.contains(.store(2, from: seed)))
+        XCTAssertTrue(s.actions.contains(.drop(2)))
+        XCTAssertTrue(s.actions.contains(.avoid(seed, .badDigest(piece: 2))))
+    }
+
+    func testACutThroughPieceWhoseDigestNeverComesIsLetGoAfterThePatience() {
+        var s = receivingSeed()
+        s.send(.news(seedNews(s, digests: [0: Swarm.digest(0), 1: Swarm.digest(1)]), seed: seed))
+        s.send(.arrived(2, from: seed, digest: Swarm.digest(2)))
+        s.now = 5999
+        s.send(.tick)
+        XCTAssertFalse(s.actions.contains(.drop(2)))
+        s.now = 6000
+        s.send(.tick)
+        XCTAssertTrue(s.actions.contains(.drop(2)), "\(s.actions)")
+        XCTAssertFalse(s.fill.awaitsDigest(2))
+        XCTAssertEqual(s.fill.inFlight[2], seed, "asked again at once: still arriving at the seed")
+        XCTAssertEqual(s.count { $0 == .fetch(2, from: seed) }, 2)
+    }
+
     func testUnknownDigestsAreNotFetched() {
         var s = Swarm(pieces: 3, seed: seed, me: me)
         var n = s.news

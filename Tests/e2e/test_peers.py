@@ -129,3 +129,34 @@ def test_a_busy_uploader_says_503_and_the_member_asks_again(cluster, images):
     done = [l for l in second.log_lines() if l.get("msg") == "task downloaded" and l.get("source") == "peers"]
     assert done and done[0]["bytes"] == size
     assert not any(l.get("msg") == "peers could not fill the task: from the origin" for l in second.log_lines())
+
+
+def test_a_piece_still_arriving_at_the_owner_is_cut_through_to_the_follower(cluster, registry, images):
+    """The origin is slow (32 MiB/s on both hosts): the follower asks the owner for the piece the
+    owner is receiving, and gets it as it lands there (no digest in its head; the follower checks
+    it against the digest the owner's next news brings). Every copy is byte-exact and the registry
+    serves the blob once."""
+    hosts = cluster(2, extra_yaml="download:\n  totalRateLimit: 32Mi\n")
+    blob, size = big(images)
+    first = owner(blob[7:], hosts)
+    second = next(d for d in hosts if d is not first)
+    before = reglib.origin_bytes(registry.log(), blob)
+    results = {}
+
+    def pull(d):
+        r = subprocess.run(["curl", "-sS", "-o", "-", f"{d.url}/v2/test/big/blobs/{blob}"], capture_output=True, timeout=300)
+        results[d.name] = (r.returncode, sha(r.stdout), len(r.stdout))
+
+    threads = [threading.Thread(target=pull, args=(d,)) for d in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(v == (0, blob, size) for v in results.values()), results
+    pieces = [l for l in first.log_lines() if l.get("msg") == "access" and l.get("mode") == "peer" and "/pieces/" in l.get("url", "")]
+    cut = [l for l in pieces if l.get("cutThrough") and l["status"] == 200]
+    assert cut, f"no piece was cut through: {[(l['url'][-10:], l['status']) for l in pieces]}"
+    done = [l for l in second.log_lines() if l.get("msg") == "task downloaded" and l.get("source") == "peers"]
+    assert done and done[0]["bytes"] == size and "fallback" not in done[0], done
+    procs.wait_until(lambda: reglib.origin_bytes(registry.log(), blob) - before >= size, timeout=10, what="registry log")
+    assert reglib.origin_bytes(registry.log(), blob) - before == size

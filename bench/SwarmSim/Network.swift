@@ -20,6 +20,9 @@ final class Network {
         var progress: ((Double) -> Void)?
         /// Called once if the flow is cancelled before its end.
         var onCancel: (() -> Void)?
+        /// The bytes that exist to be sent so far (a piece cut through as it arrives at its
+        /// source): the flow never gets ahead of them, and takes no share while it waits.
+        var available: (() -> Double)?
         let done: () -> Void
         init(src: Int, dst: Int, bytes: Double, done: @escaping () -> Void) {
             self.src = src
@@ -98,7 +101,9 @@ final class Network {
         let n = links.count
         var nUp = [Int](repeating: 0, count: n), nDown = [Int](repeating: 0, count: n)
         flows.removeAll { $0.cancelled }
-        for f in flows {
+        let limit = flows.map { f in f.available.map { $0() } ?? .infinity }
+        let waiting = zip(flows, limit).map { f, l in f.sent >= l - 1e-6 }
+        for (i, f) in flows.enumerated() where !waiting[i] {
             nUp[f.src] += 1
             nDown[f.dst] += 1
         }
@@ -123,8 +128,9 @@ final class Network {
         // Data: each flow its even share of both ends, then the uplinks' unused share to the flows
         // limited by their uplink (capped by what their downlinks have left).
         var downLeft = links.map(\.down)
-        for f in flows {
-            let r = min(upLeft[f.src] / Double(nUp[f.src]), links[f.dst].down / Double(nDown[f.dst]))
+        for (i, f) in flows.enumerated() {
+            let r = waiting[i] ? 0 : min(upLeft[f.src] / Double(nUp[f.src]), links[f.dst].down / Double(nDown[f.dst]),
+                                         (limit[i] - f.sent) / dt)
             f.rate = max(0, r)
         }
         var used = [Double](repeating: 0, count: n)
@@ -133,8 +139,8 @@ final class Network {
             downLeft[f.dst] -= f.rate
         }
         var limitedBySrc = [Int](repeating: 0, count: n)
-        for f in flows where f.rate >= upLeft[f.src] / Double(nUp[f.src]) - 1e-6 { limitedBySrc[f.src] += 1 }
-        for f in flows where limitedBySrc[f.src] > 0 && f.rate >= upLeft[f.src] / Double(nUp[f.src]) - 1e-6 {
+        for (i, f) in flows.enumerated() where !waiting[i] && f.rate >= upLeft[f.src] / Double(nUp[f.src]) - 1e-6 { limitedBySrc[f.src] += 1 }
+        for (i, f) in flows.enumerated() where !waiting[i] && limitedBySrc[f.src] > 0 && f.rate >= upLeft[f.src] / Double(nUp[f.src]) - 1e-6 {
             let spare = (upLeft[f.src] - used[f.src]) / Double(limitedBySrc[f.src])
             let extra = max(0, min(spare, downLeft[f.dst]))
             f.rate += extra
@@ -142,8 +148,8 @@ final class Network {
         }
         now += dt
         var finished: [Flow] = []
-        for f in flows {
-            let moved = min(f.remaining, f.rate * dt)
+        for (i, f) in flows.enumerated() {
+            let moved = min(f.remaining, f.rate * dt, max(0, limit[i] - f.sent))
             f.remaining -= moved
             f.sent += moved
             sentBytes[f.src] += moved

@@ -32,7 +32,12 @@ final class SimHost {
     private var state = "none"
     private var knownLength: Int64?
     private var admission: UploadAdmission
+    private var arrivingAdmission = UploadAdmission(limit: PieceUpload.arrivingAhead)
     private var uploads: [ObjectIdentifier: (Network.Flow, () -> Void)] = [:]
+    /// Cut-through uploads sent, waiting for their piece to be whole here.
+    private var whenStored: [Int: [() -> Void]] = [:]
+    /// The origin's bytes received so far (a cut-through upload sends no more than them).
+    private var originGot = 0.0
 
     // Its fill.
     private var fill: TaskFill?
@@ -120,6 +125,7 @@ final class SimHost {
         if rank == 0 { return state == "none" ? startOrigin() : () }
         // PeerNetwork.fill: a follower, waiting by its rank before it falls back.
         var tuning = TaskFill.Tuning()
+        if let c = swarm.p.cutThrough { tuning.cutThrough = c }
         tuning.idleMs = PeerNetwork.idleMs(rank: owners.count, backupSeeds: swarm.p.backupSeeds, base: 60_000)
         state = "downloading"
         fill = TaskFill(pieceSize: swarm.pieceSize, me: sid, now: ms, tuning: tuning, spread: { [unowned self] k in overlay.spread(k) })
@@ -148,8 +154,10 @@ final class SimHost {
             guard alive else { return }
             handle(.described(length: swarm.p.size, contentType: "application/octet-stream", digestHeader: nil))
             var got = 0.0, next = 0
+            originGot = 0
             originFlow = net.stream(size, from: swarm.origin, to: index, progress: { [unowned self] moved in
                 got += moved
+                originGot = got
                 swarm.originBytes += moved
                 while next < swarm.pieceCount && got >= min(size, Double(next + 1) * pieceSize) - 0.5 {
                     next += 1
@@ -177,8 +185,12 @@ final class SimHost {
             digests[k] = swarm.digests[k]
             bits[k / 8] |= 1 << UInt8(k % 8)
             present += 1
+            // Cut-through uploads whose bytes are all out once the piece is whole here.
+            for go in whenStored.removeValue(forKey: k) ?? [] { go() }
             handle(.stored(k, from: from, bytes: Int(pieceLength(k))))
             if rank == 0, let n = swarm.killAfterPieces, present >= n, swarm.firstSeed === self { die() }
+        case .drop:
+            break
         case .avoid(let s, _):
             if let h = swarm.host(s) { avoided.insert(h.index) }
         case .replaceSeed(let s):
@@ -294,13 +306,21 @@ final class SimHost {
         let bytes = Double(pieceLength(k))
         let generation = fetchGeneration
         call(s.index, { peer in
-            guard peer.hasPiece(k) else { return (Swarm.Wire.head, { [self] in handle(.fetchFailed(k, from: from, .refused)) }) }
-            switch peer.admission.ask(reserve: { 0 }) {
+            let arriving = !peer.hasPiece(k) && peer.arriving(k)
+            guard peer.hasPiece(k) || arriving else {
+                // PeerHandler: a task being filled answers "not yet" (503), any other 404.
+                let notYet = peer.state == "downloading"
+                return (Swarm.Wire.head, { [self] in
+                    handle(.fetchFailed(k, from: from, notYet ? .busy(retryAfterMs: 250) : .refused)) })
+            }
+            // PeerHandler: a piece cut through waits for the origin, so it takes no upload slot
+            // (it has its own bound).
+            switch arriving ? peer.arrivingAdmission.ask(reserve: { 0 }) : peer.admission.ask(reserve: { 0 }) {
             case .busy(let ms):
                 return (Swarm.Wire.head, { [self] in
                     busyAnswers += 1; handle(.fetchFailed(k, from: from, .busy(retryAfterMs: ms))) })
             case .start, .wait:
-                peer.upload(k, bytes: bytes, to: self, generation: generation)
+                peer.upload(k, bytes: bytes, to: self, generation: generation, cutThrough: arriving)
                 return (0, {})
             }
         }, refused: { [self] in handle(.fetchFailed(k, from: from, .unreachable)) })
@@ -324,17 +344,28 @@ final class SimHost {
     }
 
     /// Piece k to `to` as a flow from this host's uplink; a reset reaches it if this host dies.
-    private func upload(_ k: Int, bytes: Double, to: SimHost, generation: Int) {
+    /// `cutThrough`: the piece is still arriving here from the origin; its last byte goes out no
+    /// sooner than it is whole here (`PieceUpload` streams it as it lands; modelled as a flow on
+    /// the uplink that never gets ahead of the origin's bytes, and whose end waits for the piece).
+    private func upload(_ k: Int, bytes: Double, to: SimHost, generation: Int, cutThrough: Bool = false) {
         var flow: Network.Flow!
         flow = net.stream(Swarm.Wire.head + bytes, from: index, to: to.index) { [self] in
-            uploads[ObjectIdentifier(flow)] = nil
-            admission.ended()
-            net.after(net.latency) { [to, sid] in to.delivered(k, from: sid, generation: generation) }
+            let key = ObjectIdentifier(flow)
+            let finish = { [self] in
+                uploads[key] = nil
+                if cutThrough { arrivingAdmission.ended() } else { admission.ended() }
+                net.after(net.latency) { [to, sid] in to.delivered(k, from: sid, generation: generation) }
+            }
+            if cutThrough && !hasPiece(k) { whenStored[k, default: []].append(finish) } else { finish() }
+        }
+        if cutThrough {
+            let start = Double(k) * Double(swarm.pieceSize), head = Swarm.Wire.head
+            flow.available = { [unowned self] in hasPiece(k) ? .infinity : head + max(0, originGot - start) }
         }
         // The asking fill stopped: the upload ends there, its slot is free.
         flow.onCancel = { [self] in
             uploads[ObjectIdentifier(flow)] = nil
-            admission.ended()
+            if cutThrough { arrivingAdmission.ended() } else { admission.ended() }
         }
         to.fetching[k] = flow
         uploads[ObjectIdentifier(flow)] = (flow, { [to, sid] in
@@ -351,6 +382,14 @@ final class SimHost {
     // MARK: Serving
 
     func hasPiece(_ k: Int) -> Bool { bits[k / 8] & (1 << UInt8(k % 8)) != 0 }
+
+    /// `PieceUpload.availability`: the origin is streaming the task here and piece k is among the
+    /// next `arrivingAhead` past the last one present.
+    func arriving(_ k: Int) -> Bool {
+        guard alive, fromOrigin, state == "downloading", knownLength != nil else { return false }
+        let first = (0..<swarm.pieceCount).first { !hasPiece($0) } ?? swarm.pieceCount
+        return k < first + PieceUpload.arrivingAhead
+    }
 
     var info: Info {
         Info(state: state, length: knownLength, digests: digests, holders: holders, bits: bits)

@@ -25,6 +25,8 @@ final class Swarm {
         /// `peers.uploadSlots`.
         var uploadSlots = 4
         var pollMs = 100.0
+        /// `TaskFill.Tuning.cutThrough` (nil: the daemon's default).
+        var cutThrough: Int?
         var dtMs = 1.0
         var seed: UInt64 = 1
         var limitS = 900.0

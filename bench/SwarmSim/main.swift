@@ -10,7 +10,7 @@ func usage(_ why: String) -> Never {
     FileHandle.standardError.write(Data("""
     usage: swarm-sim --hosts N --size BYTES --link-mbit M [--seeds 1] [--kill-seed-at F]
                      [--slow-hosts K --slow-mbit M] [--neighbours 8] [--upload-slots 4] [--latency-ms 0.5]
-                     [--piece BYTES]
+                     [--piece BYTES] [--cut-through PIECES]
                      [--workers 1] [--seed N] [--json]
     BYTES takes a suffix: K, M, G (or KiB, MiB, GiB; powers of 1024).
 
@@ -49,6 +49,7 @@ while let a = args.popFirst() {
     case "--seed": p.seed = UInt64(number())
     case "--dt-ms": p.dtMs = number()
     case "--poll-ms": p.pollMs = number()
+    case "--cut-through": p.cutThrough = Int(number())
     default: usage("unknown option \(a)")
     }
 }

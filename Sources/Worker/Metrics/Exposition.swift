@@ -81,6 +81,8 @@ public struct Exposition {
         family("dfget_peer_fallbacks_total", "counter", "Fills the peers could not finish: the missing pieces from the origin by range, or (restart) the whole blob again.")
         sample("dfget_peer_fallbacks_total", [("kind", "range")], counter(Scalar.peerRangeFallbacks.rawValue))
         sample("dfget_peer_fallbacks_total", [("kind", "restart")], counter(Scalar.peerRestarts.rawValue))
+        family("dfget_peer_cut_through_total", "counter", "Piece uploads that began while the piece was still arriving from the origin (streamed as it landed).")
+        sample("dfget_peer_cut_through_total", counter(Scalar.peerCutThrough.rawValue))
         family("dfget_connections", "gauge", "Client connections: with a request in progress, or idle.")
         sample("dfget_connections", [("state", "active")], gauge(.connectionsActive))
         sample("dfget_connections", [("state", "idle")], gauge(.connectionsIdle))

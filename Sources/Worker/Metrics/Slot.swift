@@ -17,7 +17,7 @@ public enum ByteSource: Int, CaseIterable, Sendable {
 /// One number of a slab.
 public enum Scalar: Int, CaseIterable, Sendable {
     case originBytes, cacheHits, cacheMisses, peerBytesIn, peerBytesOut, concurrencyRefused, cacheDiskReadBytes
-    case peerBadPieces, peerUploadsRefused, peerRangeFallbacks, peerRestarts
+    case peerBadPieces, peerUploadsRefused, peerRangeFallbacks, peerRestarts, peerCutThrough
     // Gauges (dropped with the worker that held them):
     case tasksActive, connectionsActive, connectionsIdle, requestsInFlight
     var isGauge: Bool { rawValue >= Scalar.tasksActive.rawValue }

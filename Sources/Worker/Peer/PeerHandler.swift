@@ -21,6 +21,8 @@ public final class PeerHandler {
     private let uploads: SharedRate?
     /// Piece uploads in progress or waiting for the rate limit, in this worker, and their bound.
     private var admission: UploadAdmission
+    /// Pieces cut through as they arrive (`PieceUpload`), in this worker.
+    private var arriving = UploadAdmission(limit: PieceUpload.arrivingAhead)
     static let maxBody = 64 * 1024
 
     package init(token: PeerToken? = nil, service: CacheService? = nil, membership: Membership? = nil, uploads: SharedRate? = nil,
@@ -100,34 +102,52 @@ public final class PeerHandler {
     }
 
     private func servePiece(_ ex: Exchange, _ id: String, _ k: Int, _ service: CacheService) {
-        guard let key = TaskKey.forDigest(id), let task = service.cache.lookup(key),
-              let upload = PieceUpload(exchange: ex, task: task, piece: k) else {
+        guard let key = TaskKey.forDigest(id), let task = service.cache.lookup(key) else {
             return ex.respond(status: 404, body: "no such piece\n")
+        }
+        guard let upload = PieceUpload(exchange: ex, task: task, piece: k) else {
+            guard PieceUpload.availability(task, k) == .notYet else { return ex.respond(status: 404, body: "no such piece\n") }
+            // Being filled, not this piece yet: not a refusal, the member asks again soon.
+            return busy(ex, ms: PeerHandler.notYetMs, "piece not here yet: ask again\n")
         }
         // Admission: a bounded number of uploads per worker, waiting ones included; past it the
         // member is told to ask another source. `upload.rateLimit` is reserved only for those let in.
-        switch admission.ask(reserve: { uploads?.reserve(upload.count) ?? 0 }) {
+        // A piece cut through waits on the origin, not on the uplink: it has a bound of its own
+        // and takes none of the upload slots.
+        let cut = upload.cutThrough
+        let ended = { [self] in cut ? arriving.ended() : admission.ended() }
+        let decision = cut ? arriving.ask(reserve: { uploads?.reserve(upload.count) ?? 0 })
+                           : admission.ask(reserve: { uploads?.reserve(upload.count) ?? 0 })
+        switch decision {
         case .busy(let ms):
             Metrics.count(.peerUploadsRefused)
-            var h = HTTPHeaders()
-            // Whole seconds for HTTP; members read the milliseconds.
-            h.add("Retry-After", String(max(1, (ms + 999) / 1000)))
-            h.add(PeerProtocol.retryAfterMsHeader, String(ms))
-            ex.respond(status: 503, headers: h, body: "too many uploads: ask another member\n")
+            busy(ex, ms: ms, "too many uploads: ask another member\n")
         case .start:
-            upload.start { [self] in admission.ended() }
+            upload.start(onEnd: ended)
         case .wait(let ms):
             // The piece waits its turn; nothing of it is held meanwhile.
             let t = LoopTimer()
-            ex.onAbort = { [self] in
+            ex.onAbort = {
                 t.close()
-                admission.ended()
+                ended()
             }
-            t.start(ms: ms) { [self] in
+            t.start(ms: ms) {
                 t.close()
-                if !ex.isFinished { upload.start { [self] in admission.ended() } }
+                if !ex.isFinished { upload.start(onEnd: ended) }
             }
         }
+    }
+
+    /// A piece that is not here yet is asked again after this.
+    static let notYetMs: UInt64 = 250
+
+    /// 503: ask another member, or this one again after `ms`.
+    private func busy(_ ex: Exchange, ms: UInt64, _ body: String) {
+        var h = HTTPHeaders()
+        // Whole seconds for HTTP; members read the milliseconds.
+        h.add("Retry-After", String(max(1, (ms + 999) / 1000)))
+        h.add(PeerProtocol.retryAfterMsHeader, String(ms))
+        ex.respond(status: 503, headers: h, body: body)
     }
 
     /// A small request body, whole.

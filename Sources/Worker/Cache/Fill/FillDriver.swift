@@ -71,6 +71,8 @@ package final class FillDriver: PieceSink {
     }
 
     package var phase: TaskFill.Phase { fill.phase }
+    /// The origin streams the blob to this fill, in order.
+    var streamsFromOrigin: Bool { fill.fromOrigin }
     /// Why the peers could not finish and the origin's ranges bring the rest (nil: they did not fail).
     var rangeFallback: FillFailure? { fill.rangeFallback }
     var originBytes: Int { fill.bytesFrom[.origin] ?? 0 }
@@ -147,7 +149,8 @@ package final class FillDriver: PieceSink {
             guard !ended else { return }
             held[k] = (buffer, digest)
             handle(.arrived(k, from: from, digest: digest))
-            held[k] = nil
+            // Cut through: kept until the seed's digest says whether to store it.
+            if !fill.awaitsDigest(k) { held[k] = nil }
         })
     }
 
@@ -172,7 +175,9 @@ package final class FillDriver: PieceSink {
         case .fetch(let k, let from):
             source.fetch(k, from: from, count: Int(task.pieceRange(k).count))
         case .store(let k, let from):
-            guard let (buffer, digest) = held[k] else { return handle(.storeFailed(k, from: from, .store("piece \(k) not in hand"))) }
+            guard let (buffer, digest) = held.removeValue(forKey: k) else {
+                return handle(.storeFailed(k, from: from, .store("piece \(k) not in hand")))
+            }
             if from == .origin && fill.fromOrigin {
                 queued.append((k, buffer))
                 if queued.count >= FillDriver.maxQueued && !paused {
@@ -183,6 +188,8 @@ package final class FillDriver: PieceSink {
             } else {
                 storePeerPiece(k, from: from, buffer, digest: digest)
             }
+        case .drop(let k):
+            held[k] = nil
         case .avoid(let s, let why):
             switch why {
             case .badDigest(let k):

@@ -102,6 +102,8 @@ public enum FillAction: Equatable, Sendable {
     case fetch(Int, from: SourceID)
     /// Piece k from that source matched its digest: write it, then mark it present.
     case store(Int, from: SourceID)
+    /// Let go of piece k's bytes in hand (cut through, and its digest never came or did not match).
+    case drop(Int)
     /// Leave that source out of this task, for that reason.
     case avoid(SourceID, Avoidance)
     /// The seed is given up: find the next one (or report `.failed(.noSeed)`).

@@ -47,6 +47,10 @@ public struct TaskFill {
         /// the seed has at most this many followers: in a bigger swarm every host would end at the
         /// seed together and drown its uplink.
         public var endgameFollowers = 8
+        /// Pieces past the last one the seed has that may be asked of it while it still receives them
+        /// from the origin (cut through: they stream as they land there), by the follower each is
+        /// dealt to; 0: a piece is asked only once the seed has it.
+        public var cutThrough = 2
         public init() {}
     }
 
@@ -94,6 +98,9 @@ public struct TaskFill {
     public private(set) var seedChecked = true
     /// When the last piece was stored, if the seed had not verified the blob yet.
     private var allPresentAt: UInt64?
+    /// Pieces in hand from the seed, cut through before it had them whole, waiting for its digest
+    /// (still in flight): their sha256, and since when.
+    private var awaiting: [Int: (digest: [UInt8], since: UInt64)] = [:]
 
     /// `fromOrigin`: the origin streams the whole blob (its head gives the length); else peers fill
     /// it, piece by piece, from their news.
@@ -137,6 +144,8 @@ public struct TaskFill {
 
     public var isPresent: (Int) -> Bool { { [present] k in k >= 0 && k < present.count && present[k] } }
     public var missing: Int { present.lazy.filter { !$0 }.count }
+    /// Piece k is in hand, cut through, and waits for the seed's digest: its bytes are kept.
+    public func awaitsDigest(_ k: Int) -> Bool { awaiting[k] != nil }
 
     public mutating func handle(_ event: Event, now: UInt64) -> [FillAction] {
         clock = now
@@ -196,6 +205,11 @@ public struct TaskFill {
             // A range of the origin's: the whole blob's digest checks it, as it checks a stream.
             if from == .origin { return [.store(k, from: from)] }
             if let digest, k < expected.count, expected[k] == digest { return [.store(k, from: from)] }
+            if let digest, k < expected.count, expected[k] == nil, from == seed {
+                // Cut through: the seed's digest comes with its next news.
+                awaiting[k] = (digest, now)
+                return []
+            }
             inFlight[k] = nil
             avoided.insert(from)
             return [.avoid(from, .badDigest(piece: k))] + step(now)
@@ -243,7 +257,7 @@ public struct TaskFill {
             return fallBack(why)
         case .tick:
             // Sources that were busy may be asked again; the idle check.
-            return phase == .filling ? step(now) : idle(now) ?? []
+            return phase == .filling ? dropUnconfirmed(now) + step(now) : idle(now) ?? []
         default:
             return []
         }
@@ -274,7 +288,37 @@ public struct TaskFill {
         }
         guard phase == .filling else { return out + (idle(now) ?? []) }
         for (k, d) in news.digests.prefix(pieceCount).enumerated() where d != nil { expected[k] = d }
-        return out + step(now)
+        return out + confirm() + step(now)
+    }
+
+    /// Pieces cut through whose digest the news now has: stored if they match it; a seed whose
+    /// bytes do not match its own digest is avoided.
+    private mutating func confirm() -> [FillAction] {
+        var out: [FillAction] = []
+        for (k, a) in awaiting.sorted(by: { $0.key < $1.key }) {
+            guard let want = expected[k], let from = inFlight[k] else { continue }
+            awaiting[k] = nil
+            if want == a.digest {
+                out.append(.store(k, from: from))
+            } else {
+                inFlight[k] = nil
+                avoided.insert(from)
+                out += [.drop(k), .avoid(from, .badDigest(piece: k))]
+            }
+        }
+        return out
+    }
+
+    /// A piece cut through whose digest the seed has not given within `patienceMs` (its download
+    /// failed, or it went): let go, to be asked again.
+    private mutating func dropUnconfirmed(_ now: UInt64) -> [FillAction] {
+        var out: [FillAction] = []
+        for (k, a) in awaiting.sorted(by: { $0.key < $1.key }) where now &- a.since >= tuning.patienceMs {
+            awaiting[k] = nil
+            inFlight[k] = nil
+            out.append(.drop(k))
+        }
+        return out
     }
 
     /// The length is known: the pieces, and the task's file sized for them.
@@ -352,7 +396,7 @@ public struct TaskFill {
             && PiecePicker.endgame(missing: missing, pieceCount: pieceCount, parallel: tuning.parallel)
         let sources = holdings.keys.filter { !avoided.contains($0) && (busyUntil[$0] ?? 0) <= now }.sorted()
         let dealPatience = followers.count <= tuning.endgameFollowers ? tuning.smallSwarmPatienceMs : tuning.patienceMs
-        var out: [FillAction] = []
+        var out = cutThrough(now, seed: seed)
         while inFlight.values.lazy.filter({ $0 != .origin }).count < tuning.parallel {
             let pick = PiecePicker.pick(
                 pieceCount: pieceCount,
@@ -368,6 +412,24 @@ public struct TaskFill {
             inFlight[pick.piece] = from
             askedAt[pick.piece] = now
             out.append(.fetch(pick.piece, from: from))
+        }
+        return out
+    }
+
+    /// The pieces the seed is receiving from the origin now (the first it lacks, and up to
+    /// `cutThrough` from there) that are dealt to this host: asked of the seed at once, so they
+    /// stream as they land there instead of being stored and then forwarded.
+    private mutating func cutThrough(_ now: UInt64, seed: SourceID) -> [FillAction] {
+        guard tuning.cutThrough > 0, !seedComplete, rangeFallback == nil, let me, let bits = holdings[seed],
+              !avoided.contains(seed), (busyUntil[seed] ?? 0) <= now else { return [] }
+        guard let first = (0..<pieceCount).first(where: { !TaskFill.has(bits, $0) }) else { return [] }
+        var out: [FillAction] = []
+        for k in first..<min(pieceCount, first + tuning.cutThrough)
+        where !present[k] && inFlight[k] == nil && expected[k] == nil
+            && PiecePicker.dealt(k, to: followers, pieceCount: pieceCount, me: me, myIndex: myFollowerIndex) == me {
+            inFlight[k] = seed
+            askedAt[k] = now
+            out.append(.fetch(k, from: seed))
         }
         return out
     }
