@@ -38,6 +38,20 @@ final class PeerTests: XCTestCase {
         XCTAssertTrue(owned.values.allSatisfy { $0 > 50 }, "\(owned)")
     }
 
+    /// The hosts that cannot reach an owner ask relays in orders of their own: never the owner or
+    /// themselves, every other member, and not all the same member first.
+    func testEachHostAsksRelaysInItsOwnOrder() {
+        let members = (1...40).map { Member(host: "10.0.0.\($0)", port: 65002) }
+        let order = Rendezvous.order(id, members)
+        var firsts = Set<Member>()
+        for me in order.dropFirst() {
+            let relays = PeerNetwork.relayOrder(id, order, me: me)
+            XCTAssertEqual(Set(relays), Set(members).subtracting([order[0], me]))
+            firsts.insert(relays[0])
+        }
+        XCTAssertGreaterThan(firsts.count, 10, "the first relay asked spreads over the swarm")
+    }
+
     func testRoutes() {
         XCTAssertEqual(PeerProtocol.route(method: "GET", target: "/peer/v1/tasks/\(id)"), .info(id, since: .all))
         XCTAssertEqual(PeerProtocol.route(method: "GET", target: "/peer/v1/tasks/\(id)?digests=3&holders=12"),

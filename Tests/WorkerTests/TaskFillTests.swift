@@ -427,6 +427,42 @@ final class TaskFillTests: XCTestCase {
         XCTAssertEqual(s.fill.bytesFrom[.origin], 12)
     }
 
+    /// A host waiting its turn in a big, slow swarm: nothing stored here, but the seed keeps
+    /// gaining pieces. That is not a stall; once the swarm stops gaining, the idle time runs.
+    func testTheSwarmGainingPiecesPostponesTheIdleFallback() {
+        var t = TaskFill.Tuning()
+        t.idleMs = 20_000
+        var s = Swarm(pieces: 8, seed: seed, me: me, tuning: t)
+        s.followers = [other, SourceID("f1:1"), me]
+        s.seedComplete = false
+        s.behaviour[seed] = .silent
+        s.holds[seed] = [0]
+        s.go()
+        for k in 1..<6 {
+            s.now += 10_000
+            s.holds[seed] = Set(0...k)
+            s.send(.news(s.news, seed: seed))
+        }
+        XCTAssertNil(s.fill.rangeFallback, "the seed gained a piece every 10 s: \(s.actions.suffix(3))")
+        s.now += 20_000
+        s.send(.news(s.news, seed: seed))
+        XCTAssertNil(s.fill.rangeFallback, "20 s since the last gain: not more")
+        s.now += 1
+        s.send(.tick)
+        XCTAssertTrue(s.actions.contains { if case .rangeFromOrigin(.noProgress) = $0 { return true } else { return false } }, "\(s.actions.suffix(3))")
+    }
+
+    /// No seed has given the length yet: the source's own bounds on a silent owner decide; the idle
+    /// time is only a backstop there, three times as long.
+    func testBeforeTheLengthTheIdleTimeIsOnlyABackstop() {
+        var t = TaskFill.Tuning()
+        t.idleMs = 20_000
+        var f = TaskFill(pieceSize: 4, me: me, now: 0, tuning: t)
+        XCTAssertEqual(f.handle(.tick, now: 20_001), [])
+        XCTAssertEqual(f.handle(.tick, now: 60_000), [])
+        XCTAssertEqual(f.handle(.tick, now: 60_001), [.fallBack(.noProgress(ms: 60_001))])
+    }
+
     func testProgressPostponesTheIdleFallback() {
         var t = TaskFill.Tuning()
         t.parallel = 1

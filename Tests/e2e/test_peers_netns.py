@@ -184,3 +184,30 @@ def test_kill9_of_a_follower_mid_transfer_the_others_finish(cluster, images):
         t.join()
     for h in [owner] + others:
         assert got[h] == (0, blob), (h, got)
+
+
+@pytest.mark.parametrize("cluster", ["200mbit"], indirect=True)
+def test_a_live_owner_one_host_cannot_reach_is_followed_through_a_member_that_can(cluster, images):
+    """The owner drops every new connection from the next member in order (its SYNs, as a seed
+    whose links are full drops them): that member must not take the owner for dead and go to the
+    origin after its idle time. It asks the members that follow the owner and follows one of
+    them instead; the registry still sends one copy."""
+    c, s = cluster, cluster.star
+    layout, _, blobs = images["big"]
+    blob, size = blobs[0], os.path.getsize(reglib.blob_path(layout, blobs[0]))
+    owner, nxt = next_seed(c, blob)
+    s.run(owner, "iptables", "-I", "INPUT", "-p", "tcp", "--syn", "-s", s.ip(nxt), "--dport", "65002", "-j", "DROP", check=True)
+    before = s.tx_bytes(s.origin)
+    got = {}
+    threads = start_pulls(c, s.hosts, blob, got)
+    for t in threads:
+        t.join()
+    assert all(v == (0, blob) for v in got.values()), got
+    logs = c.logs(nxt)
+    assert any(l.get("msg") == "peer owner unreachable: following a member that has the task" for l in logs), \
+        [l.get("msg") for l in logs if l.get("level") != "info" or "peer" in l.get("msg", "")]
+    assert not any(l.get("msg") == "peers could not fill the task: from the origin" for l in logs)
+    line = fill_line(c, nxt)
+    assert line and line["msg"] == "task downloaded" and "fallback" not in line, line
+    cost = (s.tx_bytes(s.origin) - before) / size
+    assert cost <= 1.1, f"the registry sent {cost:.2f}x the blob"

@@ -46,13 +46,21 @@ package final class PeerNetwork: TaskSource {
             origin()
             return false
         }
-        let source = PeerSource(id: task.key.id, url: url, headers: headers, owners: owners, network: self)
+        let source = PeerSource(id: task.key.id, url: url, headers: headers, owners: owners,
+                                relays: PeerNetwork.relayOrder(task.key.id, order, me: membership.me), network: self)
         var tuning = TaskFill.Tuning()
         // This host's rank after the owner: 1 for the first member below it.
         tuning.idleMs = PeerNetwork.idleMs(rank: owners.count, backupSeeds: backupSeeds, base: Limits.upstreamIdleMs)
         FillDriver(task: task, source: source, me: membership.me.map { SourceID($0.description) }, fromOrigin: false, tuning: tuning,
                    originRanges: originRanges, origin: origin).start()
         return true
+    }
+
+    /// The members a host asks to relay a task's owner it cannot reach: every other member except
+    /// the owner, in an order of this host's own (rendezvous on task and host), so the hosts that
+    /// cannot reach the owner spread over the swarm instead of all following its next member.
+    package static func relayOrder(_ task: String, _ order: [Member], me: Member?) -> [Member] {
+        Rendezvous.order("\(task)|relay|\(me?.description ?? "")", Array(order.dropFirst().filter { $0 != me }))
     }
 
     /// A signed request to a member.

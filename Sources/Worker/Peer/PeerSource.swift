@@ -44,11 +44,21 @@ final class PeerSource: PieceSource {
     private weak var sink: PieceSink?
     private var stopped = false
 
-    init(id: String, url: UpstreamURL, headers: HTTPHeaders, owners: [Member], network: PeerNetwork) {
+    /// Members that may relay the owner's pieces while it cannot be reached, in the order they are
+    /// asked (`PeerNetwork.relayOrder`).
+    private var relays: [Member]
+    /// Relays asked for the task so far, and whether answers are due.
+    private var relaysAsked = 0
+    private var probing = false
+    /// How many relays are asked at once, each time the owner stays silent.
+    static let relaysPerProbe = 3
+
+    init(id: String, url: UpstreamURL, headers: HTTPHeaders, owners: [Member], relays: [Member] = [], network: PeerNetwork) {
         self.id = id
         self.url = url
         self.headers = headers
         self.owners = owners
+        self.relays = relays.filter { !owners.prefix(1).contains($0) }
         self.network = network
         overlay = Overlay(task: id, me: network.membership.me, maxNeighbours: network.maxNeighbours)
     }
@@ -75,8 +85,12 @@ final class PeerSource: PieceSource {
             .map { [$0.name, $0.value] }
         let body = (try? JSONEncoder().encode(OriginRequest(url: url.description, headers: forwarded))).map(Array.init) ?? []
         call("POST", owner, PeerProtocol.originPath(id), body: body) { [self] answer in
-            guard !stopped else { return }
-            if case .timedOut = answer, ownerSilent(owner) { return askOwner() }
+            // A relay taken meanwhile is followed instead.
+            guard !stopped, owner == self.owner else { return }
+            if case .timedOut = answer, ownerSilent(owner) {
+                if lastHeard[owner] == nil { findRelay(for: owner) }
+                return askOwner()
+            }
             guard let (status, _) = answer.ok, status == 202 || status == 200 else {
                 return ownerFailed(owner, "owner answered \(answer.text)", down: answer.isGone)
             }
@@ -117,6 +131,38 @@ final class PeerSource: PieceSource {
         owners.removeAll { $0 == m }
         infos[m] = nil
         askOwner()
+    }
+
+    /// The owner has not answered this host at all yet: a seed whose links are full drops new
+    /// connections (96 hosts at 50 mbit: a fifth of them could not reach a live owner for 25 s,
+    /// and a backup seed among them went to the origin). Members that already follow it are
+    /// asked for the task; the first that knows its length (it heard the owner) is followed
+    /// instead, as the seed, with the owner kept next in order. A dead owner has no such
+    /// followers, so this does not delay taking the next owner.
+    private func findRelay(for silent: Member) {
+        guard !probing, relaysAsked < relays.count else { return }
+        let batch = relays[relaysAsked..<min(relays.count, relaysAsked + PeerSource.relaysPerProbe)]
+            .filter { $0 != network.membership.me && !avoided.contains($0) }
+        relaysAsked += PeerSource.relaysPerProbe
+        guard !batch.isEmpty else { return }
+        probing = true
+        var pending = batch.count
+        for m in batch {
+            call("GET", m, PeerProtocol.taskPath(id)) { [self] answer in
+                pending -= 1
+                if pending == 0 { probing = false }
+                guard !stopped, owner == silent, lastHeard[silent] == nil else { return }
+                // It knows the length: it has heard the owner (or has it all).
+                guard let (status, body) = answer.ok, status == 200, let info = TaskInfo.parse(body), info.length != nil,
+                      info.state == "complete" || info.state == "downloading" else { return }
+                Log.shared.warn("peer owner unreachable: following a member that has the task", ["taskId": id, "peer": silent.description, "relay": m.description])
+                owners.removeAll { $0 == m }
+                owners.insert(m, at: 0)
+                ownerTimeouts = 0
+                infos[silent] = nil
+                askOwner()
+            }
+        }
     }
 
     func replaceSeed(_ s: SourceID) {

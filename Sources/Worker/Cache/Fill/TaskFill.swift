@@ -37,7 +37,7 @@ public struct TaskFill {
         /// piece dealt to it 6 s for all the others (p50 3.7 s became 10.9). In a big swarm a
         /// short patience costs more than it saves (simulated, 48 hosts: 7.9 s became 10.0).
         public var smallSwarmPatienceMs: UInt64 = 2000
-        /// Nothing stored for this long: fall back.
+        /// Nothing stored for this long, and no source gained a piece: fall back.
         public var idleMs: UInt64 = 60_000
         /// Pieces asked from the origin by range at once, once the peers could not finish.
         public var originParallel = 4
@@ -80,7 +80,10 @@ public struct TaskFill {
     private var busyUntil: [SourceID: UInt64] = [:]
     private var slips = 0
     private var seedOnlySince: [Int: UInt64] = [:]
+    /// When the last piece was stored here, or the swarm last gained pieces.
     private var lastProgressMs: UInt64
+    /// Pieces each source held at its last news.
+    private var heldCounts: [SourceID: Int] = [:]
     public private(set) var bytesFrom: [SourceID: Int] = [:]
     public private(set) var readers = 0
     /// The origin streams the blob to this fill (from piece 0), and the next piece it will send.
@@ -270,7 +273,17 @@ public struct TaskFill {
             self.seed = seed
             slips = 0
         }
-        for (s, bits) in news.holdings { holdings[s] = bits }
+        // The swarm moving (the seed or a holder followed gained pieces) is progress too: a host
+        // that waits its turn in a big, slow swarm is not stalled (96 hosts at 50 mbit: backup
+        // seeds that had stored nothing in 20 s went to the origin while the swarm was filling).
+        var grew = false
+        for (s, bits) in news.holdings {
+            let n = bits.reduce(0) { $0 + $1.nonzeroBitCount }
+            if let before = heldCounts[s], n > before { grew = true }
+            heldCounts[s] = n
+            holdings[s] = bits
+        }
+        if grew { lastProgressMs = now }
         if news.holdings[seed] == nil { return idle(now) ?? [] }
         if followers != news.followers {
             followers = news.followers
@@ -359,7 +372,10 @@ public struct TaskFill {
     private mutating func idle(_ now: UInt64) -> [FillAction]? {
         // The origin's stream has its own stall check (bytes per window, in its source); so have
         // its ranges while they are being asked again (their retries say when to give up).
-        guard !fromOrigin, now &- lastProgressMs > tuning.idleMs else { return nil }
+        // Before any seed gave the length, its source's own bounds (an owner silent six times, or
+        // refusing) come first; this is only the backstop.
+        let bound = phase == .waiting ? tuning.idleMs * 3 : tuning.idleMs
+        guard !fromOrigin, now &- lastProgressMs > bound else { return nil }
         if rangeFallback != nil, inFlight.values.contains(.origin) || (busyUntil[.origin] ?? 0) > lastProgressMs { return nil }
         return fallBack(.noProgress(ms: now &- lastProgressMs))
     }
