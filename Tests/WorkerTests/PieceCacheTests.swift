@@ -119,6 +119,57 @@ final class PieceCacheTests: XCTestCase {
         }
     }
 
+    /// No member asked for the task: no piece digest is wanted. Once one asks, the digests of the
+    /// pieces stored before are taken from the file, off the loop, and match the pieces.
+    func testPieceDigestsAreTakenLazilyOnceAMemberAsks() throws {
+        let bytes = content(3500)
+        let cache = try PieceCache(root: root, pieceSize: pieceSize)
+        let k = key(for: bytes)
+        let t = try download(cache, k, bytes)
+        XCTAssertFalse(t.peersWant, "nobody asked")
+        XCTAssertEqual(t.pieceDigests(), [nil, nil, nil, nil])
+        t.recordMissingDigests()
+        EventLoop.run()
+        XCTAssertEqual(t.pieceDigests(), [nil, nil, nil, nil], "not before the blob is verified and sealed")
+        XCTAssertTrue(try t.finish())
+        t.recordMissingDigests()
+        XCTAssertEqual(t.pieceDigests(), [nil, nil, nil, nil], "hashed on the pool: nothing before the loop runs")
+        EventLoop.run()
+        let want = (0..<4).map { p -> [UInt8]? in
+            let r = t.pieceRange(p)
+            let h = SHA256Digest()
+            bytes[Int(r.lowerBound)..<Int(r.upperBound)].withUnsafeBytes { h.update($0) }
+            return h.finalize()
+        }
+        XCTAssertEqual(t.pieceDigests(), want)
+        // Another worker's object of the same task sees a member asked once one did.
+        let other = try cache.open(k)
+        XCTAssertFalse(other.peersWant)
+        t.expectPeers()
+        XCTAssertTrue(try PieceCache(root: root, pieceSize: pieceSize).open(k).peersWant)
+    }
+
+    /// The file rotted after the seal, before any member asked: the pass that takes the digests
+    /// finds the blob no longer matches, records none, and evicts the task for every worker.
+    func testARottedBlobIsEvictedWhenItsDigestsAreTaken() throws {
+        let bytes = content(3500)
+        let cache = try PieceCache(root: root, pieceSize: pieceSize)
+        let k = key(for: bytes)
+        let t = try download(cache, k, bytes)
+        XCTAssertTrue(try t.finish())
+        let fd = open(t.dataPath, O_WRONLY)
+        var b: UInt8 = 0x5a
+        XCTAssertEqual(pwrite(fd, &b, 1, 2000), 1)
+        close(fd)
+        let otherWorker = try PieceCache(root: root, pieceSize: pieceSize).open(k)
+        XCTAssertTrue(otherWorker.isComplete)
+        t.recordMissingDigests()
+        EventLoop.run()
+        XCTAssertEqual(t.pieceDigests().compactMap { $0 }, [], "no digest vouches for rotten pieces")
+        XCTAssertEqual(otherWorker.state, .corrupt, "every worker's handle lets it go")
+        XCTAssertNil(cache.lookup(k), "gone: the next request fetches it again")
+    }
+
     func testOneDownloaderAtATimeAndTakeoverWhenItDies() throws {
         let cache = try PieceCache(root: root, pieceSize: pieceSize)
         let bytes = content(4096)

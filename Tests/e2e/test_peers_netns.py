@@ -148,7 +148,42 @@ def test_no_source_left_the_client_gets_a_reset_not_a_short_200(cluster, images)
                                  for l in c.logs(nxt)), timeout=10, what="the access line's error")
 
 
+def rot(c, h, blob):
+    """Host h's disk rots under piece 0 of the blob."""
+    with open(c.data_file(h, blob), "r+b") as f:
+        f.seek(10)
+        b = f.read(1)
+        f.seek(10)
+        f.write(bytes([b[0] ^ 0xFF]))
+
+
 def test_a_tampered_piece_is_rejected_and_the_blob_still_completes(cluster, images):
+    """The owner recorded its pieces' digests (a member followed its download); then its disk rots
+    under piece 0 and the follower is gone. The next host rejects the owner's piece 0, avoids it,
+    and still gets the blob byte-exact (the rest from the origin by range)."""
+    c, s = cluster, cluster.star
+    blob = images["big"][2][0]
+    owner = c.owner_of(blob[7:])
+    first, other = [h for h in s.hosts if h != owner][:2]
+    got = {}
+    threads = start_pulls(c, [owner, first], blob, got)
+    for t in threads:
+        t.join()
+    assert got[owner] == (0, blob) and got[first] == (0, blob), got
+    os.killpg(c.daemons[first][0].pid, signal.SIGKILL)
+    c.daemons[first][0].p.wait(10)
+    rot(c, owner, blob)
+    c.pull(other, blob, got)
+    assert got[other] == (0, blob), "byte-exact all the same"
+    warnings = [l for l in c.logs(other) if l.get("msg") == "peer sent a piece that does not match its digest: avoided"]
+    assert warnings and warnings[0]["piece"] == 0
+
+
+def test_a_blob_that_rotted_before_any_member_asked_is_evicted_not_offered(cluster, images):
+    """The owner pulled alone, so it recorded no piece digests; its disk then rots. When a member
+    asks, the digests are taken from the file in a pass that checks the whole blob: it no longer
+    matches, so the owner evicts it instead of vouching for rotten pieces, and the member gets the
+    blob byte-exact anyway."""
     c, s = cluster, cluster.star
     blob = images["big"][2][0]
     owner = c.owner_of(blob[7:])
@@ -156,16 +191,13 @@ def test_a_tampered_piece_is_rejected_and_the_blob_still_completes(cluster, imag
     got = {}
     c.pull(owner, blob, got)
     assert got[owner] == (0, blob)
-    data = c.data_file(owner, blob)
-    with open(data, "r+b") as f:  # the owner's disk rots under piece 0
-        f.seek(10)
-        b = f.read(1)
-        f.seek(10)
-        f.write(bytes([b[0] ^ 0xFF]))
+    rot(c, owner, blob)
     c.pull(other, blob, got)
     assert got[other] == (0, blob), "byte-exact all the same"
-    warnings = [l for l in c.logs(other) if l.get("msg") == "peer sent a piece that does not match its digest: avoided"]
-    assert warnings and warnings[0]["piece"] == 0
+    assert any(l.get("msg") == "cached blob no longer matches its digest: evicted" for l in c.logs(owner))
+    # The owner's own next request fetches it again, byte-exact.
+    c.pull(owner, blob, got)
+    assert got[owner] == (0, blob)
 
 
 @pytest.mark.parametrize("cluster", ["200mbit"], indirect=True)

@@ -1,5 +1,6 @@
 import Foundation
 import UV
+import TLS
 
 /// What the peer exchange keeps beside a task: each piece's sha256 and the members that hold pieces.
 extension CacheTask {
@@ -56,6 +57,66 @@ extension CacheTask {
     }
 
     /// Adds a member to the task's holders (the owner's tracker); idempotent enough: readers dedupe.
+    /// A member asked for this task (to fetch it, or to follow it): from now on each piece's
+    /// sha256 is taken as it is stored, and pieces stored before are hashed from the file when
+    /// a member asks for the task's info (`recordMissingDigests`). Until then a download that
+    /// no member follows hashes each byte once, for the blob's digest alone.
+    public func expectPeers() {
+        let fd = open(CacheTask.sidecars(dataPath: dataPath).holders, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        if fd >= 0 { close(fd) }
+        peersExpected = true
+    }
+
+    /// Whether a member asked for this task (its holders' file exists; checked until it does).
+    package var peersWant: Bool {
+        if !peersExpected { peersExpected = access(CacheTask.sidecars(dataPath: dataPath).holders, F_OK) == 0 }
+        return peersExpected
+    }
+
+    /// The sha256 of each piece that has none (stored before any member asked), from the file, on
+    /// the thread pool, once the task is complete: in one pass that hashes the whole blob too, and
+    /// the digests are recorded only if the blob still matches its digest (else the task is evicted,
+    /// and the asker goes on without this host). A member checks every
+    /// piece against these and a follower that matched them all does not hash the blob again, so
+    /// digests taken from a file that rotted after its seal would pass the rot on. One pass at a
+    /// time per task object; the asker gets the digests with its next poll.
+    public func recordMissingDigests() {
+        guard !recordingDigests, isComplete, let expected = key.expectedDigest else { return }
+        let known = pieceDigests()
+        let missing = Set(known.indices.filter { known[$0] == nil })
+        guard !missing.isEmpty else { return }
+        recordingDigests = true
+        let ranges = (0..<pieceCount).map { pieceRange($0) }
+        var matched = false, actual = ""
+        ThreadPool.run({ [self] in
+            let buf = UnsafeMutableRawPointer.allocate(byteCount: pieceSize, alignment: 64)
+            defer { buf.deallocate() }
+            let whole = SHA256Digest()
+            var digests: [Int: [UInt8]] = [:]
+            for (k, r) in ranges.enumerated() {
+                guard let n = try? preadFull(dataFD, into: buf, count: Int(r.count), at: r.lowerBound, path: dataPath), n == r.count else { return }
+                let bytes = UnsafeRawBufferPointer(start: buf, count: n)
+                whole.update(bytes)
+                if missing.contains(k) {
+                    let h = SHA256Digest()
+                    h.update(bytes)
+                    digests[k] = h.finalize()
+                }
+            }
+            actual = "sha256:" + whole.finalizeHex()
+            guard actual == expected else { return }
+            matched = true
+            for (k, d) in digests { try? setPieceDigest(k, d) }
+        }, then: { [self] in
+            recordingDigests = false
+            if !matched {
+                Log.shared.error("cached blob no longer matches its digest: evicted",
+                                 ["taskId": key.id, "expected": expected, "actual": actual.isEmpty ? "unreadable" : actual])
+                evictCorrupt()
+            }
+        })
+    }
+
     public func addHolder(_ member: String) {
         let path = CacheTask.sidecars(dataPath: dataPath).holders
         let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)

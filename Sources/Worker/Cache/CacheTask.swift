@@ -16,6 +16,9 @@ public final class CacheTask {
     private var hashedPieces = 0
     /// The piece digests' sidecar (see CacheTask+Peers.swift), opened on first use; -2 until then.
     var openedDigestsFD: Int32 = -2
+    /// A member asked for this task (see `expectPeers`), and missing digests are being recorded.
+    var peersExpected = false
+    var recordingDigests = false
 
     init(key: TaskKey, metaPath: String, dataPath: String) throws {
         self.key = key
@@ -334,6 +337,15 @@ public final class CacheTask {
 
     /// Stops caching (the disk is full): readers finish from the origin, the files go.
     public func stopCaching() { drop(.uncached) }
+
+    /// The blob on disk no longer matches its digest, found after its seal: every worker's handle
+    /// sees the task corrupt and lets it go, and its files go; the next request fetches it again.
+    func evictCorrupt() {
+        try? meta.setState(.corrupt)
+        unlink(dataPath)
+        unlink(meta.path)
+        CacheTask.unlinkSidecars(dataPath: dataPath)
+    }
 
     private func drop(_ state: TaskState) {
         if isDownloader { try? meta.setState(state) }

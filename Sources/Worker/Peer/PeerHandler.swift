@@ -56,6 +56,9 @@ public final class PeerHandler {
                 return ex.respond(status: 404, body: "no such task\n")
             }
             let body = (try? JSONEncoder().encode(TaskInfo(task, since: since))) ?? Data()
+            // Pieces stored before any member asked have no digest yet: the next poll has them.
+            if !task.peersWant { task.expectPeers() }
+            task.recordMissingDigests()
             var h = HTTPHeaders()
             h.add("Content-Type", "application/json")
             ex.sendHead(HTTPResponseHead(status: 200, headers: h), bodyLength: UInt64(body.count))
@@ -82,6 +85,7 @@ public final class PeerHandler {
                 var headers = HTTPHeaders()
                 for pair in req.headers where pair.count == 2 { headers.add(pair[0], pair[1]) }
                 ex.logFields.append(("upstream", .string(url.authority)))
+                (try? service.cache.open(key))?.expectPeers()
                 if service.startOriginDownload(key, url: url, headers: headers) {
                     ex.respond(status: 202, body: "accepted\n")
                 } else {

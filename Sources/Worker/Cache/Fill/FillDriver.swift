@@ -245,7 +245,9 @@ package final class FillDriver: PieceSink {
     /// sha256 when peers may ask) side by side on two pool threads; present once both are done.
     private func writeNext() {
         guard !writing, !ended, let q = queued.first else { return }
-        let task = task, withDigest = recordPieceDigests
+        // Each piece's own sha256 only once a member asked for the task: until then each byte is
+        // hashed once (the pieces before are hashed from the file if a member asks later).
+        let task = task, withDigest = recordPieceDigests && task.peersWant
         let bytes = q.buffer.bytes
         let offset: Int64
         do { offset = try task.pieceOffset(q.k, count: bytes.count) } catch {
