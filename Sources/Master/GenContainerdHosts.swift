@@ -21,7 +21,7 @@ struct GenContainerdHosts: ParsableCommand {
     @Flag(name: .long, help: "Overwrite hosts.toml files this command did not write.")
     var force = false
 
-    @Argument(help: "host[:port] (https), an http:// or https:// URL, or docker.io.")
+    @Argument(help: "host[:port] (https), an http:// or https:// URL, docker.io, or _default (every registry without a folder of its own).")
     var registries: [String]
 
     func run() throws {
@@ -48,7 +48,12 @@ struct GenContainerdHosts: ParsableCommand {
             }
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             try text.write(toFile: file, atomically: true, encoding: .utf8)
-            print("\(file): written (server \(e.server), mirror http://\(host):\(port))")
+            if let server = e.server {
+                print("\(file): written (server \(server), mirror http://\(host):\(port))")
+            } else {
+                print("\(file): written (every registry without its own folder, mirror http://\(host):\(port); "
+                      + "the daemon needs proxy.registryMirror.dynamic: true to take the registry from containerd's ?ns=)")
+            }
         }
         if failed { throw ExitCode(1) }
     }

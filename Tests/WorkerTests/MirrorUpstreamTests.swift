@@ -48,6 +48,18 @@ final class ContainerdHostsTests: XCTestCase {
         XCTAssertEqual(ContainerdHosts.entry("docker.io"), .init(directory: "docker.io", server: "https://registry-1.docker.io"))
         XCTAssertNil(ContainerdHosts.entry("http://reg.test/path"))
         XCTAssertNil(ContainerdHosts.entry(""))
+        XCTAssertEqual(ContainerdHosts.entry("_default"), .init(directory: "_default", server: nil))
+    }
+
+    /// `_default` names no registry: no `server` (containerd falls back to each registry itself)
+    /// and no header (the daemon takes the registry from `?ns=`), never `https://_default`.
+    func testTheDefaultFolderNamesNoServer() {
+        let text = ContainerdHosts.render(ContainerdHosts.entry("_default")!, daemonHost: "127.0.0.1", daemonPort: 65001)
+        XCTAssertTrue(text.hasPrefix(ContainerdHosts.marker))
+        XCTAssertFalse(text.contains("server ="), text)
+        XCTAssertFalse(text.contains("_default\""), text)
+        XCTAssertFalse(text.contains("X-Dragonfly-Registry"), text)
+        XCTAssertTrue(text.contains("[host.\"http://127.0.0.1:65001\"]\n  capabilities = [\"pull\", \"resolve\"]"), text)
     }
 
     func testRenderMatchesTheSeedLayout() {

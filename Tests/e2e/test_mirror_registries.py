@@ -154,3 +154,19 @@ def test_generated_hosts_toml_with_live_daemon_goes_through_mirror(containerd, d
                     f"http://{origin}"], check=True, capture_output=True)
     containerd.ctr("image", "pull", "--hosts-dir", containerd.hosts_dir, f"{origin}/test/img:1")
     assert daemon.access(mode="mirror", status=200, until=lambda ls: any("/blobs/" in l["url"] for l in ls))
+
+
+def test_gen_containerd_hosts_default_sends_every_registry_through_the_daemon(containerd, daemon_factory, registry, etc_hosts):
+    """`_default` covers every registry without a folder of its own: no `server` line (never
+    `https://_default`), and the daemon takes the registry from containerd's `?ns=`."""
+    origin = f"reg-plain.test:{registry.port}"
+    d = daemon_factory(proxy_yaml=f"registryMirror:\n  dynamic: true\n  url: http://{origin}\nproxies:\n  - regx: blobs/sha256.*\n")
+    r = subprocess.run([binary(), "gen-containerd-hosts", "--config-path", containerd.hosts_dir, "--port", str(d.port), "_default"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "written" in r.stdout and "dynamic" in r.stdout, (r.stdout, r.stderr)
+    text = open(os.path.join(containerd.hosts_dir, "_default", "hosts.toml")).read()
+    assert not any(l.strip().startswith("server") for l in text.splitlines()), text
+    assert "_default\"" not in text
+    containerd.ctr("image", "pull", "--hosts-dir", containerd.hosts_dir, f"{origin}/test/img:1")
+    lines = d.access(mode="mirror", status=200, until=lambda ls: any("/blobs/" in l["url"] for l in ls))
+    assert any(l.get("upstreamFrom") == "ns" for l in lines), [(l["url"], l.get("upstreamFrom")) for l in lines]

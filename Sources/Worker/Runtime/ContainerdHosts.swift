@@ -12,12 +12,16 @@ public enum ContainerdHosts {
     public struct Entry: Equatable {
         /// The folder name under the config path: the registry host as image references spell it.
         public let directory: String
-        /// The origin's URL (containerd's `server`, and the header's value).
-        public let server: String
+        /// The origin's URL (containerd's `server`, and the header's value); nil for `_default`.
+        public let server: String?
     }
 
-    /// `host[:port]` (https), an `http://` or `https://` URL, or `docker.io`.
+    /// containerd's folder for every registry that has none of its own.
+    public static let anyRegistry = "_default"
+
+    /// `host[:port]` (https), an `http://` or `https://` URL, `docker.io`, or `_default`.
     public static func entry(_ registry: String) -> Entry? {
+        if registry == anyRegistry { return Entry(directory: anyRegistry, server: nil) }
         if registry == "docker.io" || registry == "index.docker.io" || registry == "registry-1.docker.io" {
             return Entry(directory: "docker.io", server: "https://registry-1.docker.io")
         }
@@ -33,14 +37,26 @@ public enum ContainerdHosts {
 
     public static func render(_ e: Entry, daemonHost: String, daemonPort: Int) -> String {
         let mirror = "http://\(HostPort.format(daemonHost, daemonPort))"
+        guard let server = e.server else {
+            // No `server`: containerd falls back to the registry itself; no header: the daemon
+            // takes the registry from containerd's `?ns=` (with `registryMirror.dynamic: true`).
+            return """
+            \(marker) (re-running it rewrites this file).
+            # Every registry without a folder of its own; the daemon finds the registry from ?ns=.
+
+            [host."\(mirror)"]
+              capabilities = ["pull", "resolve"]
+
+            """
+        }
         return """
         \(marker) (re-running it rewrites this file).
-        server = "\(e.server)"
+        server = "\(server)"
 
         [host."\(mirror)"]
           capabilities = ["pull", "resolve"]
           [host."\(mirror)".header]
-            X-Dragonfly-Registry = ["\(e.server)"]
+            X-Dragonfly-Registry = ["\(server)"]
 
         """
     }
