@@ -52,6 +52,28 @@ final class PeerTests: XCTestCase {
         XCTAssertGreaterThan(firsts.count, 10, "the first relay asked spreads over the swarm")
     }
 
+    /// An origin request's body (the client's credentials) goes sealed: it opens only under the same
+    /// secret, for the same method, target and token time, and not once altered.
+    func testSealedBodiesOpenOnlyForTheirRequest() {
+        let t = PeerToken(secret: Array("a cluster secret, 16 bytes+".utf8))
+        let body = Array(#"{"url":"https://reg.test/v2/a/blobs/sha256:00","headers":[["Authorization","Bearer s3cret"]]}"#.utf8)
+        let target = "/peer/v1/tasks/\(id)/origin"
+        let token = t.sign(method: "POST", target: target, now: 1_000_000)
+        let box = t.seal(body, method: "POST", target: target, now: 1_000_000)!
+        XCTAssertFalse(String(decoding: box, as: UTF8.self).contains("s3cret"), "nothing of it in clear")
+        XCTAssertEqual(t.open(box, token: token, method: "POST", target: target), body)
+        XCTAssertNil(t.open(box, token: t.sign(method: "POST", target: target, now: 1_000_001), method: "POST", target: target),
+                     "another token time")
+        XCTAssertNil(t.open(box, token: token, method: "POST", target: "/peer/v1/tasks/\(id)/holders"), "another request")
+        XCTAssertNil(PeerToken(secret: Array("another secret, 16 bytes+".utf8)).open(box, token: token, method: "POST", target: target))
+        var altered = box
+        altered[20] ^= 1
+        XCTAssertNil(t.open(altered, token: token, method: "POST", target: target))
+        XCTAssertNil(t.open(Array(box.prefix(10)), token: token, method: "POST", target: target), "too short")
+        XCTAssertNotEqual(t.seal(body, method: "POST", target: target, now: 1_000_000), box, "a fresh nonce each time")
+        XCTAssertEqual(SealedBox.open(SealedBox.seal([], key: [UInt8](repeating: 7, count: 32), aad: [])!, key: [UInt8](repeating: 7, count: 32), aad: []), [])
+    }
+
     func testRoutes() {
         XCTAssertEqual(PeerProtocol.route(method: "GET", target: "/peer/v1/tasks/\(id)"), .info(id, since: .all))
         XCTAssertEqual(PeerProtocol.route(method: "GET", target: "/peer/v1/tasks/\(id)?digests=3&holders=12"),

@@ -160,3 +160,65 @@ def test_a_piece_still_arriving_at_the_owner_is_cut_through_to_the_follower(clus
     assert done and done[0]["bytes"] == size and "fallback" not in done[0], done
     procs.wait_until(lambda: reglib.origin_bytes(registry.log(), blob) - before >= size, timeout=10, what="registry log")
     assert reglib.origin_bytes(registry.log(), blob) - before == size
+
+
+class LoopbackCapture:
+    """Every TCP payload on the loopback interface to or from `port` (AF_PACKET: root), kept
+    while the capture runs."""
+
+    def __init__(self, port):
+        import socket, struct
+        self.port, self.payload, self.stop = port, bytearray(), threading.Event()
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(0x0003))
+        self.sock.bind(("lo", 0))
+        self.sock.settimeout(0.2)
+        self.struct = struct
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        import socket
+        while not self.stop.is_set():
+            try:
+                frame, addr = self.sock.recvfrom(65535)
+            except socket.timeout:
+                continue
+            if addr[2] == socket.PACKET_OUTGOING:
+                continue  # each loopback packet shows twice: keep it once
+            ip = frame[14:]
+            if len(ip) < 20 or ip[0] >> 4 != 4 or ip[9] != 6:
+                continue
+            ihl = (ip[0] & 0x0F) * 4
+            tcp = ip[ihl:]
+            sport, dport = self.struct.unpack("!HH", tcp[:4])
+            if self.port in (sport, dport):
+                self.payload += tcp[(tcp[12] >> 4) * 4:]
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+        self.sock.close()
+        return bytes(self.payload)
+
+
+def test_the_clients_credentials_never_cross_the_peer_port_in_clear(cluster, registry, images):
+    """A follower asks the owner to fetch with the client's Authorization: that request's body is
+    sealed with the cluster's secret. Captured on the owner's peer port, the credential is not
+    there, while the request line is (the capture sees the traffic) and the pull comes from the peers."""
+    hosts = cluster(2)
+    blob, size = big(images)
+    first = owner(blob[7:], hosts)
+    second = next(d for d in hosts if d is not first)
+    credential = "Bearer sealed-e2e-" + hashlib.sha256(os.urandom(16)).hexdigest()
+    cap = LoopbackCapture(first.peer_port)
+    try:
+        r = subprocess.run(["curl", "-sS", "-o", "-", "-H", f"Authorization: {credential}", f"{second.url}/v2/test/big/blobs/{blob}"],
+                           capture_output=True, timeout=300)
+    finally:
+        seen = cap.close()
+    assert r.returncode == 0 and sha(r.stdout) == blob
+    assert f"/peer/v1/tasks/{blob[7:]}/origin".encode() in seen, "the capture saw the request to the owner"
+    assert credential.encode() not in seen and b"sealed-e2e-" not in seen, "the credential crossed in clear"
+    assert b"application/vnd.dfget.sealed" in seen
+    done = [l for l in second.log_lines() if l.get("msg") == "task downloaded" and l.get("source") == "peers"]
+    assert done and done[0]["bytes"] == size

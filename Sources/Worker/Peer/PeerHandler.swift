@@ -77,7 +77,12 @@ public final class PeerHandler {
         case .piece(let id, let k):
             servePiece(ex, id, k, service)
         case .origin(let id):
-            readBody(ex) { body in
+            readBody(ex) { [token] raw in
+                // Sealed by members of this version; a plain body from an older member is still read.
+                let sealed = ex.request.headers["Content-Type"] == PeerToken.sealedType
+                guard let body = sealed ? token?.open(raw, token: ex.request.headers[PeerToken.header], method: method, target: target) : raw else {
+                    return ex.respond(status: 400, body: "sealed body does not open with this cluster's secret\n")
+                }
                 guard let req = try? JSONDecoder().decode(OriginRequest.self, from: Data(body)), let url = UpstreamURL(req.url),
                       let key = TaskKey.forDigest(id), TaskKey.forURL(url).id == id else {
                     return ex.respond(status: 400, body: "origin request must name a blob URL of this task\n")

@@ -63,17 +63,30 @@ package final class PeerNetwork: TaskSource {
         Rendezvous.order("\(task)|relay|\(me?.description ?? "")", Array(order.dropFirst().filter { $0 != me }))
     }
 
-    /// A signed request to a member.
-    func request(_ method: String, _ member: Member, _ target: String, body: [UInt8]? = nil) -> OriginFetch {
+    /// A signed request to a member, its body sent once connected; `sealed`: the body is sealed
+    /// (`PeerToken.seal`).
+    func request(_ method: String, _ member: Member, _ target: String, body plain: [UInt8]? = nil, sealed: Bool = false) -> OriginFetch {
         var h = HTTPHeaders()
-        h.add(PeerToken.header, token.sign(method: method, target: target, now: Int64(Date().timeIntervalSince1970)))
+        let now = Int64(Date().timeIntervalSince1970)
+        h.add(PeerToken.header, token.sign(method: method, target: target, now: now))
+        var body = plain
+        if sealed, let p = plain, let box = token.seal(p, method: method, target: target, now: now) {
+            body = box
+            h.add("Content-Type", PeerToken.sealedType)
+        }
         if let body { h.add("Content-Length", String(body.count)) }
         let url = UpstreamURL(scheme: "http", host: member.host, port: member.port, target: target)
-        let f = OriginFetch(method: method, headers: h, url: url, pool: pool, policy: .standard,
-                            framing: body.map { $0.isEmpty ? .none : .length(UInt64($0.count)) } ?? .none)
-        f.fromPeer = true
-        f.isDownload = true
-        if perPeerRate > 0 { f.peerRate = Metrics.region?.peerRate(member.description, perPeerRate) }
-        return f
+        let fetch = OriginFetch(method: method, headers: h, url: url, pool: pool, policy: .standard,
+                                framing: body.map { $0.isEmpty ? .none : .length(UInt64($0.count)) } ?? .none)
+        fetch.fromPeer = true
+        fetch.isDownload = true
+        if perPeerRate > 0 { fetch.peerRate = Metrics.region?.peerRate(member.description, perPeerRate) }
+        if let body, !body.isEmpty {
+            fetch.onConnected = { c in
+                body.withUnsafeBytes { c.sendBody($0) }
+                c.endBody()
+            }
+        }
+        return fetch
     }
 }

@@ -84,7 +84,8 @@ final class PeerSource: PieceSource {
         let forwarded: [[String]] = headers.fields.filter { ["authorization", "accept", "user-agent"].contains($0.name.lowercased()) }
             .map { [$0.name, $0.value] }
         let body = (try? JSONEncoder().encode(OriginRequest(url: url.description, headers: forwarded))).map(Array.init) ?? []
-        call("POST", owner, PeerProtocol.originPath(id), body: body) { [self] answer in
+        // Sealed: the client's credentials never cross the peer port in clear.
+        call("POST", owner, PeerProtocol.originPath(id), body: body, sealed: true) { [self] answer in
             // A relay taken meanwhile is followed instead.
             guard !stopped, owner == self.owner else { return }
             if case .timedOut = answer, ownerSilent(owner) {
@@ -340,9 +341,9 @@ final class PeerSource: PieceSource {
     static let controlTimeoutMs: UInt64 = 5000
 
     /// A small signed request and its whole (small) answer, within `controlTimeoutMs`.
-    private func call(_ method: String, _ m: Member, _ target: String, body: [UInt8]? = nil,
+    private func call(_ method: String, _ m: Member, _ target: String, body: [UInt8]? = nil, sealed: Bool = false,
                       _ done: @escaping (Answer) -> Void) {
-        let f = network.request(method, m, target, body: body)
+        let f = network.request(method, m, target, body: body, sealed: sealed)
         var status: Int?
         var got = [UInt8]()
         var answered = false
@@ -364,12 +365,6 @@ final class PeerSource: PieceSource {
         f.onBody = { b in if got.count < 8 << 20 { got.append(contentsOf: b) } }
         f.onEnd = { finish(status.map { .status($0, got) } ?? .timedOut) }
         f.onFail = { error in finish(error.isRefusal ? .refused : .timedOut) }
-        f.onConnected = { c in
-            if let body, !body.isEmpty {
-                body.withUnsafeBytes { c.sendBody($0) }
-                c.endBody()
-            }
-        }
         f.start()
     }
 }

@@ -21,6 +21,23 @@ public struct PeerToken: Sendable {
         return HMACSHA256.equal(given, mac(method, target, ts))
     }
 
+    /// A request body that carries secrets (a client's registry credentials, in `POST .../origin`)
+    /// goes sealed: AES-256-GCM under a key drawn from the secret, bound to the request's method,
+    /// target and token time, so it can be neither read nor moved to another request.
+    public static let sealedType = "application/vnd.dfget.sealed"
+
+    public func seal(_ body: [UInt8], method: String, target: String, now: Int64) -> [UInt8]? {
+        SealedBox.seal(body, key: bodyKey, aad: Array("\(method) \(target) \(now)".utf8))
+    }
+
+    /// The body of a request whose token is `value` (already verified), or nil if it does not open.
+    public func open(_ box: [UInt8], token value: String?, method: String, target: String) -> [UInt8]? {
+        guard let value, let dot = value.firstIndex(of: "."), let ts = Int64(value[..<dot]) else { return nil }
+        return SealedBox.open(box, key: bodyKey, aad: Array("\(method) \(target) \(ts)".utf8))
+    }
+
+    private var bodyKey: [UInt8] { HMACSHA256.mac(key: secret, Array("dfget peer body key v1".utf8)) }
+
     private func mac(_ method: String, _ target: String, _ ts: Int64) -> [UInt8] {
         HMACSHA256.mac(key: secret, Array("\(method) \(target) \(ts)".utf8))
     }
