@@ -463,6 +463,23 @@ final class TaskFillTests: XCTestCase {
         XCTAssertEqual(f.handle(.tick, now: 60_001), [.fallBack(.noProgress(ms: 60_001))])
     }
 
+    /// Bytes of a piece arriving, however slowly, are not a stall.
+    func testBytesArrivingPostponeTheIdleFallback() {
+        var t = TaskFill.Tuning()
+        t.idleMs = 1000
+        var s = Swarm(pieces: 3, seed: seed, me: me, tuning: t)
+        s.behaviour[seed] = .silent
+        s.go()
+        s.now = 900
+        s.send(.bytesArrived)
+        s.now = 1500
+        s.send(.tick)
+        XCTAssertNil(s.fill.rangeFallback, "bytes 600 ms ago")
+        s.now = 1901
+        s.send(.tick)
+        XCTAssertEqual(s.fill.rangeFallback, .noProgress(ms: 1001))
+    }
+
     func testProgressPostponesTheIdleFallback() {
         var t = TaskFill.Tuning()
         t.parallel = 1

@@ -268,9 +268,10 @@ final class PeerSource: PieceSource {
                 retryAfter = min(secs, 60) * 1000
             }
         }
-        f.onBody = { b in
+        f.onBody = { [weak self] b in
             guard status == 200 else { return }
             if bytes.append(b) < b.count { over = true }
+            self?.sink?.progressed()
         }
         f.onEnd = { [self] in
             guard !stopped else { return }

@@ -122,7 +122,15 @@ package final class FillDriver: PieceSink {
         handle(.described(length: length, contentType: contentType, digestHeader: digestHeader))
     }
 
-    package func progressed() { wakeReaders() }
+    package func progressed() {
+        // The origin's bytes are this worker's readers' at once; a peer's only once stored.
+        if fill.fromOrigin { return wakeReaders() }
+        // A peer's bytes arriving, at most once a second: the fill is slow, not stalled.
+        guard EventLoop.nowMs &- lastBytesReported >= 1000 else { return }
+        lastBytesReported = EventLoop.nowMs
+        handle(.bytesArrived)
+    }
+    private var lastBytesReported: UInt64 = 0
 
     package func streamEnded() { handle(.streamEnded) }
 

@@ -36,7 +36,8 @@ package protocol PieceSink: AnyObject {
     /// The origin's head.
     func described(length: Int64, contentType: String, digestHeader: String?)
     func delivered(_ k: Int, from: SourceID, _ buffer: PieceBuffer)
-    /// More bytes arrived (for this worker's readers of the piece being received).
+    /// More bytes arrived: of the origin's piece being received (for this worker's readers), or
+    /// of a piece in flight from a member (the fill is not idle while they come).
     func progressed()
     func streamEnded()
     func fetchFailed(_ k: Int, from: SourceID, _ why: FetchFailure)

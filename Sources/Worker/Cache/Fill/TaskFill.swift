@@ -37,7 +37,8 @@ public struct TaskFill {
         /// piece dealt to it 6 s for all the others (p50 3.7 s became 10.9). In a big swarm a
         /// short patience costs more than it saves (simulated, 48 hosts: 7.9 s became 10.0).
         public var smallSwarmPatienceMs: UInt64 = 2000
-        /// Nothing stored for this long, and no source gained a piece: fall back.
+        /// Nothing stored, no byte of a piece received and no source gained a piece for this long:
+        /// fall back.
         public var idleMs: UInt64 = 60_000
         /// Pieces asked from the origin by range at once, once the peers could not finish.
         public var originParallel = 4
@@ -80,7 +81,7 @@ public struct TaskFill {
     private var busyUntil: [SourceID: UInt64] = [:]
     private var slips = 0
     private var seedOnlySince: [Int: UInt64] = [:]
-    /// When the last piece was stored here, or the swarm last gained pieces.
+    /// When the last piece was stored here, bytes of one last arrived, or the swarm last gained pieces.
     private var lastProgressMs: UInt64
     /// Pieces each source held at its last news.
     private var heldCounts: [SourceID: Int] = [:]
@@ -136,6 +137,8 @@ public struct TaskFill {
         case fetchFailed(Int, from: SourceID, FetchFailure)
         /// Piece k is written and marked present.
         case stored(Int, from: SourceID, bytes: Int)
+        /// Bytes of a piece in flight arrived: slow is not stalled.
+        case bytesArrived
         case storeFailed(Int, from: SourceID, FillFailure)
         /// Time passes.
         case tick
@@ -258,6 +261,9 @@ public struct TaskFill {
             // A full disk is not the sources' fault: nothing is cached, readers finish from the origin.
             if why == .diskFull { return abort(.diskFull) }
             return fallBack(why)
+        case .bytesArrived:
+            lastProgressMs = now
+            return []
         case .tick:
             // Sources that were busy may be asked again; the idle check.
             return phase == .filling ? dropUnconfirmed(now) + step(now) : idle(now) ?? []
