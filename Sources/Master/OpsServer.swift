@@ -5,18 +5,23 @@ import Metrics
 
 /// The `health` listener, served by the master itself (it is the one that knows whether the
 /// workers are up): `GET <health.path>` answers 200 `ok` while every worker is up, else 503 with
-/// the reason; `GET /metrics` answers the Prometheus text of every worker's counters.
+/// the reason; `GET /metrics` answers the Prometheus text of every worker's counters;
+/// `GET /debug/tasks[/<digest>]` the fills in progress and the last ones (`DebugTasks`).
 final class OpsServer {
     let path: String
     let status: () -> (healthy: Bool, reason: String)
     let metrics: () -> String
+    /// `/debug/tasks[/<digest>]`: the JSON body, or nil for 404.
+    let debug: (String) -> [UInt8]?
     private var listener: TCP?
     private var connections: [ObjectIdentifier: ServerConnection] = [:]
 
-    init(path: String, status: @escaping () -> (healthy: Bool, reason: String), metrics: @escaping () -> String) {
+    init(path: String, status: @escaping () -> (healthy: Bool, reason: String), metrics: @escaping () -> String,
+         debug: @escaping (String) -> [UInt8]? = { _ in nil }) {
         self.path = path
         self.status = status
         self.metrics = metrics
+        self.debug = debug
     }
 
     /// Listens on the first free port of `ports`; returns the port.
@@ -62,8 +67,13 @@ final class OpsServer {
         case "/metrics":
             h.add("Content-Type", Exposition.contentType)
             ex.respond(status: 200, headers: h, body: metrics())
+        case _ where target == "/debug/tasks" || target.hasPrefix("/debug/tasks/"):
+            guard let body = debug(target) else { return ex.respond(status: 404, body: "no such task here\n") }
+            h.add("Content-Type", "application/json")
+            h.add("Cache-Control", "no-store")
+            ex.respond(status: 200, headers: h, body: String(decoding: body, as: UTF8.self))
         default:
-            ex.respond(status: 404, body: "not found: \(path) and /metrics are served here\n")
+            ex.respond(status: 404, body: "not found: \(path), /metrics and /debug/tasks are served here\n")
         }
     }
 }

@@ -96,7 +96,8 @@ final class Supervisor {
 
     /// The health and metrics listener (`health.tcpListen`).
     func listenOps(_ h: DaemonConfig.Health) throws -> Int {
-        let s = OpsServer(path: h.path, status: { [unowned self] in health() }, metrics: { [unowned self] in metricsText() })
+        let s = OpsServer(path: h.path, status: { [unowned self] in health() }, metrics: { [unowned self] in metricsText() },
+                          debug: { [unowned self] in DebugTasks.answer($0, dataDir: config.dataDir) })
         let port = try s.listen(on: h.tcpListen.listen, ports: h.tcpListen.ports)
         ops = s
         return port

@@ -170,6 +170,29 @@ final class PieceCacheTests: XCTestCase {
         XCTAssertNil(cache.lookup(k), "gone: the next request fetches it again")
     }
 
+    /// What `/debug/tasks` reads: a task being filled from its meta alone (nothing created), and the
+    /// fills' records in order, the part moved aside included.
+    func testTheDebugViewReadsFillingTasksAndTheHistory() throws {
+        let bytes = content(3500)
+        let cache = try PieceCache(root: root + "/cache", pieceSize: pieceSize)
+        let k = key(for: bytes)
+        let t = try cache.open(k)
+        XCTAssertTrue(try t.claim(pieceSize: pieceSize))
+        try t.describe(contentLength: 3500, contentType: "application/octet-stream", digestHeader: "")
+        try bytes[0..<1024].withUnsafeBytes { try t.storePiece(0, $0) }
+        XCTAssertEqual(PieceCache.filling(dataDir: root), [.init(digest: "sha256:" + k.id, state: "downloading", size: 3500, pieces: 4, piecesDone: 1)])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: root + "/cache").filter { $0.hasSuffix(".meta") }.count, 1)
+        func record(_ n: Int) -> TaskHistory.Record {
+            TaskHistory.Record(digest: "sha256:\(n)", state: "complete", source: "peers", size: 10, bytes: .init(origin: 4, peers: ["a:1": 6]),
+                               owner: "a:1", fallback: nil, error: nil, started: "t", durationMs: 1, mbPerSecond: nil, pid: 1)
+        }
+        TaskHistory.record(record(1), root: root + "/cache")
+        rename(TaskHistory.path(root + "/cache"), TaskHistory.path(root + "/cache") + ".1")
+        TaskHistory.record(record(2), root: root + "/cache")
+        XCTAssertEqual(TaskHistory.read(root: root + "/cache"), [record(1), record(2)])
+        XCTAssertEqual(TaskHistory.read(root: root + "/cache", limit: 1), [record(2)])
+    }
+
     func testOneDownloaderAtATimeAndTakeoverWhenItDies() throws {
         let cache = try PieceCache(root: root, pieceSize: pieceSize)
         let bytes = content(4096)

@@ -1,7 +1,7 @@
 """Peer exchange on one machine: several daemons on 127.0.0.1, each its own member of the cluster.
 A blob leaves the registry once for all of them, every copy is byte-exact, and the peer port
 serves nobody without the shared secret."""
-import hashlib, os, subprocess, threading
+import hashlib, json, os, subprocess, threading
 import pytest
 from lib import procs, registry as reglib
 from lib.client import curl, sha
@@ -12,13 +12,13 @@ SECRET = "e2e-peer-secret-0123456789abcdef\n"
 
 @pytest.fixture
 def cluster(daemon_factory, registry, tmp_path):
-    def make(n, workers=1, upload_yaml="", extra_yaml=""):
+    def make(n, workers=1, upload_yaml="", extra_yaml="", host_yaml=lambda i: ""):
         key = tmp_path / "peers.key"
         key.write_text(SECRET)
         ports = [procs.free_port() for _ in range(n)]
         members = ", ".join(f'"127.0.0.1:{p}"' for p in ports)
         return [daemon_factory(name=f"peer{i}", workers=workers, peer_port=port, upload_yaml=upload_yaml,
-                               extra_yaml=extra_yaml + f"peers:\n  members: [{members}]\n  secretFile: {key}\n",
+                               extra_yaml=extra_yaml + host_yaml(i) + f"peers:\n  members: [{members}]\n  secretFile: {key}\n",
                                proxy_yaml=f"registryMirror:\n  dynamic: true\n  url: http://{registry.addr}\n")
                 for i, port in enumerate(ports)]
     return make
@@ -222,3 +222,39 @@ def test_the_clients_credentials_never_cross_the_peer_port_in_clear(cluster, reg
     assert b"application/vnd.dfget.sealed" in seen
     done = [l for l in second.log_lines() if l.get("msg") == "task downloaded" and l.get("source") == "peers"]
     assert done and done[0]["bytes"] == size
+
+
+def test_debug_tasks_shows_where_each_fills_bytes_came_from(cluster, images):
+    """`GET /debug/tasks/<digest>` on the health listener after a pull from the peers: the fill's
+    bytes by source add up to the blob, with the owner named; the owner's shows the origin."""
+    health = [procs.free_port() for _ in range(2)]
+    hosts = cluster(2, host_yaml=lambda i: f"health:\n  tcpListen:\n    listen: 127.0.0.1\n    port: {health[i]}\n")
+    blob, size = big(images)
+    first = owner(blob[7:], hosts)
+    second = next(d for d in hosts if d is not first)
+    assert sha(curl(f"{first.url}/v2/test/big/blobs/{blob}").stdout) == blob
+    assert sha(curl(f"{second.url}/v2/test/big/blobs/{blob}").stdout) == blob
+    port = {d.name: health[i] for i, d in enumerate(hosts)}
+
+    def task(d):
+        r = curl("-s", f"http://127.0.0.1:{port[d.name]}/debug/tasks/{blob}", check=False)
+        return json.loads(r.stdout) if r.stdout.startswith(b"{") else None
+
+    mine = task(second)
+    assert mine and mine["digest"] == blob, mine
+    fill = mine["fills"][-1]
+    assert fill["state"] == "complete" and fill["source"] == "peers" and fill["size"] == size, fill
+    assert fill["bytes"]["origin"] + sum(fill["bytes"]["peers"].values()) == size, fill
+    assert fill["owner"] == f"127.0.0.1:{first.peer_port}" and fill["bytes"]["peers"].get(fill["owner"], 0) > 0, fill
+    theirs = task(first)["fills"][-1]
+    assert theirs["source"] == "origin" and theirs["bytes"] == {"origin": size, "peers": {}}, theirs
+    listing = json.loads(curl("-s", f"http://127.0.0.1:{port[second.name]}/debug/tasks").stdout)
+    assert listing["filling"] == [] and any(r["digest"] == blob for r in listing["recent"])
+    r = curl("-s", "-o", "/dev/null", "-w", "%{http_code}", f"http://127.0.0.1:{port[second.name]}/debug/tasks/sha256:{'0' * 64}", check=False)
+    assert r.stdout == b"404"
+    # The same in a terminal, found through the daemon's config.
+    from lib.daemon import binary
+    out = subprocess.run([binary(), "status", "--config", second.config], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and f"{blob[:19]}  complete from peers" in out.stdout and f"owner 127.0.0.1:{first.peer_port}" in out.stdout, out
+    one = subprocess.run([binary(), "status", "--config", second.config, blob], capture_output=True, text=True, timeout=30)
+    assert one.returncode == 0 and json.loads(one.stdout)["fills"][-1]["source"] == "peers", one

@@ -108,6 +108,27 @@ public final class PieceCache {
         return (total, tasks)
     }
 
+    /// A task being filled, as its meta file says (for `GET /debug/tasks`).
+    public struct Filling: Codable, Equatable, Sendable {
+        public let digest: String
+        public let state: String
+        public let size: Int64?
+        public let pieces: Int
+        public let piecesDone: Int
+    }
+
+    /// The tasks under `dataDir` that are being filled now (reads each meta's header; opens nothing
+    /// for writing).
+    public static func filling(dataDir: String) -> [Filling] {
+        let dir = root(dataDir: dataDir)
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        return names.filter { $0.hasSuffix(".meta") }.sorted().compactMap { name in
+            guard let m = TaskMeta.peek(path: (dir as NSString).appendingPathComponent(name)),
+                  m.state == .downloading || m.state == .empty else { return nil }
+            return Filling(digest: "sha256:" + name.dropLast(5), state: "\(m.state)", size: m.length, pieces: m.pieces, piecesDone: m.present)
+        }
+    }
+
     /// Every task on disk, least recently used first.
     public func entries() -> [Entry] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []

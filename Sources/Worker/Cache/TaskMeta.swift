@@ -53,6 +53,20 @@ final class TaskMeta {
         }
     }
 
+    /// A meta file's header read once, never created or changed (for the master's view):
+    /// state, length, pieces and pieces present; nil if it is not there or not initialized.
+    static func peek(path: String) -> (state: TaskState, length: Int64?, pieces: Int, present: Int)? {
+        let f = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard f >= 0 else { return nil }
+        defer { close(f) }
+        var head = [UInt8](repeating: 0, count: 32)
+        guard pread(f, &head, 32, 0) == 32 else { return nil }
+        func u32(_ o: Int) -> UInt32 { head[o..<o + 4].reversed().reduce(0) { $0 << 8 | UInt32($1) } }
+        let n = head[16..<24].reversed().reduce(Int64(0)) { $0 << 8 | Int64($1) }
+        guard u32(0) == magic, u32(4) == version else { return nil }
+        return (TaskState(rawValue: u32(8)) ?? .failed, n >= 0 ? n : nil, Int(u32(24)), Int(u32(28)))
+    }
+
     deinit {
         munmap(UnsafeMutableRawPointer(mutating: map), TaskMeta.size)
         close(fd)

@@ -333,6 +333,28 @@ package final class FillDriver: PieceSink {
         if fill.fromOrigin || checked { verifyAndSeal() } else { task.catchUpHash(then: verifyAndSeal) }
     }
 
+    /// The fill's record for `/debug/tasks`: where its bytes came from, how long it took, why it stopped.
+    private func remember(_ error: FillFailure?) {
+        let ms = stopwatch.elapsedMs
+        var bytes = TaskHistory.Bytes()
+        for (s, n) in fill.bytesFrom { if s == .origin { bytes.origin += n } else { bytes.peers[s.name] = n } }
+        if fill.fromOrigin, error == nil { bytes.origin = Int(task.contentLength ?? 0) }
+        let total = bytes.origin + bytes.peers.values.reduce(0, +)
+        let state: String
+        switch (error, fill.fromOrigin) {
+        case (nil, _): state = "complete"
+        case (_, false) where fill.phase != .done: state = error == .diskFull || error == .digestMismatch ? "failed" : "stopped"
+        default: state = "failed"
+        }
+        let r = TaskHistory.Record(digest: "sha256:" + task.key.id, state: state, source: fill.fromOrigin ? "origin" : "peers",
+                                   size: task.contentLength, bytes: bytes, owner: fill.seed?.name,
+                                   fallback: fill.rangeFallback.map { "range: \($0)" }, error: error?.description,
+                                   started: TaskHistory.timestamp(Date(timeIntervalSinceNow: -ms / 1000)), durationMs: ms.rounded(),
+                                   mbPerSecond: ms > 0 && total > 0 ? (Double(total) / 1e6 / (ms / 1000) * 10).rounded() / 10 : nil,
+                                   pid: getpid())
+        TaskHistory.record(r, root: (task.dataPath as NSString).deletingLastPathComponent)
+    }
+
     private func end(_ error: FillFailure?) {
         ended = true
         ticker.close()
@@ -352,6 +374,7 @@ package final class FillDriver: PieceSink {
         if let error { f.append(("error", .string(error.description))) }
         let failed = fill.fromOrigin ? "task download failed" : "task from peers stopped"
         Log.shared.write(error == nil ? "info" : "warn", error == nil ? "task downloaded" : failed, f)
+        remember(error)
         FillDriver.active[task.key.id] = nil
         Metrics.gauge(.tasksActive, -1)
     }
