@@ -349,7 +349,7 @@ final class SimHost {
     /// the uplink that never gets ahead of the origin's bytes, and whose end waits for the piece).
     private func upload(_ k: Int, bytes: Double, to: SimHost, generation: Int, cutThrough: Bool = false) {
         var flow: Network.Flow!
-        flow = net.stream(Swarm.Wire.head + bytes, from: index, to: to.index) { [self] in
+        flow = net.stream(Swarm.Wire.head + bytes, from: index, to: to.index, progress: { [weak to] _ in to?.bytesArrived() }) { [self] in
             let key = ObjectIdentifier(flow)
             let finish = { [self] in
                 uploads[key] = nil
@@ -371,6 +371,14 @@ final class SimHost {
         uploads[ObjectIdentifier(flow)] = (flow, { [to, sid] in
             to.net.after(to.net.latency) { to.handle(.fetchFailed(k, from: sid, .unreachable)) }
         })
+    }
+
+    /// FillDriver.progressed: a piece's bytes arriving, told to the fill at most once a second.
+    private var lastBytesMs: UInt64 = 0
+    func bytesArrived() {
+        guard alive, !fromOrigin, ms &- lastBytesMs >= 1000 else { return }
+        lastBytesMs = ms
+        handle(.bytesArrived)
     }
 
     private func delivered(_ k: Int, from: SourceID, generation: Int) {
