@@ -116,7 +116,13 @@ package final class FillDriver: PieceSink {
 
     // MARK: PieceSink
 
-    package func news(_ news: PieceNews, seed: SourceID) { handle(.news(news, seed: seed)) }
+    package func news(_ news: PieceNews, seed: SourceID) {
+        // The seed's holders become this task's too: a host that follows this one instead (a relay,
+        // when it cannot reach the owner) sees the whole swarm, not only those that came to it.
+        for s in news.followers where knownHolders.insert(s).inserted { task.addHolder(s.name) }
+        handle(.news(news, seed: seed))
+    }
+    private var knownHolders: Set<SourceID> = []
 
     package func described(length: Int64, contentType: String, digestHeader: String?) {
         handle(.described(length: length, contentType: contentType, digestHeader: digestHeader))
