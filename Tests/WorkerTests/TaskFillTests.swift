@@ -623,6 +623,12 @@ final class TaskFillTests: XCTestCase {
         var t = receivingSeed(tuning: off)
         t.send(.news(seedNews(t, digests: [0: Swarm.digest(0), 1: Swarm.digest(1)]), seed: seed))
         XCTAssertFalse(t.actions.contains(.fetch(2, from: seed)), "cutThrough 0: only what the seed has")
+
+        var big = TaskFill.Tuning()
+        big.cutThroughFollowers = 1
+        var u = receivingSeed(tuning: big)
+        u.send(.news(seedNews(u, digests: [0: Swarm.digest(0), 1: Swarm.digest(1)]), seed: seed))
+        XCTAssertFalse(u.actions.contains(.fetch(2, from: seed)), "more followers than cutThroughFollowers: only what the seed has")
     }
 
     func testACutThroughPieceIsStoredOnlyOnceTheSeedsDigestMatchesIt() {

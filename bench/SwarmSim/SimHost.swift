@@ -125,6 +125,8 @@ final class SimHost {
         if rank == 0 { return state == "none" ? startOrigin() : () }
         // PeerNetwork.fill: a follower, waiting by its rank before it falls back.
         var tuning = TaskFill.Tuning()
+        // PeerNetwork.fill: no cut-through in a swarm of more members than cutThroughFollowers + 1.
+        if swarm.p.hosts - 1 > tuning.cutThroughFollowers { tuning.cutThrough = 0 }
         if let c = swarm.p.cutThrough { tuning.cutThrough = c }
         tuning.idleMs = PeerNetwork.idleMs(rank: owners.count, backupSeeds: swarm.p.backupSeeds, base: 60_000)
         state = "downloading"

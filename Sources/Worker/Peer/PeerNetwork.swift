@@ -51,6 +51,8 @@ package final class PeerNetwork: TaskSource {
         var tuning = TaskFill.Tuning()
         // This host's rank after the owner: 1 for the first member below it.
         tuning.idleMs = PeerNetwork.idleMs(rank: owners.count, backupSeeds: backupSeeds, base: Limits.upstreamIdleMs)
+        // The seed's followers register one by one: the swarm's size is the members' count.
+        if order.count - 1 > tuning.cutThroughFollowers { tuning.cutThrough = 0 }
         FillDriver(task: task, source: source, me: membership.me.map { SourceID($0.description) }, fromOrigin: false, tuning: tuning,
                    originRanges: originRanges, origin: origin).start()
         return true
