@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import UV
 @testable import HTTP
@@ -49,6 +50,26 @@ final class ContainerdHostsTests: XCTestCase {
         XCTAssertNil(ContainerdHosts.entry("http://reg.test/path"))
         XCTAssertNil(ContainerdHosts.entry(""))
         XCTAssertEqual(ContainerdHosts.entry("_default"), .init(directory: "_default", server: nil))
+    }
+
+    func testInitReadsContainerdsVersionAndSaysWhatItsConfigNeeds() {
+        XCTAssertTrue(ContainerdHosts.parseVersion("containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+deb12u3")! == (1, 6, "1.6.20~ds1"))
+        XCTAssertTrue(ContainerdHosts.parseVersion("containerd containerd.io v1.7.12 71909c1")! == (1, 7, "1.7.12"))
+        XCTAssertNil(ContainerdHosts.parseVersion("command not found"))
+        let dir = NSTemporaryDirectory() + "dfget-init-\(UUID().uuidString)"
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let without = dir + "/plain.toml", with = dir + "/set.toml"
+        try? "version = 2\n".write(toFile: without, atomically: true, encoding: .utf8)
+        try? "[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"/etc/containerd/certs.d\"\n".write(toFile: with, atomically: true, encoding: .utf8)
+        let old = ContainerdHosts.checks(containerdConfig: with, configPath: "/c", version: (1, 6, "1.6.20"))
+        XCTAssertEqual(old.count, 1)
+        XCTAssertTrue(old[0].contains("1.6.20") && old[0].contains("1.7"), old[0])
+        XCTAssertEqual(ContainerdHosts.checks(containerdConfig: with, configPath: "/c", version: (1, 7, "1.7.0")), [])
+        let missing = ContainerdHosts.checks(containerdConfig: without, configPath: "/c", version: (2, 0, "2.0.0"))
+        XCTAssertEqual(missing.count, 1)
+        XCTAssertTrue(missing[0].contains("config_path = \"/c\""), missing[0])
+        XCTAssertEqual(ContainerdHosts.diff("a\nb", "a\nc"), "- b\n+ c")
     }
 
     /// `_default` names no registry: no `server` (containerd falls back to each registry itself)

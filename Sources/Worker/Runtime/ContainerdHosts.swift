@@ -60,4 +60,41 @@ public enum ContainerdHosts {
 
         """
     }
+
+    /// What this containerd and its config need: `_default` is read from 1.7 on; the CRI plugin
+    /// reads hosts.toml only with `config_path` set.
+    public static func checks(containerdConfig: String, configPath: String, version: (Int, Int, String)?) -> [String] {
+        var out: [String] = []
+        if let (major, minor, text) = version, (major, minor) < (1, 7) {
+            out.append("containerd \(text) reads only the per-registry folders: _default is read from containerd 1.7 on")
+        }
+        let toml = (try? String(contentsOfFile: containerdConfig, encoding: .utf8)) ?? ""
+        let hasPath = toml.split(separator: "\n").contains { $0.trimmingCharacters(in: .whitespaces).hasPrefix("config_path") }
+        if !hasPath {
+            out.append("""
+            \(containerdConfig) has no config_path: containerd's CRI plugin reads these files only with
+              [plugins."io.containerd.grpc.v1.cri".registry]
+                config_path = "\(configPath)"
+            (then restart containerd; `ctr` takes --hosts-dir \(configPath))
+            """)
+        }
+        return out
+    }
+
+    /// "containerd github.com/containerd/containerd 1.6.20~ds1 ..." → (1, 6, "1.6.20~ds1").
+    public static func parseVersion(_ s: String) -> (Int, Int, String)? {
+        for word in s.split(separator: " ") {
+            let w = word.hasPrefix("v") ? word.dropFirst() : word[...]
+            let parts = w.split(separator: ".")
+            if parts.count >= 2, let a = Int(parts[0]), let b = Int(parts[1].prefix { $0.isNumber }) { return (a, b, String(w)) }
+        }
+        return nil
+    }
+
+    /// Lines removed and added, for --dry-run.
+    public static func diff(_ old: String, _ new: String) -> String {
+        let a = old.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let b = new.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        return (a.filter { !b.contains($0) }.map { "- " + $0 } + b.filter { !a.contains($0) }.map { "+ " + $0 }).joined(separator: "\n")
+    }
 }
