@@ -56,14 +56,13 @@ extension CacheTask {
         }
     }
 
-    /// Adds a member to the task's holders (the owner's tracker); idempotent enough: readers dedupe.
     /// A member asked for this task (to fetch it, or to follow it): from now on each piece's
     /// sha256 is taken as it is stored, and pieces stored before are hashed from the file when
     /// a member asks for the task's info (`recordMissingDigests`). Until then a download that
-    /// no member follows hashes each byte once, for the blob's digest alone.
+    /// no member follows hashes each byte once, for the blob's digest alone. The sign is the
+    /// holders' file existing, for every worker.
     public func expectPeers() {
-        let fd = open(CacheTask.sidecars(dataPath: dataPath).holders, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        if fd >= 0 { close(fd) }
+        addHolders([])
         peersExpected = true
     }
 
@@ -81,13 +80,17 @@ extension CacheTask {
     /// digests taken from a file that rotted after its seal would pass the rot on. One pass at a
     /// time per task object; the asker gets the digests with its next poll.
     public func recordMissingDigests() {
-        guard !recordingDigests, isComplete, let expected = key.expectedDigest else { return }
+        // Once every digest is known (a complete task's stay so), the polls that follow read none.
+        guard !recordingDigests, !digestsKnown, isComplete, let expected = key.expectedDigest else { return }
         let known = pieceDigests()
         let missing = Set(known.indices.filter { known[$0] == nil })
-        guard !missing.isEmpty else { return }
+        guard !missing.isEmpty else {
+            digestsKnown = true
+            return
+        }
         recordingDigests = true
         let ranges = (0..<pieceCount).map { pieceRange($0) }
-        var matched = false, actual = ""
+        var matched = false, recorded = false, actual = ""
         ThreadPool.run({ [self] in
             let buf = UnsafeMutableRawPointer.allocate(byteCount: pieceSize, alignment: 64)
             defer { buf.deallocate() }
@@ -106,9 +109,11 @@ extension CacheTask {
             actual = "sha256:" + whole.finalizeHex()
             guard actual == expected else { return }
             matched = true
-            for (k, d) in digests { try? setPieceDigest(k, d) }
+            recorded = true
+            for (k, d) in digests where (try? setPieceDigest(k, d)) == nil { recorded = false }
         }, then: { [self] in
             recordingDigests = false
+            digestsKnown = recorded
             if !matched {
                 Log.shared.error("cached blob no longer matches its digest: evicted",
                                  ["taskId": key.id, "expected": expected, "actual": actual.isEmpty ? "unreadable" : actual])
@@ -117,13 +122,16 @@ extension CacheTask {
         })
     }
 
-    public func addHolder(_ member: String) {
-        let path = CacheTask.sidecars(dataPath: dataPath).holders
-        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+    /// Adds a member to the task's holders (the owner's tracker); idempotent enough: readers dedupe.
+    public func addHolder(_ member: String) { addHolders([member]) }
+
+    /// Appends members to the holders' file in one write (creating it, even for none).
+    public func addHolders(_ members: [String]) {
+        let fd = open(CacheTask.sidecars(dataPath: dataPath).holders, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { return }
         defer { close(fd) }
-        let line = Array((member + "\n").utf8)
-        _ = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        let lines = Array(members.map { $0 + "\n" }.joined().utf8)
+        if !lines.isEmpty { _ = lines.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } }
     }
 
     public var holders: [String] {

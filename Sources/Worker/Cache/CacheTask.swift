@@ -16,9 +16,11 @@ public final class CacheTask {
     private var hashedPieces = 0
     /// The piece digests' sidecar (see CacheTask+Peers.swift), opened on first use; -2 until then.
     var openedDigestsFD: Int32 = -2
-    /// A member asked for this task (see `expectPeers`), and missing digests are being recorded.
+    /// A member asked for this task (see `expectPeers`); missing digests are being recorded; every
+    /// piece's digest is known (`recordMissingDigests`).
     var peersExpected = false
     var recordingDigests = false
+    var digestsKnown = false
 
     init(key: TaskKey, metaPath: String, dataPath: String) throws {
         self.key = key
@@ -341,10 +343,9 @@ public final class CacheTask {
     /// The blob on disk no longer matches its digest, found after its seal: every worker's handle
     /// sees the task corrupt and lets it go, and its files go; the next request fetches it again.
     func evictCorrupt() {
+        // Set whoever holds the task: a complete one has no downloader to do it.
         try? meta.setState(.corrupt)
-        unlink(dataPath)
-        unlink(meta.path)
-        CacheTask.unlinkSidecars(dataPath: dataPath)
+        drop(.corrupt)
     }
 
     private func drop(_ state: TaskState) {

@@ -119,7 +119,8 @@ package final class FillDriver: PieceSink {
     package func news(_ news: PieceNews, seed: SourceID) {
         // The seed's holders become this task's too: a host that follows this one instead (a relay,
         // when it cannot reach the owner) sees the whole swarm, not only those that came to it.
-        for s in news.followers where knownHolders.insert(s).inserted { task.addHolder(s.name) }
+        let new = news.followers.filter { knownHolders.insert($0).inserted }
+        if !new.isEmpty { task.addHolders(new.map(\.name)) }
         handle(.news(news, seed: seed))
     }
     private var knownHolders: Set<SourceID> = []
@@ -346,12 +347,9 @@ package final class FillDriver: PieceSink {
         for (s, n) in fill.bytesFrom { if s == .origin { bytes.origin += n } else { bytes.peers[s.name] = n } }
         if fill.fromOrigin, error == nil { bytes.origin = Int(task.contentLength ?? 0) }
         let total = bytes.origin + bytes.peers.values.reduce(0, +)
-        let state: String
-        switch (error, fill.fromOrigin) {
-        case (nil, _): state = "complete"
-        case (_, false) where fill.phase != .done: state = error == .diskFull || error == .digestMismatch ? "failed" : "stopped"
-        default: state = "failed"
-        }
+        // A peer fill stops for the origin to take over, unless it was aborted (full disk, corrupt).
+        let state = error == nil ? "complete"
+            : !fill.fromOrigin && error != .diskFull && error != .digestMismatch ? "stopped" : "failed"
         let r = TaskHistory.Record(digest: "sha256:" + task.key.id, state: state, source: fill.fromOrigin ? "origin" : "peers",
                                    size: task.contentLength, bytes: bytes, owner: fill.seed?.name,
                                    fallback: fill.rangeFallback.map { "range: \($0)" }, error: error?.description,
