@@ -125,9 +125,8 @@ public final class PeerHandler {
         // and takes none of the upload slots.
         let cut = upload.cutThrough
         let ended = { [self] in cut ? arriving.ended() : admission.ended() }
-        let decision = cut ? arriving.ask(reserve: { uploads?.reserve(upload.count) ?? 0 })
-                           : admission.ask(reserve: { uploads?.reserve(upload.count) ?? 0 })
-        switch decision {
+        let reserve = { [uploads] in uploads?.reserve(upload.count) ?? 0 }
+        switch cut ? arriving.ask(reserve: reserve) : admission.ask(reserve: reserve) {
         case .busy(let ms):
             Metrics.count(.peerUploadsRefused)
             busy(ex, ms: ms, "too many uploads: ask another member\n")

@@ -45,7 +45,7 @@ final class PeerSource: PieceSource {
     private var stopped = false
 
     /// Members that may relay the owner's pieces while it cannot be reached, in the order they are
-    /// asked (`PeerNetwork.relayOrder`).
+    /// asked (`PeerNetwork.relayOrder`: neither the owner nor this host).
     private var relays: [Member]
     /// Relays asked for the task so far, and whether answers are due.
     private var relaysAsked = 0
@@ -58,7 +58,7 @@ final class PeerSource: PieceSource {
         self.url = url
         self.headers = headers
         self.owners = owners
-        self.relays = relays.filter { !owners.prefix(1).contains($0) }
+        self.relays = relays
         self.network = network
         overlay = Overlay(task: id, me: network.membership.me, maxNeighbours: network.maxNeighbours)
     }
@@ -142,8 +142,7 @@ final class PeerSource: PieceSource {
     /// followers, so this does not delay taking the next owner.
     private func findRelay(for silent: Member) {
         guard !probing, relaysAsked < relays.count else { return }
-        let batch = relays[relaysAsked..<min(relays.count, relaysAsked + PeerSource.relaysPerProbe)]
-            .filter { $0 != network.membership.me && !avoided.contains($0) }
+        let batch = relays[relaysAsked..<min(relays.count, relaysAsked + PeerSource.relaysPerProbe)].filter { !avoided.contains($0) }
         relaysAsked += PeerSource.relaysPerProbe
         guard !batch.isEmpty else { return }
         probing = true

@@ -16,10 +16,18 @@ public struct PeerToken: Sendable {
     }
 
     public func verify(_ value: String?, method: String, target: String, now: Int64) -> Bool {
-        guard let value, let dot = value.firstIndex(of: "."), let ts = Int64(value[..<dot]),
-              abs(ts - now) <= PeerToken.skewSeconds, let given = Hex.decode(value[value.index(after: dot)...]) else { return false }
-        return HMACSHA256.equal(given, mac(method, target, ts))
+        guard let (ts, mac) = PeerToken.parts(value), abs(ts - now) <= PeerToken.skewSeconds, let given = Hex.decode(mac) else { return false }
+        return HMACSHA256.equal(given, self.mac(method, target, ts))
     }
+
+    /// A token's time and hex MAC.
+    private static func parts(_ value: String?) -> (Int64, Substring)? {
+        guard let value, let dot = value.firstIndex(of: "."), let ts = Int64(value[..<dot]) else { return nil }
+        return (ts, value[value.index(after: dot)...])
+    }
+
+    /// What a token signs: "<METHOD> <target> <seconds>" (a sealed body is bound to it too).
+    private static func signed(_ method: String, _ target: String, _ ts: Int64) -> [UInt8] { Array("\(method) \(target) \(ts)".utf8) }
 
     /// A request body that carries secrets (a client's registry credentials, in `POST .../origin`)
     /// goes sealed: AES-256-GCM under a key drawn from the secret, bound to the request's method,
@@ -27,18 +35,18 @@ public struct PeerToken: Sendable {
     public static let sealedType = "application/vnd.dfget.sealed"
 
     public func seal(_ body: [UInt8], method: String, target: String, now: Int64) -> [UInt8]? {
-        SealedBox.seal(body, key: bodyKey, aad: Array("\(method) \(target) \(now)".utf8))
+        SealedBox.seal(body, key: bodyKey, aad: PeerToken.signed(method, target, now))
     }
 
     /// The body of a request whose token is `value` (already verified), or nil if it does not open.
     public func open(_ box: [UInt8], token value: String?, method: String, target: String) -> [UInt8]? {
-        guard let value, let dot = value.firstIndex(of: "."), let ts = Int64(value[..<dot]) else { return nil }
-        return SealedBox.open(box, key: bodyKey, aad: Array("\(method) \(target) \(ts)".utf8))
+        guard let (ts, _) = PeerToken.parts(value) else { return nil }
+        return SealedBox.open(box, key: bodyKey, aad: PeerToken.signed(method, target, ts))
     }
 
     private var bodyKey: [UInt8] { HMACSHA256.mac(key: secret, Array("dfget peer body key v1".utf8)) }
 
     private func mac(_ method: String, _ target: String, _ ts: Int64) -> [UInt8] {
-        HMACSHA256.mac(key: secret, Array("\(method) \(target) \(ts)".utf8))
+        HMACSHA256.mac(key: secret, PeerToken.signed(method, target, ts))
     }
 }
