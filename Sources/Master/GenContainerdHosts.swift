@@ -32,27 +32,22 @@ struct GenContainerdHosts: ParsableCommand {
                 failed = true
                 continue
             }
-            let dir = (configPath as NSString).appendingPathComponent(e.directory)
-            let file = (dir as NSString).appendingPathComponent("hosts.toml")
-            let text = ContainerdHosts.render(e, daemonHost: host, daemonPort: port)
-            if let existing = try? String(contentsOfFile: file, encoding: .utf8) {
-                if existing == text {
-                    print("\(file): unchanged")
-                    continue
+            let (file, outcome) = try HostsFiles.put(e, configPath: configPath, host: host, port: port, foreign: force ? .replace : .keep)
+            switch outcome {
+            case .unchanged:
+                print("\(file): unchanged")
+            case .kept:
+                printError("dfget gen-containerd-hosts: \(file) was not written by dfget; kept (use --force to replace it)\n")
+                failed = true
+            case .wouldWrite:
+                break  // no --dry-run here
+            case .written:
+                if let server = e.server {
+                    print("\(file): written (server \(server), mirror http://\(host):\(port))")
+                } else {
+                    print("\(file): written (every registry without its own folder, mirror http://\(host):\(port); "
+                          + "the daemon needs proxy.registryMirror.dynamic: true to take the registry from containerd's ?ns=)")
                 }
-                if !existing.hasPrefix(ContainerdHosts.marker) && !force {
-                    printError("dfget gen-containerd-hosts: \(file) was not written by dfget; kept (use --force to replace it)\n")
-                    failed = true
-                    continue
-                }
-            }
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            try text.write(toFile: file, atomically: true, encoding: .utf8)
-            if let server = e.server {
-                print("\(file): written (server \(server), mirror http://\(host):\(port))")
-            } else {
-                print("\(file): written (every registry without its own folder, mirror http://\(host):\(port); "
-                      + "the daemon needs proxy.registryMirror.dynamic: true to take the registry from containerd's ?ns=)")
             }
         }
         if failed { throw ExitCode(1) }

@@ -42,8 +42,7 @@ struct Init: ParsableCommand {
             throw ExitCode(2)
         }
         let listen = loaded.config.proxy?.tcpListen
-        let address = listen?.listen ?? "0.0.0.0"
-        let host = ["0.0.0.0", "::", ""].contains(address) ? "127.0.0.1" : address
+        let host = listen?.localAddress ?? "127.0.0.1"
         let port = listen?.ports.lowerBound ?? 65001
         var failed = false
         for r in [ContainerdHosts.anyRegistry] + registries {
@@ -52,27 +51,19 @@ struct Init: ParsableCommand {
                 failed = true
                 continue
             }
-            let dir = (configPath as NSString).appendingPathComponent(e.directory)
-            let file = (dir as NSString).appendingPathComponent("hosts.toml")
-            let text = ContainerdHosts.render(e, daemonHost: host, daemonPort: port)
-            let existing = try? String(contentsOfFile: file, encoding: .utf8)
-            if existing == text {
+            let (file, outcome) = try HostsFiles.put(e, configPath: configPath, host: host, port: port, foreign: .backUp, dryRun: dryRun)
+            switch outcome {
+            case .unchanged:
                 print("\(file): unchanged")
-                continue
+            case .wouldWrite(let diff, let replacing):
+                print("\(file): would be \(replacing ? "replaced" : "written")")
+                print(diff)
+            case .written(let backup):
+                if let backup { print("\(file): backed up to \(backup)") }
+                print("\(file): written (mirror http://\(HostPort.format(host, port)))")
+            case .kept:
+                break  // never with .backUp
             }
-            if dryRun {
-                print("\(file): would be \(existing == nil ? "written" : "replaced")")
-                print(ContainerdHosts.diff(existing ?? "", text))
-                continue
-            }
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            if let existing, !existing.hasPrefix(ContainerdHosts.marker) {
-                let backup = file + ".dfget-backup"
-                try existing.write(toFile: backup, atomically: true, encoding: .utf8)
-                print("\(file): backed up to \(backup)")
-            }
-            try text.write(toFile: file, atomically: true, encoding: .utf8)
-            print("\(file): written (mirror http://\(HostPort.format(host, port)))")
         }
         for line in ContainerdHosts.checks(containerdConfig: containerdConfig, configPath: configPath, version: Init.containerdVersion()) { print(line) }
         if failed { throw ExitCode(1) }

@@ -28,7 +28,7 @@ struct Status: ParsableCommand {
             printError("dfget status: \(config) has no health section: the daemon serves /debug/tasks on health.tcpListen\n")
             throw ExitCode(2)
         }
-        let host = h.listen == "0.0.0.0" || h.listen == "::" || h.listen.isEmpty ? "127.0.0.1" : h.listen
+        let host = h.localAddress
         let target = "/debug/tasks" + (digest.map { "/" + $0 } ?? "")
         repeat {
             guard let (status, body) = h.ports.lazy.compactMap({ Status.get(host: host, port: $0, target: target) }).first else {

@@ -52,6 +52,8 @@ public struct DaemonConfig {
     public struct Listen {
         public var listen = "0.0.0.0"
         public var ports: ClosedRange<Int>
+        /// Where a client on this host reaches it (the loopback for a wildcard address).
+        public var localAddress: String { ["0.0.0.0", "::", ""].contains(listen) ? "127.0.0.1" : listen }
     }
 
     public struct Upload {
