@@ -59,12 +59,28 @@ final class TaskMeta {
         let f = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard f >= 0 else { return nil }
         defer { close(f) }
-        var head = [UInt8](repeating: 0, count: 32)
-        guard pread(f, &head, 32, 0) == 32 else { return nil }
-        func u32(_ o: Int) -> UInt32 { head[o..<o + 4].reversed().reduce(0) { $0 << 8 | UInt32($1) } }
-        let n = head[16..<24].reversed().reduce(Int64(0)) { $0 << 8 | Int64($1) }
-        guard u32(0) == magic, u32(4) == version else { return nil }
-        return (TaskState(rawValue: u32(8)) ?? .failed, n >= 0 ? n : nil, Int(u32(24)), Int(u32(28)))
+        var head = [UInt8](repeating: 0, count: Header.bytes)
+        guard pread(f, &head, Header.bytes, 0) == Header.bytes else { return nil }
+        return head.withUnsafeBytes { b in
+            let h = Header(b.baseAddress!)
+            return h.isInitialized ? (h.state, h.contentLength, h.pieceCount, h.piecesPresent) : nil
+        }
+    }
+
+    /// The header's numbers, read from wherever a copy of it is (the mapped file, or bytes read once).
+    struct Header {
+        static let bytes = 36
+        let p: UnsafeRawPointer
+        init(_ p: UnsafeRawPointer) { self.p = p }
+        func u32(_ off: Int) -> UInt32 { UInt32(littleEndian: p.loadUnaligned(fromByteOffset: off, as: UInt32.self)) }
+        func i64(_ off: Int) -> Int64 { Int64(littleEndian: p.loadUnaligned(fromByteOffset: off, as: Int64.self)) }
+        var isInitialized: Bool { u32(0) == TaskMeta.magic && u32(4) == TaskMeta.version }
+        var state: TaskState { isInitialized ? TaskState(rawValue: u32(8)) ?? .failed : .empty }
+        var pieceSize: Int { Int(u32(12)) }
+        var contentLength: Int64? { let n = i64(16); return isInitialized && n >= 0 ? n : nil }
+        var pieceCount: Int { Int(u32(24)) }
+        var piecesPresent: Int { Int(u32(28)) }
+        var generation: UInt32 { u32(32) }
     }
 
     deinit {
@@ -72,16 +88,14 @@ final class TaskMeta {
         close(fd)
     }
 
-    private func u32(_ off: Int) -> UInt32 { UInt32(littleEndian: map.loadUnaligned(fromByteOffset: off, as: UInt32.self)) }
-    private func i64(_ off: Int) -> Int64 { Int64(littleEndian: map.loadUnaligned(fromByteOffset: off, as: Int64.self)) }
-
-    var isInitialized: Bool { u32(0) == TaskMeta.magic && u32(4) == TaskMeta.version }
-    var state: TaskState { isInitialized ? TaskState(rawValue: u32(8)) ?? .failed : .empty }
-    var pieceSize: Int { Int(u32(12)) }
-    var contentLength: Int64? { let n = i64(16); return isInitialized && n >= 0 ? n : nil }
-    var pieceCount: Int { Int(u32(24)) }
-    var piecesPresent: Int { Int(u32(28)) }
-    var generation: UInt32 { u32(32) }
+    private var header: Header { Header(map) }
+    var isInitialized: Bool { header.isInitialized }
+    var state: TaskState { header.state }
+    var pieceSize: Int { header.pieceSize }
+    var contentLength: Int64? { header.contentLength }
+    var pieceCount: Int { header.pieceCount }
+    var piecesPresent: Int { header.piecesPresent }
+    var generation: UInt32 { header.generation }
     var contentType: String { string(at: 64, max: 128) }
     var digestHeader: String { string(at: 192, max: 96) }
     var origin: String { string(at: 288, max: 224) }
