@@ -36,11 +36,7 @@ struct Init: ParsableCommand {
             printError("dfget init: --runtime \(runtime): only containerd is done yet (crio, podman and docker are not)\n")
             throw ExitCode(2)
         }
-        let loaded: ConfigLoader.Loaded
-        do { loaded = try ConfigLoader.load(path: config) } catch {
-            printError("dfget init: \(error)\n")
-            throw ExitCode(2)
-        }
+        let loaded = try loadConfig(config, for: "init")
         let listen = loaded.config.proxy?.tcpListen
         let host = listen?.localAddress ?? "127.0.0.1"
         let port = listen?.ports.lowerBound ?? 65001

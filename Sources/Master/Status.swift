@@ -19,11 +19,7 @@ struct Status: ParsableCommand {
     var digest: String?
 
     func run() throws {
-        let loaded: ConfigLoader.Loaded
-        do { loaded = try ConfigLoader.load(path: config) } catch {
-            printError("dfget status: \(error)\n")
-            throw ExitCode(2)
-        }
+        let loaded = try loadConfig(config, for: "status")
         guard let h = loaded.config.health?.tcpListen else {
             printError("dfget status: \(config) has no health section: the daemon serves /debug/tasks on health.tcpListen\n")
             throw ExitCode(2)
