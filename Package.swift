@@ -35,7 +35,7 @@ let package = Package(
         // The piece cache shared by all workers.
         .target(name: "Cache", dependencies: ["CUV", "UV", "TLS", "HTTP", "Config", "Metrics"], path: "Sources/Worker/Cache", swiftSettings: mode),
         // What a registry allows: the cache asks it (through `AccessPolicy`) before a stored blob goes out.
-        .target(name: "Registry", dependencies: ["UV", "TLS", "HTTP", "Cache"], path: "Sources/Worker/Registry", swiftSettings: mode),
+        .target(name: "Registry", dependencies: ["UV", "TLS", "HTTP", "Cache", "Metrics"], path: "Sources/Worker/Registry", swiftSettings: mode),
         // Routing on the proxy port: forward proxy, tunnel, hijack, mirror.
         .target(name: "Proxy", dependencies: ["UV", "TLS", "HTTP", "Config", "Cache", "Metrics"], path: "Sources/Worker/Proxy", swiftSettings: mode),
         // The peer-exchange port.

@@ -28,6 +28,8 @@ package final class CacheService {
     let config: DaemonConfig.Proxy
     /// Who may have a stored blob (the registry layer); nil: anyone who asks.
     package var access: AccessPolicy?
+    /// Tags, `/v2/` and the registries' health (`proxy.manifests`); nil when it is off.
+    package var manifests: ManifestService?
     let peerID: String
 
     package init(cache: PieceCache, pool: UpstreamPool, config: DaemonConfig.Proxy, peerID: String) {
@@ -64,8 +66,15 @@ package final class CacheService {
             Log.shared.info("register peer task result:true[200] for taskId:\(k.id),peerIp:\(ex.peer),securityDomain:,idc:,scheduler:local",
                             ["taskId": k.id, "peerId": peerID, "url": url.description])
         }
-        let claimed: Bool
         let origin = url.origin
+        // A registry known down is not waited for: a miss that only it could fill fails at once.
+        if !task.isComplete, peers == nil, let health = manifests?.health, case .down(let until, let reason) = health.check(origin) {
+            let now = SmallFiles.wallMs()
+            ex.logFields.append(("failFast", .bool(true)))
+            return ManifestService.fail(ex, url: url, why: "registry down (\(reason))", upstream: nil, error: nil,
+                                        retryAfterMs: until > now ? until - now : nil)
+        }
+        let claimed: Bool
         do { claimed = task.isComplete ? false : try task.claim(pieceSize: cache.pieceSize, origin: origin) } catch {
             Log.shared.error("cannot start caching: passing through", ["taskId": k.id, "error": "\(error)"])
             passThrough()
@@ -199,7 +208,7 @@ package final class CacheService {
     private func download(_ task: CacheTask, url: UpstreamURL, headers: HTTPHeaders, policy: TLSContexts.ClientPolicy) -> Bool {
         let fromOrigin = { [self] in downloadFromOrigin(task, url: url, headers: headers, policy: policy) }
         // Blobs are shared with the peers (their digest makes every copy checkable); other URLs stay local.
-        if let peers, task.key.expectedDigest != nil {
+        if let peers, task.key.expectedDigest != nil, !task.key.isManifest {
             let ranges = { [self] (range: String) in originDownload(url: url, headers: headers, policy: policy, range: range) }
             return peers.fill(task, url: url, headers: headers, originRanges: ranges, origin: fromOrigin)
         }
@@ -211,7 +220,8 @@ package final class CacheService {
     /// piece digests when there are peers to check them.
     private func downloadFromOrigin(_ task: CacheTask, url: UpstreamURL, headers: HTTPHeaders, policy: TLSContexts.ClientPolicy) {
         let fetch = originDownload(url: url, headers: headers, policy: policy, range: nil)
-        FillDriver.fromOrigin(task, fetch: fetch, recordPieceDigests: peers != nil).start()
+        let resume = { [self] (range: String) in originDownload(url: url, headers: headers, policy: policy, range: range) }
+        FillDriver.fromOrigin(task, fetch: fetch, recordPieceDigests: peers != nil, resume: resume).start()
     }
 
     /// A GET of the blob for the cache with the client's headers, without its conditions, for the

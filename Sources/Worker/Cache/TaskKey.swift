@@ -19,8 +19,16 @@ public struct TaskKey: Hashable, CustomStringConvertible {
         return TaskKey(id: hex, expectedDigest: "sha256:" + hex)
     }
 
+    /// A manifest by its digest: content-addressed like a blob, kept apart from a blob of the same
+    /// digest (its head carries the manifest's media type), and never shared with the peers.
+    public static func forManifest(_ hex: String) -> TaskKey { TaskKey(id: manifestPrefix + hex, expectedDigest: "sha256:" + hex) }
+    static let manifestPrefix = "manifest-"
+    public var isManifest: Bool { id.hasPrefix(TaskKey.manifestPrefix) }
+
     public static func forURL(_ url: UpstreamURL, filter: [String] = [], tag: String? = nil) -> TaskKey {
-        if let hex = RequestTarget(url.target).blobDigest { return TaskKey(id: hex, expectedDigest: "sha256:" + hex) }
+        let t = RequestTarget(url.target)
+        if let hex = t.blobDigest { return TaskKey(id: hex, expectedDigest: "sha256:" + hex) }
+        if let hex = t.manifestDigest { return forManifest(hex) }
         let filtered = UpstreamURL(scheme: url.scheme, host: url.host, port: url.port,
                                    target: RequestTarget(url.target).removing(Set(filter)).description).description
         return TaskKey(id: SHA256Digest.hex(Array((filtered + (tag.map { "#" + $0 } ?? "")).utf8)), expectedDigest: nil)

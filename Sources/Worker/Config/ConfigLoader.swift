@@ -235,6 +235,17 @@ public enum ConfigLoader {
         x.defaultFilter = try p.string("defaultFilter")
         x.defaultTag = try p.string("defaultTag")
         x.confirmAuthorization = try p.bool("confirmAuthorization") ?? true
+        if let m = try p.mapping("manifests") {
+            x.manifests.enable = try m.bool("enable") ?? true
+            x.manifests.revalidateAfter = try m.duration("revalidateAfter") ?? x.manifests.revalidateAfter
+            x.manifests.staleIfError = try m.duration("staleIfError") ?? x.manifests.staleIfError
+            x.manifests.upstreamTimeout = try m.duration("upstreamTimeout") ?? x.manifests.upstreamTimeout
+            x.manifests.failFast = try m.duration("failFast") ?? x.manifests.failFast
+            if x.manifests.upstreamTimeout <= 0 {
+                throw m.ctx.error(m.value("upstreamTimeout"), m.sub("upstreamTimeout"), "must be more than 0")
+            }
+            try m.finish()
+        }
         try p.finish(ignored: ["dumpHTTPContent", "extraRegistryMirrors", "prefetch"])
         // The proxy is on only when a port is set.
         guard let listen, listen.has("port") else {

@@ -148,5 +148,24 @@ public struct DaemonConfig {
         /// Before a cached blob goes to a client, ask its registry (HEAD with the client's
         /// credentials) whether it would. (This daemon's key; off only for fully trusted setups.)
         public var confirmAuthorization = true
+        public var manifests = Manifests()
+    }
+
+    /// `proxy.manifests` (this daemon's keys): tags and manifests kept so pulls go on when the
+    /// registry is down or rate-limiting.
+    public struct Manifests {
+        /// False: tags and manifests pass straight through, as before.
+        public var enable = true
+        /// A tag validated this recently is answered from the cache; an older one is asked again with a HEAD.
+        public var revalidateAfter: Double = 60
+        /// When the registry fails, a tag validated this recently (and blobs, and the last grant
+        /// of a credential) still serve, marked stale.
+        public var staleIfError: Double = 24 * 3600
+        /// How long a revalidation or an authorization check waits for the registry before the
+        /// cache answers (the registry counts as down from then).
+        public var upstreamTimeout: Double = 3
+        /// After a failure, the registry is not asked again for this long (doubling while it stays
+        /// down, to 8x); then one request probes it.
+        public var failFast: Double = 5
     }
 }

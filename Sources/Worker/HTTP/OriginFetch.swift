@@ -35,6 +35,11 @@ package final class OriginFetch {
     package var responseDelivered = false
     /// Off for authorization checks: a redirect already says the registry would serve the client.
     package var followRedirects = true
+    /// A response head must arrive this soon after `start`, else the fetch fails as `.silent`
+    /// (revalidations and authorization checks, which the cache can answer instead). Nil: only
+    /// `upstreamTimeout` holds.
+    package var headDeadlineMs: UInt64?
+    private var deadline: LoopTimer?
 
     /// `download.totalRateLimit`, shared by every worker; set at worker start. It holds for the
     /// fetches that fill the cache (`isDownload`: from the origin or the peers), as the reference
@@ -79,6 +84,18 @@ package final class OriginFetch {
     }
 
     package func start() {
+        if let ms = headDeadlineMs {
+            let t = LoopTimer()
+            deadline = t
+            t.start(ms: ms) { [weak self] in
+                guard let self, !cancelled else { return }
+                let reason = UpstreamError.silent(url.authority, seconds: max(1, ms / 1000))
+                cancelled = true
+                conn?.close()
+                conn = nil
+                fail(reason)
+            }
+        }
         pool.acquire(url, policy: policy) { [self] r in
             switch r {
             case .failure(let e): fail(e)
@@ -131,6 +148,8 @@ package final class OriginFetch {
     }
 
     private func clear() {
+        deadline?.close()
+        deadline = nil
         pacer?.close()
         pacer = nil
         onHead = nil
@@ -154,6 +173,8 @@ package final class OriginFetch {
                 follow(next, status: h.status)
                 return
             }
+            deadline?.close()
+            deadline = nil
             onHead?(h, framing)
         }
         c.onBody = { [self] b in

@@ -95,6 +95,25 @@ public struct RequestTarget: Equatable, CustomStringConvertible {
         return nil
     }
 
+    static let manifestsMarker: StaticString = "/manifests/"
+
+    /// `/v2/<name>/manifests/<reference>` → `<reference>` (a tag or a digest); nil for any other path.
+    public var manifestReference: String? {
+        guard path.hasPrefix("/v2/"), let r = RequestTarget.find(RequestTarget.manifestsMarker, in: path),
+              path.utf8.distance(from: path.startIndex, to: r.lowerBound) > 4 else { return nil }
+        let ref = String(path[r.upperBound...])
+        guard !ref.isEmpty, !ref.contains("/") else { return nil }
+        return ref
+    }
+
+    /// The lower-case hex of a `.../manifests/sha256:<64 hex>` path.
+    public var manifestDigest: String? {
+        guard let ref = manifestReference, ref.hasPrefix("sha256:") else { return nil }
+        let hex = ref.dropFirst(7).lowercased()
+        guard hex.utf8.count == 64, hex.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }) else { return nil }
+        return hex
+    }
+
     /// The first occurrence of the ASCII `needle` in `hay`, by bytes.
     static func find(_ needle: StaticString, in hay: String) -> Range<String.Index>? {
         var hay = hay

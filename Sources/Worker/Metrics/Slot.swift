@@ -18,6 +18,7 @@ public enum ByteSource: Int, CaseIterable, Sendable {
 public enum Scalar: Int, CaseIterable, Sendable {
     case originBytes, cacheHits, cacheMisses, peerBytesIn, peerBytesOut, concurrencyRefused, cacheDiskReadBytes
     case peerBadPieces, peerUploadsRefused, peerRangeFallbacks, peerRestarts, peerCutThrough
+    case manifestHits, manifestRevalidated, manifestFetched, staleTags, staleBlobs, registryDown, originResumes
     // Gauges (dropped with the worker that held them):
     case tasksActive, connectionsActive, connectionsIdle, requestsInFlight
     var isGauge: Bool { rawValue >= Scalar.tasksActive.rawValue }

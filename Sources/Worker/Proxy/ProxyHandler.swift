@@ -76,15 +76,20 @@ public final class ProxyHandler {
         let outcome = router.forward(method: ex.request.method, url: url)
         ex.setMode(mode)
         log(ex, outcome.decision, rule: outcome.rule)
-        dispatch(ex, url: outcome.url, decision: outcome.decision, policy: policy)
+        dispatch(ex, url: outcome.url, decision: outcome.decision, policy: policy,
+                 tags: router.tagCacheApplies(mirror: false, url: outcome.url))
     }
 
-    /// Through the cache (blob GETs the rules send there, and HEADs of cached blobs), else straight through.
-    private func dispatch(_ ex: Exchange, url: UpstreamURL, decision: RouteDecision, policy: TLSContexts.ClientPolicy) {
+    /// Through the cache (blob GETs the rules send there, and HEADs of cached blobs), tags and
+    /// `/v2/` through the tag cache (`tags`), else straight through.
+    private func dispatch(_ ex: Exchange, url: UpstreamURL, decision: RouteDecision, policy: TLSContexts.ClientPolicy, tags: Bool) {
         let passThrough = { [pool] in Forwarder(exchange: ex, url: url, headers: ex.request.headers, pool: pool, policy: policy).start() }
-        if let cache, ex.request.method == "GET", decision == .cache {
+        if tags, let manifests = cache?.manifests, manifests.handle(ex, url: url, policy: policy) {
+            return
+        } else if let cache, ex.request.method == "GET", decision == .cache {
             cache.get(ex, url: url, policy: policy, passThrough: passThrough)
-        } else if let cache, ex.request.method == "HEAD", RequestTarget(url.target).blobDigest != nil,
+        } else if let cache, ex.request.method == "HEAD", RequestTarget(url.target).blobDigest != nil
+                    || (router.manifests && RequestTarget(url.target).manifestDigest != nil),
                   cache.head(ex, url: url, policy: policy) {
             return
         } else {
@@ -134,7 +139,9 @@ public final class ProxyHandler {
         if base != mirrorURL, !allowed(ex, host: base.host, port: base.port) { return }
         let route = router.mirror(method: ex.request.method, target: ex.request.target, base: base)
         log(ex, route.outcome.decision, rule: route.outcome.rule)
-        dispatch(ex, url: route.outcome.url, decision: route.outcome.decision, policy: route.policy)
+        let sameRegistry = route.outcome.url.host == base.host && route.outcome.url.port == base.port
+        dispatch(ex, url: route.outcome.url, decision: route.outcome.decision, policy: route.policy,
+                 tags: sameRegistry && router.tagCacheApplies(mirror: true, url: route.outcome.url))
     }
 
     private func log(_ ex: Exchange, _ decision: RouteDecision, rule: String?) {

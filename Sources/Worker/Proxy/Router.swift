@@ -12,6 +12,8 @@ public struct Router {
     let hijackHosts: [(pattern: Pattern, policy: TLSContexts.ClientPolicy)]
     let mirrorMode: MirrorMode
     let mirrorPolicy: TLSContexts.ClientPolicy
+    /// `proxy.manifests.enable`: manifests by digest go to the cache like blobs, tags to the tag cache.
+    public let manifests: Bool
 
     public enum MirrorMode: Equatable {
         /// `registryMirror.direct`: nothing is cached.
@@ -30,6 +32,7 @@ public struct Router {
         let m = config.registryMirror
         mirrorMode = m.direct ? .direct : m.useProxies ? .useProxies : .blobsToCache
         mirrorPolicy = TLSContexts.ClientPolicy(insecure: m.insecure, certs: m.certs)
+        manifests = config.manifests.enable
     }
 
     /// The upstream trust policy of the first `hijackHTTPS.hosts` rule matching `host:port`; nil
@@ -45,8 +48,22 @@ public struct Router {
     }
 
     /// A proxied request (absolute URI, or inside a hijacked connection) through the `proxies` rules.
+    /// A manifest by digest no rule names goes to the cache too (with `manifests`).
     public func forward(method: String, url: UpstreamURL) -> ProxyRules.Outcome {
-        proxies.route(method: method, url: url)
+        let o = proxies.route(method: method, url: url)
+        if manifests, o.rule == nil, method == "GET", RequestTarget(url.target).manifestDigest != nil {
+            return .init(url: url, decision: .cache, rule: "manifests/sha256:")
+        }
+        return o
+    }
+
+    /// Whether a request may go to the tag cache: a registry's tag, by a mirror that is not
+    /// `direct`, or through the proxy unless a `direct` rule names it. `/v2/` only on the mirror.
+    public func tagCacheApplies(mirror: Bool, url: UpstreamURL) -> Bool {
+        guard manifests else { return false }
+        if mirror { return mirrorMode != .direct }
+        guard RequestTarget(url.target).manifestReference != nil else { return false }
+        return !(proxies.match(url.description)?.direct ?? false)
     }
 
     public struct MirrorRoute: Equatable {
@@ -69,8 +86,9 @@ public struct Router {
         case .useProxies:
             outcome = proxies.route(method: method, url: url)
         case .blobsToCache:
-            let d = ProxyRules.mirrorDefault(method: method, path: url.target)
-            outcome = .init(url: url, decision: d, rule: d == .cache ? "blobs/sha256:" : nil)
+            let d = ProxyRules.mirrorDefault(method: method, path: url.target, manifests: manifests)
+            let rule = RequestTarget(url.target).manifestDigest != nil ? "manifests/sha256:" : "blobs/sha256:"
+            outcome = .init(url: url, decision: d, rule: d == .cache ? rule : nil)
         }
         let sameRegistry = outcome.url.host == base.host && outcome.url.port == base.port
         return MirrorRoute(outcome: outcome, policy: sameRegistry ? mirrorPolicy : .standard)

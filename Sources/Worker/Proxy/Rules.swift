@@ -65,8 +65,11 @@ public struct ProxyRules {
         return Outcome(url: out, decision: decision, rule: rule.pattern)
     }
 
-    /// The mirror's default rule: blob GETs go to the cache, everything else (`/v2/`, manifests, tokens) through.
-    public static func mirrorDefault(method: String, path: String) -> RouteDecision {
-        method == "GET" && RequestTarget(path).blobDigest != nil ? .cache : .direct
+    /// The mirror's default rule: blob GETs go to the cache (and, with `manifests`, GETs of
+    /// manifests by digest), everything else (`/v2/`, tags, tokens) through.
+    public static func mirrorDefault(method: String, path: String, manifests: Bool = false) -> RouteDecision {
+        guard method == "GET" else { return .direct }
+        let t = RequestTarget(path)
+        return t.blobDigest != nil || (manifests && t.manifestDigest != nil) ? .cache : .direct
     }
 }

@@ -100,7 +100,15 @@ public final class WorkerProcess {
         do {
             let cache = try PieceCache(root: PieceCache.root(dataDir: config.dataDir))
             let service = CacheService(cache: cache, pool: proxy.pool, config: p, peerID: "\(ProcessInfo.processInfo.hostName)-\(getpid())")
-            if p.confirmAuthorization { service.access = RegistryAccess(pool: proxy.pool) }
+            if p.manifests.enable { service.manifests = ManifestService(cache: cache, pool: proxy.pool, proxy: p) }
+            if p.confirmAuthorization {
+                let access = RegistryAccess(pool: proxy.pool)
+                if let m = service.manifests {
+                    access.outage = .init(health: m.health, grants: m.grants, staleMs: UInt64(p.manifests.staleIfError * 1000),
+                                          deadlineMs: UInt64(p.manifests.upstreamTimeout * 1000))
+                }
+                service.access = access
+            }
             proxy.cache = service
             joinPeers(service, pool: proxy.pool)
             if index == 0 {

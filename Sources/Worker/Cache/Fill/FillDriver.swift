@@ -65,8 +65,10 @@ package final class FillDriver: PieceSink {
     }
 
     /// The origin's stream into `task` (claimed by this worker).
-    package static func fromOrigin(_ task: CacheTask, fetch: OriginFetch, recordPieceDigests: Bool) -> FillDriver {
-        FillDriver(task: task, source: OriginSource(fetch: fetch, pieceSize: task.pieceSize, maxLength: task.maxContentLength),
+    /// `resume` (a GET of the blob with a `Range`) takes a download the origin cut on from its last whole piece.
+    package static func fromOrigin(_ task: CacheTask, fetch: OriginFetch, recordPieceDigests: Bool,
+                                   resume: ((String) -> OriginFetch)? = nil) -> FillDriver {
+        FillDriver(task: task, source: OriginSource(fetch: fetch, pieceSize: task.pieceSize, maxLength: task.maxContentLength, resume: resume),
                    me: nil, fromOrigin: true, recordPieceDigests: recordPieceDigests)
     }
 
