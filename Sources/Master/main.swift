@@ -14,7 +14,7 @@ struct Dfget: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dfget",
         abstract: "Node daemon that sits between containerd and container registries.",
-        subcommands: [Daemon.self, GenCA.self, GenContainerdHosts.self, Init.self, Status.self, Version.self, WorkerRole.self]
+        subcommands: [Daemon.self, GenCA.self, GenContainerdHosts.self, Init.self, Status.self, Purge.self, Version.self, WorkerRole.self]
     )
 }
 
