@@ -2,7 +2,7 @@
 by a bridge. Concurrent cold pulls cost the registry one copy (counted on its interface), a late
 host costs it nothing, a member killed mid-transfer does not stop the others, and a tampered piece
 is rejected. Only addresses inside these namespaces are used; they are removed afterwards."""
-import os, signal, threading
+import os, re, signal, threading
 import pytest
 from lib import procs, registry as reglib
 from lib.cluster import Cluster
@@ -243,3 +243,36 @@ def test_a_live_owner_one_host_cannot_reach_is_followed_through_a_member_that_ca
     assert line and line["msg"] == "task downloaded" and "fallback" not in line, line
     cost = (s.tx_bytes(s.origin) - before) / size
     assert cost <= 1.1, f"the registry sent {cost:.2f}x the blob"
+
+
+def test_four_simultaneous_tag_pulls_cost_the_registry_one_manifest_request(cluster, images):
+    """A tag is asked of the member that owns it (rendezvous on registry + repository + tag): the
+    other hosts pass their clients' requests to it, and it asks the registry once."""
+    c, s = cluster, cluster.star
+    _, mdig, _ = images["small"]
+    accept = "Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json"
+    got = {}
+
+    def pull(h):
+        r = s.run(h, "curl", "-sS", "-D", "/dev/stderr", "-H", accept, f"http://127.0.0.1:65001/v2/test/img/manifests/1", timeout=60)
+        got[h] = (r.returncode, "sha256:" + __import__("hashlib").sha256(r.stdout).hexdigest())
+
+    threads = [threading.Thread(target=pull, args=(h,)) for h in s.hosts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(v == (0, mdig) for v in got.values()), got
+
+    def manifest_requests():
+        # docker-registry's access lines: `"GET /v2/test/img/manifests/1 HTTP/1.1" 200 ...`.
+        return [l for l in c.registry.output().splitlines() if re.search(r'"(GET|HEAD) /v2/test/img/manifests/1[ ?]', l)]
+    assert len(manifest_requests()) == 1, manifest_requests()
+    owner = c.owner_of(f"tag|{s.ip(s.origin)}:5000|test/img|1")
+
+    def forwarded():
+        return {h: [l for l in c.logs(h) if l.get("msg") == "access" and l.get("forwardedTag")] for h in s.hosts}
+    # The owner's access lines follow its answers' last bytes: waited for, not slept for.
+    procs.wait_until(lambda: sum(map(len, forwarded().values())) >= 3, timeout=10, what="the owner's access lines")
+    f = forwarded()
+    assert len(f[owner]) == 3 and sum(map(len, f.values())) == 3, ({h: len(v) for h, v in f.items()}, owner)

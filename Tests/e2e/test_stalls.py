@@ -43,7 +43,8 @@ def test_stalled_origin_is_given_up(path, staller, daemon_factory):
     # 28), the daemon did not give up by itself. No wall-clock assertion, so load cannot break it.
     r = curl("-i", "--max-time", "30", f"{d.url}{path}", check=False)
     assert r.returncode != 28, "the daemon gave up on its own, before curl's limit"
-    if "silent" in path:
+    if "silent" in path or "manifests" in path:
+        # A tag is collected whole before it is answered (proxy.manifests): a stall mid-body is a 502 too.
         assert r.stdout.startswith(b"HTTP/1.1 502 ") and b"no data for 1 s" in r.stdout
     else:
         assert r.returncode != 0, "a body cut short is an error at the client, never a clean end"

@@ -245,11 +245,15 @@ package final class CacheService {
         guard (try? task.claim(pieceSize: cache.pieceSize, origin: url.origin)) == true else {
             return task.state == .downloading  // another worker of this host has it
         }
-        // The mirror's own trust settings for its registry's host, the standard verification elsewhere.
-        let policy = url.host == config.registryMirror.url.flatMap(UpstreamURL.init)?.host
-            ? TLSContexts.ClientPolicy(insecure: config.registryMirror.insecure, certs: config.registryMirror.certs) : .standard
-        downloadFromOrigin(task, url: url, headers: headers, policy: policy)
+        downloadFromOrigin(task, url: url, headers: headers, policy: upstreamPolicy(url))
         return true
+    }
+
+    /// The trust settings for a registry a member names: the mirror's own for its registry's
+    /// host, the standard verification elsewhere.
+    package func upstreamPolicy(_ url: UpstreamURL) -> TLSContexts.ClientPolicy {
+        url.host == config.registryMirror.url.flatMap(UpstreamURL.init)?.host
+            ? TLSContexts.ClientPolicy(insecure: config.registryMirror.insecure, certs: config.registryMirror.certs) : .standard
     }
 
     /// Whether this client may have the blob the task holds from the registry it asked: the access

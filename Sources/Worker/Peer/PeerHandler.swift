@@ -97,6 +97,27 @@ public final class PeerHandler {
                     ex.respond(status: 503, body: "cannot start the download\n")
                 }
             }
+        case .tag:
+            readBody(ex) { [token] raw in
+                guard ex.request.headers["Content-Type"] == PeerToken.sealedType,
+                      let body = token?.open(raw, token: ex.request.headers[PeerToken.header], method: method, target: target) else {
+                    return ex.respond(status: 400, body: "a tag request is sealed with this cluster's secret\n")
+                }
+                guard let req = try? JSONDecoder().decode(TagRequest.self, from: Data(body)), let url = UpstreamURL(req.url),
+                      req.method == "GET" || req.method == "HEAD", let manifests = service.manifests else {
+                    return ex.respond(status: 400, body: "tag request must name a registry URL, GET or HEAD\n")
+                }
+                var headers = HTTPHeaders()
+                for pair in req.headers where pair.count == 2 { headers.add(pair[0], pair[1]) }
+                ex.logFields.append(("upstream", .string(url.authority)))
+                ex.logFields.append(("forwardedTag", .string(req.method + " " + url.target)))
+                let client = ForwardedTag(ex, method: req.method, headers: headers)
+                // A tag or /v2/ only: anything else is no business of this port.
+                guard RequestTarget(url.target).manifestReference != nil,
+                      manifests.handle(client, url: url, policy: service.upstreamPolicy(url)) else {
+                    return ex.respond(status: 400, body: "not a tag request\n")
+                }
+            }
         case .holders(let id):
             readBody(ex) { body in
                 let member = String(decoding: body, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)

@@ -65,6 +65,21 @@ package final class PeerNetwork: TaskSource {
         Rendezvous.order("\(task)|relay|\(me?.description ?? "")", Array(order.dropFirst().filter { $0 != me }))
     }
 
+    /// The request to the member that answers for the cluster about the tag `key` (rendezvous on
+    /// registry + repository + tag over the live members), sealed, with the client's method and
+    /// the headers that decide the answer; nil when this host is that member or does not know
+    /// itself among the members.
+    package func tagRequest(key: String, method: String, url: UpstreamURL, headers: HTTPHeaders) -> OriginFetch? {
+        guard let me = membership.me, let owner = Rendezvous.order("tag|" + key, membership.live(now: EventLoop.nowMs)).first,
+              owner != me else { return nil }
+        let kept = headers.filter { ["accept", "authorization", "user-agent"].contains($0.name.lowercased()) }.map { [$0.name, $0.value] }
+        guard let body = try? JSONEncoder().encode(TagRequest(method: method, url: url.description, headers: kept)) else { return nil }
+        let f = request("POST", owner, PeerProtocol.tagPath, body: Array(body), sealed: true)
+        f.isDownload = false
+        f.peerRate = nil
+        return f
+    }
+
     /// A signed request to a member, its body sent once connected; `sealed`: the body is sealed
     /// (`PeerToken.seal`).
     func request(_ method: String, _ member: Member, _ target: String, body plain: [UInt8]? = nil, sealed: Bool = false) -> OriginFetch {

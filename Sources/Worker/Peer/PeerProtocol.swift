@@ -35,10 +35,14 @@ package enum PeerProtocol {
         case piece(String, Int)
         case origin(String)
         case holders(String)
+        /// A member asks the tag's owner about a tag for its client (`TagRequest`, sealed).
+        case tag
     }
+    static let tagPath = "/peer/v1/tags"
 
     /// The route of a request target; nil for anything that is not the protocol.
     package static func route(method: String, target: String) -> Route? {
+        if target == tagPath { return method == "POST" ? .tag : nil }
         guard target.hasPrefix(prefix) else { return nil }
         let split = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         let parts = split[0].dropFirst(prefix.count).split(separator: "/", omittingEmptySubsequences: false)
@@ -199,6 +203,14 @@ package struct TaskInfo: Codable, Equatable {
 
 /// The owner is asked to fetch from the origin: where, and with which of the client's headers.
 struct OriginRequest: Codable {
+    var url: String
+    var headers: [[String]]
+}
+
+/// A tag request passed to the member that answers for the cluster: the client's method, the
+/// registry URL and the client's headers (its `Accept` and `Authorization`).
+struct TagRequest: Codable {
+    var method: String
     var url: String
     var headers: [[String]]
 }

@@ -89,7 +89,7 @@ package final class RegistryAccess: AccessPolicy {
                          then: @escaping () -> Void, unavailable: @escaping (String) -> Void) {
         let fetch = OriginFetch(method: "HEAD", headers: ex.request.headers, url: url, pool: pool, policy: policy)
         fetch.followRedirects = false
-        fetch.headDeadlineMs = outage?.deadlineMs
+        fetch.headDeadlineMs = deadline(url, repository: repository, ex)
         ex.onAbort = { fetch.cancel() }
         fetch.onHead = { [self] h, _ in
             if h.status / 100 == 2 || h.status / 100 == 3 {
@@ -109,6 +109,14 @@ package final class RegistryAccess: AccessPolicy {
             unavailable(reason.description)
         }
         fetch.start()
+    }
+
+    /// `upstreamTimeout` when an earlier grant could stand in for the registry's answer; else the
+    /// registry is waited for as any request would.
+    private func deadline(_ url: UpstreamURL, repository: String, _ ex: Exchange) -> UInt64? {
+        guard let o = outage, let age = o.grants.age(origin: url.origin, repository: repository, authorization: ex.request.headers["Authorization"]),
+              age < o.staleMs else { return nil }
+        return o.deadlineMs
     }
 
     /// A 401 or 403: this credential has no grant to fall back on from now on; a 401's challenge is
@@ -149,7 +157,7 @@ package final class RegistryAccess: AccessPolicy {
         h.remove("If-None-Match")
         h.remove("If-Modified-Since")
         let fetch = OriginFetch(method: "GET", headers: h, url: url, pool: pool, policy: policy)
-        fetch.headDeadlineMs = outage?.deadlineMs
+        fetch.headDeadlineMs = deadline(url, repository: AuthConfirmations.repository(url.target), ex)
         ex.onAbort = { fetch.cancel() }
         var collector: PossessionProbe.Collector?
         var decided = false

@@ -133,8 +133,11 @@ public final class WorkerProcess {
         let membership = Membership(peers: peers, advertiseIP: config.advertiseIP, peerPort: config.upload.tcpListen.ports.lowerBound,
                                     localHosts: localHosts)
         membership.startRefreshing()
-        service.peers = PeerNetwork(membership: membership, token: token, pool: pool, perPeerRate: config.download.perPeerRateLimit,
-                                    maxNeighbours: peers.maxNeighbours, backupSeeds: peers.backupSeeds)
+        let network = PeerNetwork(membership: membership, token: token, pool: pool, perPeerRate: config.download.perPeerRateLimit,
+                                  maxNeighbours: peers.maxNeighbours, backupSeeds: peers.backupSeeds)
+        service.peers = network
+        // A tag's revalidation goes to the member that owns it: one registry request per cluster.
+        service.manifests?.tagOwner = { key, method, url, headers in network.tagRequest(key: key, method: method, url: url, headers: headers) }
         peer = PeerHandler(token: token, service: service, membership: membership,
                            uploads: config.upload.rateLimit > 0 ? Metrics.region?.uploadRate(config.upload.rateLimit) : nil,
                            maxUploads: UploadAdmission.perWorker(peers.uploadSlots, concurrentLimit: config.upload.concurrentLimit,

@@ -25,6 +25,10 @@ package final class ManifestService {
     package let health: RegistryHealth
     package let grants: GrantStore
     let tags: TagStore
+    /// With peers: a request to the member that answers for the cluster about a tag (rendezvous
+    /// on registry + repository + tag), with the client's method and headers; nil when this host
+    /// is that member. Its answer stands for the registry's: it applied the same rules.
+    package var tagOwner: ((_ key: String, _ method: String, _ url: UpstreamURL, _ headers: HTTPHeaders) -> OriginFetch?)?
     /// The largest manifest kept (distribution refuses to store larger ones).
     static let maxManifest = 4 << 20
     static let maxErrorBody = 64 << 10
@@ -48,24 +52,26 @@ package final class ManifestService {
     }
 
     /// A GET or HEAD of a tag or of `/v2/`; false when `url` is neither (the caller routes it).
-    package func handle(_ ex: Exchange, url: UpstreamURL, policy: TLSContexts.ClientPolicy) -> Bool {
-        guard ex.request.method == "GET" || ex.request.method == "HEAD" else { return false }
+    package func handle(_ ex: TagClient, url: UpstreamURL, policy: TLSContexts.ClientPolicy) -> Bool {
+        guard ex.method == "GET" || ex.method == "HEAD" else { return false }
         let t = RequestTarget(url.target)
         if t.path == "/v2/" || t.path == "/v2" {
+            ex.note("upstream", .string(url.authority))
             ping(ex, url: url, policy: policy)
             return true
         }
         guard let ref = t.manifestReference, !ref.contains(":"), let repo = t.repository else { return false }
+        ex.note("upstream", .string(url.authority))
         tag(ex, url: url, policy: policy, ref: TagRef(authority: url.authority, repository: repo, tag: ref,
-                                                      accept: ex.request.headers["Accept"]), waited: false)
+                                                      accept: ex.headers["Accept"]), waited: false)
         return true
     }
 
     // MARK: Tags
 
-    private func tag(_ ex: Exchange, url: UpstreamURL, policy: TLSContexts.ClientPolicy, ref: TagRef, waited: Bool) {
+    private func tag(_ ex: TagClient, url: UpstreamURL, policy: TLSContexts.ClientPolicy, ref: TagRef, waited: Bool) {
         guard !ex.isFinished else { return }
-        let auth = ex.request.headers["Authorization"]
+        let auth = ex.headers["Authorization"]
         let record = tags.read(ref)
         let now = SmallFiles.wallMs()
         if let r = record, now < r.validatedMs + revalidateMs, granted(url, ref, auth, within: revalidateMs, now: now),
@@ -74,7 +80,7 @@ package final class ManifestService {
             return serve(ex, answer, how: "cache")
         }
         if case .down(let until, let reason) = health.check(url.origin, now: now) {
-            ex.logFields.append(("failFast", .bool(true)))
+            ex.note("failFast", .bool(true))
             return stale(ex, url: url, ref: ref, record: record, why: "registry down (\(reason))", upstream: nil,
                          retryAfterMs: until > now ? until - now : nil)
         }
@@ -87,7 +93,7 @@ package final class ManifestService {
 
     /// Another request (of this worker or another) is asking the registry about this tag: its
     /// answer is awaited (the lock is let go), then this request decides again.
-    private func wait(_ ex: Exchange, url: UpstreamURL, policy: TLSContexts.ClientPolicy, ref: TagRef) {
+    private func wait(_ ex: TagClient, url: UpstreamURL, policy: TLSContexts.ClientPolicy, ref: TagRef) {
         let t = LoopTimer()
         let started = EventLoop.nowMs
         ex.onAbort = { t.close() }
@@ -96,20 +102,45 @@ package final class ManifestService {
             guard free != nil || EventLoop.nowMs >= started + ManifestService.waitMs else { return }
             free?.release()
             t.close()
-            ex.logFields.append(("waitedMs", .int(Int(EventLoop.nowMs - started))))
+            ex.note("waitedMs", .int(Int(EventLoop.nowMs - started)))
             tag(ex, url: url, policy: policy, ref: ref, waited: true)
         }
     }
 
     /// Asks the registry: a HEAD when the tag's content is here to serve if its digest holds (and
     /// for a client's HEAD), else a GET.
-    private func ask(_ ex: Exchange, url: UpstreamURL, policy: TLSContexts.ClientPolicy, ref: TagRef, record: TagRecord?,
-                     flight: TagFlight?) {
+    private func ask(_ ex: TagClient, url: UpstreamURL, policy: TLSContexts.ClientPolicy, ref: TagRef, record: TagRecord?,
+                     flight: TagFlight?, viaOwner: Bool = true) {
         let have = record.flatMap { cached($0, ex) }
-        let method = have != nil || ex.request.method == "HEAD" ? "HEAD" : "GET"
-        let f = SmallFetch(method: method, headers: ex.request.headers, url: url, pool: pool, policy: policy, deadlineMs: deadlineMs,
-                           limit: method == "GET" ? ManifestService.maxManifest : ManifestService.maxErrorBody) { [self] r in
+        let method = have != nil || ex.method == "HEAD" ? "HEAD" : "GET"
+        // The registry is waited for `upstreamTimeout` only when the cache has an answer to give
+        // instead; with none, a slow registry is waited for as any request would.
+        let fallback = record.map { SmallFiles.wallMs() < $0.validatedMs + staleMs } ?? false
+        let deadline = fallback && have != nil ? deadlineMs : nil
+        let limit = method == "GET" ? ManifestService.maxManifest : ManifestService.maxErrorBody
+        // A member's own request for its client is never passed on again.
+        let owner = viaOwner && !(ex is ForwardedTag)
+            ? tagOwner?("\(ref.authority)|\(ref.repository)|\(ref.tag)", method, url, ex.headers) : nil
+        let done = { [self] (r: Result<SmallFetch.Answer, SmallFetch.Failure>) in
             ex.onAbort = nil
+            if owner != nil {
+                if case .failure(.upstream(let e)) = r {
+                    ex.note("tagOwner", .string("did not answer: \(e.detail)"))
+                    return ask(ex, url: url, policy: policy, ref: ref, record: record, flight: flight, viaOwner: false)
+                }
+                if case .success(let a) = r, a.head.status != 200 || a.head.headers["Warning"]?.hasPrefix("110") == true {
+                    // Its refusal, its stale answer, or the registry's failure it relays: passed
+                    // on, and nothing recorded here (no grant, no revocation, no record).
+                    flight?.release()
+                    ex.note("tagOwner", .string(a.head.status == 200 ? "stale" : "answered \(a.head.status)"))
+                    if RegistryHealth.isOutage(status: a.head.status), let r = record, SmallFiles.wallMs() < r.validatedMs + staleMs {
+                        return stale(ex, url: url, ref: ref, record: record, why: "upstream answered \(a.head.status) (via its owner)",
+                                     upstream: a, retryAfterMs: RegistryHealth.retryAfterMs(a.head.headers["Retry-After"]))
+                    }
+                    return relay(ex, a, how: "owner")
+                }
+                ex.note("tagOwner", .string("answered"))
+            }
             switch r {
             case .failure(.upstream(let e)):
                 flight?.release()
@@ -117,12 +148,15 @@ package final class ManifestService {
                 stale(ex, url: url, ref: ref, record: record, why: e.description, upstream: nil, error: e, retryAfterMs: nil)
             case .failure(.tooLarge(let n)):
                 flight?.release()
-                ex.logFields.append(("error", .string("manifest of \(n) bytes")))
-                ex.respond(status: 502, body: "upstream \(url.authority): manifest larger than \(ManifestService.maxManifest) bytes\n")
+                ex.note("error", .string("manifest of \(n) bytes"))
+                ex.respond(status: 502, headers: HTTPHeaders(), body: "upstream \(url.authority): manifest larger than \(ManifestService.maxManifest) bytes\n")
             case .success(let a):
                 answered(ex, url: url, policy: policy, ref: ref, record: record, have: have, method: method, a, flight: flight)
             }
         }
+        let f = owner.map { SmallFetch(fetch: $0, deadlineMs: deadline.map { $0 + 2000 }, limit: limit, done: done) }
+            ?? SmallFetch(method: method, headers: ex.headers, url: url, pool: pool, policy: policy, deadlineMs: deadline, limit: limit,
+                          done: done)
         ex.onAbort = {
             f.cancel()
             flight?.release()
@@ -130,9 +164,9 @@ package final class ManifestService {
         f.start()
     }
 
-    private func answered(_ ex: Exchange, url: UpstreamURL, policy: TLSContexts.ClientPolicy, ref: TagRef, record: TagRecord?,
+    private func answered(_ ex: TagClient, url: UpstreamURL, policy: TLSContexts.ClientPolicy, ref: TagRef, record: TagRecord?,
                           have: Answer?, method: String, _ a: SmallFetch.Answer, flight: TagFlight?) {
-        let auth = ex.request.headers["Authorization"]
+        let auth = ex.headers["Authorization"]
         let status = a.head.status
         if RegistryHealth.isOutage(status: status) {
             flight?.release()
@@ -162,12 +196,13 @@ package final class ManifestService {
                 Metrics.count(.manifestRevalidated)
                 return serve(ex, Answer(record: r, body: have.body), how: "revalidated")
             }
-            if ex.request.method == "GET" {
+            if ex.method == "GET" {
                 // The digest moved: the new manifest, by a GET, under the same lock.
                 return ask(ex, url: url, policy: policy, ref: ref, record: nil, flight: flight)
             }
             // A client's HEAD of a tag not seen before (or changed): the head is the record.
-            if let digest, digest.hasPrefix("sha256:"), let n = a.head.headers["Content-Length"].flatMap(Int64.init) {
+            if let digest, digest.hasPrefix("sha256:"),
+               let n = (a.head.headers["X-Dragonfly-Length"] ?? a.head.headers["Content-Length"]).flatMap(Int64.init) {
                 tags.write(ref, newRecord(ref, digest: digest, head: a.head, length: n, now: now))
             }
             flight?.release()
@@ -196,14 +231,14 @@ package final class ManifestService {
 
     /// The registry cannot answer: a tag validated within `staleIfError` goes to a credential
     /// granted within it; a credential never granted gets 401; without a record, the registry's
-    /// own answer (or a 502/504) goes back, with `Retry-After` when it is known.
-    private func stale(_ ex: Exchange, url: UpstreamURL, ref: TagRef, record: TagRecord?, why: String, upstream: SmallFetch.Answer?,
+    /// own answer (or a 502) goes back, with `Retry-After` when it is known.
+    private func stale(_ ex: TagClient, url: UpstreamURL, ref: TagRef, record: TagRecord?, why: String, upstream: SmallFetch.Answer?,
                        error: UpstreamError? = nil, retryAfterMs: UInt64?) {
         let now = SmallFiles.wallMs()
-        let auth = ex.request.headers["Authorization"]
+        let auth = ex.headers["Authorization"]
         if let r = record, now < r.validatedMs + staleMs, let answer = cached(r, ex) {
             guard granted(url, ref, auth, within: staleMs, now: now) else {
-                ex.logFields.append(("stale", .string("refused: credential never granted")))
+                ex.note("stale", .string("refused: credential never granted"))
                 return unauthorized(ex, url: url, repository: ref.repository, why: why)
             }
             Metrics.count(.staleTags)
@@ -215,21 +250,18 @@ package final class ManifestService {
         ManifestService.fail(ex, url: url, why: why, upstream: upstream, error: error, retryAfterMs: retryAfterMs)
     }
 
-    /// No cached answer: the registry's own (a 5xx, a 429), or 502 / 504, or 503 while it is known down.
-    static func fail(_ ex: Exchange, url: UpstreamURL, why: String, upstream: SmallFetch.Answer?, error: UpstreamError?,
+    /// No cached answer: the registry's own (a 5xx, a 429), or 502, or 503 while it is known down.
+    static func fail(_ ex: TagClient, url: UpstreamURL, why: String, upstream: SmallFetch.Answer?, error: UpstreamError?,
                      retryAfterMs: UInt64?) {
         if let upstream { return relay(ex, upstream) }
-        if let error {
-            if case .silent = error { return ex.respond(status: 504, body: error.description + "\n") }
-            return ex.failUpstream(error)
-        }
+        if let error { return ex.failUpstream(error) }
         var h = HTTPHeaders()
         if let ms = retryAfterMs { h.add("Retry-After", String(max(1, (ms + 999) / 1000))) }
-        ex.logFields.append(("error", .string(why)))
+        ex.note("error", .string(why))
         ex.respond(status: 503, headers: h, body: "upstream \(url.authority): \(why); nothing cached to answer with\n")
     }
 
-    private func unauthorized(_ ex: Exchange, url: UpstreamURL, repository: String, why: String) {
+    private func unauthorized(_ ex: TagClient, url: UpstreamURL, repository: String, why: String) {
         var h = HTTPHeaders()
         if let c = grants.challenge(origin: url.origin, repository: repository) { h.add("WWW-Authenticate", c) }
         h.add("Content-Type", "application/json")
@@ -257,8 +289,8 @@ package final class ManifestService {
 
     /// What the cache can answer for `r`: the head for a HEAD; for a GET, the manifest's bytes too
     /// (verified when they were stored), or nil when they are not here.
-    private func cached(_ r: TagRecord, _ ex: Exchange) -> Answer? {
-        if ex.request.method == "HEAD" { return Answer(record: r, body: nil) }
+    private func cached(_ r: TagRecord, _ ex: TagClient) -> Answer? {
+        if ex.method == "HEAD" { return Answer(record: r, body: nil) }
         guard r.digest.hasPrefix("sha256:"), let task = cache.lookup(TaskKey.forManifest(String(r.digest.dropFirst(7)))),
               task.isComplete, task.contentLength == r.length, let body = ManifestService.read(task) else { return nil }
         return Answer(record: r, body: body)
@@ -272,7 +304,7 @@ package final class ManifestService {
         return b
     }
 
-    private func serve(_ ex: Exchange, _ a: Answer, how: String, stale: Bool = false) {
+    private func serve(_ ex: TagClient, _ a: Answer, how: String, stale: Bool = false) {
         var h = HTTPResponseHead(status: 200)
         h.headers.add("Content-Type", a.record.contentType)
         h.headers.add("Docker-Content-Digest", a.record.digest)
@@ -280,21 +312,24 @@ package final class ManifestService {
         h.headers.add("ETag", "\"\(a.record.digest)\"")
         h.headers.add("Content-Length", String(a.record.length))
         if stale { h.headers.add("Warning", "110 dfget \"Response is Stale\"") }
-        ex.logFields.append(("tag", .string(how)))
-        ex.logFields.append(("digest", .string(a.record.digest)))
-        if how != "fetched" { ex.source = .cache }
+        ex.note("tag", .string(how))
+        ex.note("digest", .string(a.record.digest))
+        if how != "fetched" { ex.markCached() }
         ex.sendHead(h, bodyLength: UInt64(a.record.length))
         if let b = a.body { ex.sendBody(b) }
         ex.finish()
     }
 
-    private func relay(_ ex: Exchange, _ a: SmallFetch.Answer, how: String? = nil) { ManifestService.relay(ex, a, how: how) }
+    private func relay(_ ex: TagClient, _ a: SmallFetch.Answer, how: String? = nil) { ManifestService.relay(ex, a, how: how) }
 
-    static func relay(_ ex: Exchange, _ a: SmallFetch.Answer, how: String? = nil) {
+    static func relay(_ ex: TagClient, _ a: SmallFetch.Answer, how: String? = nil) {
         var h = a.head
         HopByHop.strip(&h.headers)
-        if let how { ex.logFields.append(("tag", .string(how))) }
-        ex.sendHead(h, bodyLength: ex.request.method == "HEAD" ? a.head.headers["Content-Length"].flatMap(UInt64.init) ?? 0 : UInt64(a.body.count))
+        if let how { ex.note("tag", .string(how)) }
+        // A member's answer for a HEAD carries the length apart (its exchange was a POST).
+        if let n = h.headers["X-Dragonfly-Length"] { h.headers.replace("Content-Length", n) }
+        h.headers.removeAll { $0.lowercased().hasPrefix("x-dragonfly-") }
+        ex.sendHead(h, bodyLength: ex.method == "HEAD" ? h.headers["Content-Length"].flatMap(UInt64.init) ?? 0 : UInt64(a.body.count))
         ex.sendBody(a.body)
         ex.finish()
     }
@@ -324,14 +359,14 @@ package final class ManifestService {
 
     /// The registry's `/v2/` answer is passed on and remembered (one for anonymous clients, one
     /// for clients with a credential); while the registry is down the remembered one is given.
-    private func ping(_ ex: Exchange, url: UpstreamURL, policy: TLSContexts.ClientPolicy) {
-        let path = "\(tags.dir)/ping-\(SHA256Digest.hex(Array("\(url.origin)|\(ex.request.headers["Authorization"] == nil)".utf8)))"
+    private func ping(_ ex: TagClient, url: UpstreamURL, policy: TLSContexts.ClientPolicy) {
+        let path = "\(tags.dir)/ping-\(SHA256Digest.hex(Array("\(url.origin)|\(ex.headers["Authorization"] == nil)".utf8)))"
         let remembered = { () -> Bool in
             guard let b = SmallFiles.read(path), let p = try? JSONDecoder().decode(Ping.self, from: Data(b)) else { return false }
             var h = HTTPHeaders()
             for (n, v) in zip(p.names, p.values) { h.add(n, v) }
             h.add("Warning", "110 dfget \"Response is Stale\"")
-            ex.logFields.append(("source", .string("cache")))
+            ex.note("source", .string("cache"))
             ex.respond(status: p.status, headers: h, body: p.body)
             return true
         }
@@ -341,8 +376,8 @@ package final class ManifestService {
             return ManifestService.fail(ex, url: url, why: "registry down (\(reason))", upstream: nil, error: nil,
                                         retryAfterMs: until > now ? until - now : nil)
         }
-        let f = SmallFetch(method: ex.request.method, headers: ex.request.headers, url: url, pool: pool, policy: policy,
-                           deadlineMs: deadlineMs, limit: ManifestService.maxErrorBody) { [self] r in
+        let f = SmallFetch(method: ex.method, headers: ex.headers, url: url, pool: pool, policy: policy,
+                           deadlineMs: access(path, F_OK) == 0 ? deadlineMs : nil, limit: ManifestService.maxErrorBody) { [self] r in
             ex.onAbort = nil
             switch r {
             case .success(let a) where !RegistryHealth.isOutage(status: a.head.status):
@@ -362,7 +397,7 @@ package final class ManifestService {
                 health.failed(url.origin, reason: e.description)
                 if !remembered() { ManifestService.fail(ex, url: url, why: e.description, upstream: nil, error: e, retryAfterMs: nil) }
             case .failure(.tooLarge):
-                ex.respond(status: 502, body: "upstream \(url.authority): /v2/ answer too large\n")
+                ex.respond(status: 502, headers: HTTPHeaders(), body: "upstream \(url.authority): /v2/ answer too large\n")
             }
         }
         ex.onAbort = { f.cancel() }

@@ -16,13 +16,20 @@ final class SmallFetch {
     private var body: [UInt8] = []
     private var done: ((Result<Answer, Failure>) -> Void)?
 
-    init(method: String, headers: HTTPHeaders, url: UpstreamURL, pool: UpstreamPool, policy: TLSContexts.ClientPolicy,
-         deadlineMs: UInt64, limit: Int, done: @escaping (Result<Answer, Failure>) -> Void) {
+    convenience init(method: String, headers: HTTPHeaders, url: UpstreamURL, pool: UpstreamPool, policy: TLSContexts.ClientPolicy,
+                     deadlineMs: UInt64?, limit: Int, done: @escaping (Result<Answer, Failure>) -> Void) {
         var h = headers
         h.remove("Range")
         h.remove("If-None-Match")
         h.remove("If-Modified-Since")
-        fetch = OriginFetch(method: method, headers: h, url: url, pool: pool, policy: policy)
+        self.init(fetch: OriginFetch(method: method, headers: h, url: url, pool: pool, policy: policy), deadlineMs: deadlineMs,
+                  limit: limit, done: done)
+    }
+
+    /// `fetch` prepared by the caller (a member's request).
+    init(fetch: OriginFetch, deadlineMs: UInt64?, limit: Int, done: @escaping (Result<Answer, Failure>) -> Void) {
+        let url = fetch.url
+        self.fetch = fetch
         fetch.headDeadlineMs = deadlineMs
         self.done = done
         fetch.onHead = { [unowned self] h, framing in
