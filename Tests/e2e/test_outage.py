@@ -214,3 +214,30 @@ def test_manifests_enable_false_passes_every_tag_request_through(daemon_factory,
     assert tag_requests(fault, "test/img", "1") == 3
     fault.set_mode("503")
     assert get(d, "/v2/test/img/manifests/1")[0] == 503
+
+
+@pytest.mark.parametrize("mode", ["hang", "429"])
+def test_skopeo_copy_through_the_mirror_succeeds_while_the_registry_fails(daemon_factory, fault, images, workdir, etc_hosts, mode):
+    """skopeo (registries.conf with the daemon as mirror) pings /v2/ and GETs the tag: both answer
+    from the cache while the registry hangs or answers 429."""
+    d = mirror_daemon(daemon_factory, fault.port, manifests="revalidateAfter: 0s")
+    host = f"reg-origin.test:{procs.free_port()}"  # nothing listens there: only the mirror can serve
+    conf = os.path.join(d.dir, "registries.conf")
+    with open(conf, "w") as f:
+        f.write(f'[[registry]]\nlocation = "{host}"\ninsecure = true\n[[registry.mirror]]\nlocation = "127.0.0.1:{d.port}"\ninsecure = true\n')
+    _, mdig, blobs = images["small"]
+
+    def copy(n):
+        out = os.path.join(d.dir, f"copy-{n}")
+        r = subprocess.run(["skopeo", "--registries-conf", conf, "copy", "--src-tls-verify=false", f"docker://{host}/test/img:1",
+                            f"oci:{out}:1"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return {os.path.basename(p) for p in os.listdir(os.path.join(out, "blobs", "sha256"))}
+
+    copy(1)
+    fault.set_mode(mode, retry_after=30)
+    fault.clear()
+    got = copy(2)
+    assert {b[7:] for b in blobs} <= got and mdig[7:] in got, got
+    assert fault.count() <= 2, fault.requests
+    assert any(l.get("tag") == "stale" for l in d.access(mode="mirror", until=lambda ls: any(l.get("tag") == "stale" for l in ls)))

@@ -113,10 +113,14 @@ class FaultProxy:
             if h.command != "HEAD":
                 h.wfile.write(body)
             return
-        headers = {k: v for k, v in h.headers.items() if k.lower() not in ("connection", "proxy-connection", "keep-alive")}
         up = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=60)
         try:
-            up.request(h.command, h.path, headers=headers)
+            # Every header line as sent (a client may send several Accept lines).
+            up.putrequest(h.command, h.path, skip_host=True, skip_accept_encoding=True)
+            for k, v in h.headers.items():
+                if k.lower() not in ("connection", "proxy-connection", "keep-alive"):
+                    up.putheader(k, v)
+            up.endheaders()
             r = up.getresponse()
             h.send_response(r.status, r.reason)
             length = None

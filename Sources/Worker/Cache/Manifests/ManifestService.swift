@@ -63,7 +63,7 @@ package final class ManifestService {
         guard let ref = t.manifestReference, !ref.contains(":"), let repo = t.repository else { return false }
         ex.note("upstream", .string(url.authority))
         tag(ex, url: url, policy: policy, ref: TagRef(authority: url.authority, repository: repo, tag: ref,
-                                                      accept: ex.headers["Accept"]), waited: false)
+                                                      accept: ex.headers.all("Accept").joined(separator: ",")), waited: false)
         return true
     }
 
