@@ -46,7 +46,7 @@ let package = Package(
         // The supervisor and the command line.
         .executableTarget(
             name: "Master",
-            dependencies: ["UV", "TLS", "HTTP", "Config", "Cache", "Worker", "Metrics", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["UV", "TLS", "HTTP", "Config", "Cache", "Peer", "Worker", "Metrics", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: mode
         ),
         // Fuzz targets over every parser that meets the network or the config (scripts/fuzz.sh), and

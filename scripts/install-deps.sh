@@ -1,7 +1,7 @@
 #!/bin/bash
 # Installs what building and testing dfget needs on Debian (run as root). Idempotent.
 set -euo pipefail
-PKGS=(libuv1-dev libssl-dev curl iproute2 docker-registry containerd skopeo busybox-static apache2-utils python3-grpcio prometheus)
+PKGS=(libuv1-dev libssl-dev curl iproute2 docker-registry containerd skopeo busybox-static apache2-utils python3-grpcio prometheus dnsmasq-base)
 if [ "${1:-}" = "--bench" ]; then PKGS+=(nginx squid-openssl wrk); fi
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

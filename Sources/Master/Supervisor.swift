@@ -3,6 +3,7 @@ import UV
 import Config
 import Cache
 import Worker
+import Peer
 import Metrics
 
 /// The master: owns the listening sockets, hands each accepted socket to a worker over its IPC pipe,
@@ -44,6 +45,8 @@ final class Supervisor {
     private var signals: [SignalWatcher] = []
     private var killTimer: LoopTimer?
     private var ops: OpsServer?
+    /// The members beyond the static list, resolved and watched here once for all workers.
+    private var memberView: MemberView?
     private let idle = IdleWatch()
     /// Sockets waiting for a worker while none is alive (a crash loop); beyond this they are closed.
     static let maxPending = 1024
@@ -121,8 +124,23 @@ final class Supervisor {
         }
         signals.append(SignalWatcher(signal: SIGHUP) { [weak self] _ in self?.reload() })
         signals.append(SignalWatcher(signal: SIGUSR1) { [weak self] _ in self?.reopenLogs() })
+        watchMembers()
         startGeneration()
         armIdleExit()
+    }
+
+    /// Writes the members view before the workers start (none reads what an earlier run left),
+    /// then tells the current workers whenever it changes.
+    private func watchMembers() {
+        memberView?.stop()
+        memberView = nil
+        guard let peers = config.peers, !peers.secret.isEmpty else { return }
+        let view = MemberView(peers: peers, dataDir: config.dataDir, peerPort: config.upload.tcpListen.ports.lowerBound) { [weak self] in
+            guard let self else { return }
+            for s in slots { s.process?.ipc.send(byte: WorkerCommand.members.rawValue) }
+        }
+        memberView = view
+        view.start()
     }
 
     // MARK: Workers
@@ -235,6 +253,7 @@ final class Supervisor {
         }
         setenv(WorkerEnvironment.configText, loaded.text, 1)
         config = new
+        watchMembers()
         let old = slots
         for s in old {
             s.retiring = true
@@ -273,7 +292,9 @@ final class Supervisor {
 
     private func metricsText() -> String {
         guard let region else { return "" }
-        return Exposition(region: region, cacheBytes: PieceCache.usage(dataDir: config.dataDir).bytes, version: DfgetVersion.string).render()
+        var e = Exposition(region: region, cacheBytes: PieceCache.usage(dataDir: config.dataDir).bytes, version: DfgetVersion.string)
+        e.members = memberView.map { ($0.members.count, $0.errors) }
+        return e.render()
     }
 
     /// `aliveTime`: a daemon with no request, no connection accepted and no download for that long
@@ -311,6 +332,7 @@ final class Supervisor {
         pending = []
         idle.timer?.close()
         idle.timer = nil
+        memberView?.stop()
         for s in slots + retiring {
             s.restartTimer?.close()
             s.restartTimer = nil

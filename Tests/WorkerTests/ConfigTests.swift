@@ -264,4 +264,30 @@ final class ConfigTests: XCTestCase {
         XCTAssertTrue(error("peers:\n  members: [10.0.0.5]\n  secretFile: \(key)\n")?.message.contains("fewer than 16") == true)
         XCTAssertNil(try load("upload:\n  tcpListen:\n    port: 65002\n").config.peers, "no peers section: alone, as before")
     }
+
+    /// `peers.membersFile`: one member per line; a bad line names the file and its line.
+    func testAMembersFileIsReadAndABadLineNamesItsLine() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dfget-members-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let key = dir.appendingPathComponent("peers.key").path
+        try "0123456789abcdef0123456789abcdef\n".write(toFile: key, atomically: true, encoding: .utf8)
+        let list = dir.appendingPathComponent("members").path
+        try "# the rack\n10.0.0.5\n\n  10.0.0.6:7000  # a comment\n[fd00::1]:7001\nfd00:0:0::2\r\n::ffff:10.0.0.9\n".write(toFile: list, atomically: true, encoding: .utf8)
+        let p = try XCTUnwrap(load("upload:\n  tcpListen:\n    port: 65002\npeers:\n  membersFile: \(list)\n  secretFile: \(key)\n").config.peers)
+        XCTAssertEqual(p.membersFile, list)
+        XCTAssertEqual(p.fileMembers.map { HostPort.format($0.host, $0.port) },
+                       ["10.0.0.5:65002", "10.0.0.6:7000", "[fd00::1]:7001", "[fd00::2]:65002", "[::ffff:10.0.0.9]:65002"])
+        try "10.0.0.5\n10.0.0.6:x\n".write(toFile: list, atomically: true, encoding: .utf8)
+        let bad = try XCTUnwrap(error("peers:\n  membersFile: \(list)\n  secretFile: \(key)\n"))
+        XCTAssertEqual([bad.file, String(bad.line ?? 0), bad.keyPath], [list, "2", "peers.membersFile"])
+        XCTAssertTrue(bad.description.hasPrefix("\(list):2: peers.membersFile: \"10.0.0.6:x\""), bad.description)
+        XCTAssertEqual(error("peers:\n  membersFile: \(dir.path)/absent\n  secretFile: \(key)\n")?.keyPath, "peers.membersFile")
+        try "10.0.0.5\n".write(toFile: list, atomically: true, encoding: .utf8)
+        XCTAssertEqual(error("peers:\n  membersFile: \(list)\n")?.keyPath, "peers", "a members file needs the secret too")
+        XCTAssertEqual(MembersFile.member("::1", defaultPort: 7)?.host, "::1", "a bare IPv6 address is a host, not ':' and port 1")
+        XCTAssertNil(MembersFile.member("fe:zz::1", defaultPort: 7))
+        let text = MembersFile.render([("10.0.0.5", 1), ("::1", 2)], header: "view")
+        XCTAssertEqual(try MembersFile.parse(text, path: "v", defaultPort: 9).map { HostPort.format($0.host, $0.port) }, ["10.0.0.5:1", "[::1]:2"])
+    }
 }

@@ -163,15 +163,28 @@ final class PeerTests: XCTestCase {
         peers.dns = "dfget-peers.example"
         let m = Membership(peers: peers, advertiseIP: nil, peerPort: 65002, localHosts: ["10.0.0.7", "127.0.0.1"])
         XCTAssertNil(m.me, "nothing resolved yet")
-        m.take(resolved: [Member(host: "10.0.0.5", port: 65002), Member(host: "10.0.0.7", port: 65002)])
+        m.take(view: [Member(host: "10.0.0.5", port: 65002), Member(host: "10.0.0.7", port: 65002)])
         XCTAssertEqual(m.me, Member(host: "10.0.0.7", port: 65002))
         XCTAssertEqual(m.members.count, 2, "itself counted once")
-        m.take(resolved: [Member(host: "10.0.0.5", port: 65002)])
+        m.take(view: [Member(host: "10.0.0.5", port: 65002)])
         XCTAssertEqual(m.me, Member(host: "10.0.0.7", port: 65002), "kept when a refresh misses it (not ready yet)")
         XCTAssertTrue(m.members.contains(Member(host: "10.0.0.7", port: 65002)), "and still a member")
         let named = Membership(peers: peers, advertiseIP: "10.0.0.9", peerPort: 65002, localHosts: ["10.0.0.7"])
-        named.take(resolved: [Member(host: "10.0.0.7", port: 65002)])
+        named.take(view: [Member(host: "10.0.0.7", port: 65002)])
         XCTAssertEqual(named.me, Member(host: "10.0.0.9", port: 65002), "advertiseIP wins")
+    }
+
+    /// The master's view replaces the members it named before; the static list stays.
+    func testTheMastersViewReplacesTheDynamicMembers() {
+        var peers = DaemonConfig.Peers()
+        peers.members = [("10.0.0.1", 65002)]
+        peers.fileMembers = [("10.0.0.2", 65002), ("::1", 65002)]
+        let m = Membership(peers: peers, advertiseIP: nil, peerPort: 65002, localHosts: ["::1"])
+        XCTAssertEqual(m.me, Member(host: "::1", port: 65002), "found in the file as loaded")
+        XCTAssertEqual(m.members.map(\.description), ["10.0.0.1:65002", "10.0.0.2:65002", "[::1]:65002"])
+        m.take(view: [Member(host: "10.0.0.3", port: 65002), Member(host: "10.0.0.1", port: 65002)])
+        XCTAssertEqual(m.members.map(\.description), ["10.0.0.1:65002", "10.0.0.3:65002", "[::1]:65002"], "10.0.0.2 left")
+        XCTAssertEqual(Membership(peers: peers, advertiseIP: "fd00:0::5", peerPort: 65002, localHosts: []).me?.host, "fd00::5")
     }
 
     func testTheOwnersUplinkServesEachPieceOnce() {

@@ -105,10 +105,18 @@ public enum ConfigLoader {
             var peers = DaemonConfig.Peers()
             let defaultPort = c.upload.tcpListen.ports.lowerBound
             for (i, m) in (try p.strings("members") ?? []).enumerated() {
-                guard let hp = UpstreamURL.splitHostPort(m, defaultPort: defaultPort) else {
-                    throw p.ctx.error(p.value("members"), p.sub("members") + "[\(i)]", "\"\(m)\" is not host[:port]")
+                guard let hp = MembersFile.member(m, defaultPort: defaultPort) else {
+                    throw p.ctx.error(p.value("members"), p.sub("members") + "[\(i)]", "\"\(m)\" is not host[:port] (IPv6: [addr]:port)")
                 }
                 peers.members.append(hp)
+            }
+            if let file = try p.string("membersFile") {
+                guard let data = FileManager.default.contents(atPath: file) else {
+                    throw p.ctx.error(p.value("membersFile"), p.sub("membersFile"), "cannot read \(file)")
+                }
+                peers.membersFile = file
+                // Read again by the master whenever it changes; at start a bad line is an error.
+                peers.fileMembers = try MembersFile.parse(String(decoding: data, as: UTF8.self), path: file, defaultPort: defaultPort, keyPath: "peers.membersFile")
             }
             peers.dns = try p.string("dns")
             peers.refresh = try p.duration("refresh") ?? peers.refresh
@@ -116,7 +124,7 @@ public enum ConfigLoader {
             peers.backupSeeds = try p.int("backupSeeds", range: 0...64) ?? peers.backupSeeds
             peers.uploadSlots = try p.int("uploadSlots", range: 1...1024) ?? peers.uploadSlots
             peers.secretFile = try p.string("secretFile")
-            if !peers.members.isEmpty || peers.dns != nil {
+            if !peers.members.isEmpty || peers.dns != nil || peers.membersFile != nil {
                 guard let file = peers.secretFile else {
                     throw p.ctx.error(p.node, p.path, "members need secretFile (a secret shared by all members): without it the peer port would serve anyone")
                 }

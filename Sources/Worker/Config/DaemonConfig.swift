@@ -67,6 +67,10 @@ public struct DaemonConfig {
     public struct Peers {
         /// `host[:port]` of each member (the port defaults to `upload.tcpListen.port`).
         public var members: [(host: String, port: Int)] = []
+        /// A file of members, one per line, that the master reads again whenever it changes.
+        public var membersFile: String?
+        /// What `membersFile` held when the config was loaded.
+        public var fileMembers: [(host: String, port: Int)] = []
         /// A name whose every A/AAAA record is a member (a Kubernetes headless service).
         public var dns: String?
         /// How often `dns` is resolved again.

@@ -11,6 +11,9 @@ public struct Exposition {
     public var workerRestarts: UInt64
     public var cacheBytes: UInt64
     public var version: String
+    /// With peers: the members the master knows of, and its failed reads of the members file and
+    /// lookups of `peers.dns`.
+    public var members: (count: Int, errors: UInt64)?
 
     public init(region: SharedRegion, cacheBytes: UInt64, version: String) {
         totals = region.totals()
@@ -101,6 +104,12 @@ public struct Exposition {
         sample("dfget_concurrency_refused_total", counter(Scalar.concurrencyRefused.rawValue))
         family("dfget_worker_restarts_total", "counter", "Workers that died and were started again.")
         sample("dfget_worker_restarts_total", String(workerRestarts))
+        if let members {
+            family("dfget_peer_members", "gauge", "Members of the peer exchange this host knows of (peers.members, peers.membersFile, peers.dns).")
+            sample("dfget_peer_members", String(members.count))
+            family("dfget_peer_membership_errors_total", "counter", "Members file reads refused and peers.dns lookups failed (the members known before were kept).")
+            sample("dfget_peer_membership_errors_total", String(members.errors))
+        }
         family("dfget_build_info", "gauge", "Always 1; the version is in the label.")
         sample("dfget_build_info", [("version", version)], "1")
         return out

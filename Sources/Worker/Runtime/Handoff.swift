@@ -16,6 +16,8 @@ public enum WorkerCommand: UInt8, CaseIterable {
     case stop = 0x51
     /// logrotate moved the log away: open it again.
     case reopenLogs = 0x52
+    /// The members changed: read the master's view again (`MemberView`).
+    case members = 0x53
 
     /// What a byte on the channel is: a socket's kind (one pending handle), or a command.
     public enum Message: Equatable {

@@ -20,6 +20,7 @@ public final class WorkerProcess {
     let proxy: ProxyHandler?
     /// Health checks only until the cache (and, with members, the exchange) is up.
     private(set) var peer = PeerHandler()
+    private var membership: Membership?
     private let ipc = Pipe(ipc: true)
     private var connections: [ObjectIdentifier: ServerConnection] = [:]
     private var draining = false
@@ -63,6 +64,8 @@ public final class WorkerProcess {
                         drain()
                     case .command(.reopenLogs):
                         reopenLogs()
+                    case .command(.members):
+                        readMembers()
                     case .unknown(let b):
                         Log.shared.warn("unknown message from the master", ["worker": index, "byte": Int(b)])
                     }
@@ -132,7 +135,8 @@ public final class WorkerProcess {
         let token = PeerToken(secret: peers.secret)
         let membership = Membership(peers: peers, advertiseIP: config.advertiseIP, peerPort: config.upload.tcpListen.ports.lowerBound,
                                     localHosts: localHosts)
-        membership.startRefreshing()
+        self.membership = membership
+        readMembers()
         let network = PeerNetwork(membership: membership, token: token, pool: pool, perPeerRate: config.download.perPeerRateLimit,
                                   maxNeighbours: peers.maxNeighbours, backupSeeds: peers.backupSeeds)
         service.peers = network
@@ -145,6 +149,21 @@ public final class WorkerProcess {
         if index == 0 {
             Log.shared.info("peer exchange on", ["members": membership.members.map(\.description).joined(separator: ","),
                                                   "me": membership.me?.description ?? "-"])
+        }
+    }
+
+    /// The master's view of the members (the members file, `peers.dns`): at start, and each time
+    /// the master says it changed.
+    private func readMembers() {
+        guard let membership else { return }
+        guard let view = MemberView.read(dataDir: config.dataDir, peerPort: membership.peerPort) else {
+            Log.shared.warn("no members view from the master: the static members only", ["worker": index])
+            return
+        }
+        let before = membership.me
+        membership.take(view: view)
+        if index == 0, before == nil, let me = membership.me {
+            Log.shared.info("this host found itself among the members", ["me": me.description, "members": membership.members.count])
         }
     }
 

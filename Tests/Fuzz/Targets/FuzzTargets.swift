@@ -116,8 +116,14 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         _ = first?.since
     }
 
+    /// The same text as a dfget.yaml and as a members file (`peers.membersFile`, the master's view).
     static func config(_ text: String) {
         _ = try? ConfigLoader.load(text: text, file: "fuzz.yaml")
+        if let list = try? MembersFile.parse(text, path: "members", defaultPort: 65002) {
+            let again = try? MembersFile.parse(MembersFile.render(list, header: "fuzz"), path: "view", defaultPort: 65002)
+            precondition(again?.map { HostPort.format($0.host, $0.port) } == list.map { HostPort.format($0.host, $0.port) },
+                         "a rendered view reads back as the same members")
+        }
     }
 
     /// The target libFuzzer runs: `DFGET_FUZZ_TARGET` names it.

@@ -10,7 +10,7 @@ def binary():
 
 
 class Daemon:
-    def __init__(self, workdir, proxy_yaml="", extra_yaml="", workers=2, name="dfget", data_dir=None, env=None, peer_port=None, upload_yaml=""):
+    def __init__(self, workdir, proxy_yaml="", extra_yaml="", workers=2, name="dfget", data_dir=None, env=None, peer_port=None, upload_yaml="", upload_listen="127.0.0.1"):
         self.env = None if env is None else {**os.environ, **env}
         self.port = procs.free_port()
         self.peer_port = peer_port or procs.free_port()
@@ -22,7 +22,7 @@ class Daemon:
             self.data_dir = data_dir or os.path.join(self.dir, "data")
             f.write(f"logDir: {self.logdir}\ndataDir: {self.data_dir}\nworkers: {workers}\ndrainTimeout: 20s\n")
             f.write(textwrap.dedent(extra_yaml))
-            f.write(f"upload:\n  tcpListen:\n    listen: 127.0.0.1\n    port: {self.peer_port}\n")
+            f.write(f"upload:\n  tcpListen:\n    listen: \"{upload_listen}\"\n    port: {self.peer_port}\n")
             f.write(textwrap.indent(textwrap.dedent(upload_yaml), "  "))
             f.write(f"proxy:\n  tcpListen:\n    listen: 127.0.0.1\n    port: {self.port}\n")
             f.write(textwrap.indent(textwrap.dedent(proxy_yaml), "  "))
