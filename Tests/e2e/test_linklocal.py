@@ -2,9 +2,9 @@
 namespace this test makes, whose loopback carries 169.254.169.254 and fd00:ec2::254, with a fake
 metadata server, the daemon and every client inside it. Nothing is ever sent to a real link-local
 address; the namespace and its /etc/netns hosts file are removed afterwards."""
-import os, shutil, subprocess, textwrap
+import os, textwrap
 import pytest
-from lib import procs
+from lib import netns, procs
 from lib.daemon import binary
 
 METADATA_SERVER = textwrap.dedent("""
@@ -25,23 +25,16 @@ METADATA_SERVER = textwrap.dedent("""
 """)
 
 
-def ns_run(ns, *argv, **kw):
-    return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, timeout=60, **kw)
+ns_run = netns.run
 
 
 @pytest.fixture
 def metadata_ns(tmp_path):
-    ns = f"dfget-ll-{os.getpid()}"
-    etc = f"/etc/netns/{ns}"
-    subprocess.run(["ip", "netns", "add", ns], check=True)
+    lone = netns.Lone("dfget-ll", addrs=["169.254.169.254/32", "fd00:ec2::254/128"],
+                      etc={"hosts": "127.0.0.1 localhost\n169.254.169.254 metadata.test\n"})
+    ns = lone.name
     procs_started = []
     try:
-        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
-        subprocess.run(["ip", "-n", ns, "addr", "add", "169.254.169.254/32", "dev", "lo"], check=True)
-        subprocess.run(["ip", "-n", ns, "-6", "addr", "add", "fd00:ec2::254/128", "dev", "lo", "nodad"], check=True)
-        os.makedirs(etc, exist_ok=True)
-        with open(f"{etc}/hosts", "w") as f:  # `ip netns exec` mounts this over /etc/hosts inside the namespace
-            f.write("127.0.0.1 localhost\n169.254.169.254 metadata.test\n")
         seen = tmp_path / "metadata-requests"
         seen.write_text("")
         script = tmp_path / "metadata.py"
@@ -57,8 +50,7 @@ def metadata_ns(tmp_path):
     finally:
         for p in procs_started:
             p.stop()
-        subprocess.run(["ip", "netns", "del", ns])
-        shutil.rmtree(etc, ignore_errors=True)
+        lone.down()
 
 
 def test_link_local_and_metadata_addresses_are_refused(metadata_ns):

@@ -1,9 +1,9 @@
 """Membership at scale: a members file the master watches and reloads without a restart, IPv6
 members, and `peers.dns` resolved by the master (once for all workers) through a real DNS server
 whose answer is too big for UDP, on a host that is named only by that answer (no advertiseIP)."""
-import json, os, re, shutil, signal, subprocess, textwrap
+import json, os, re, signal, textwrap
 import pytest
-from lib import procs, registry as reglib
+from lib import netns, procs, registry as reglib
 from lib.client import curl, sha
 from lib.daemon import binary
 
@@ -94,27 +94,19 @@ def test_ipv6_members_exchange_pieces(daemon_factory, registry, images, tmp_path
     assert started and started[0]["me"] == f"[::1]:{ports[0]}", started
 
 
-def ns_run(ns, *argv):
-    return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, timeout=60)
+ns_run = netns.run
 
 
 @pytest.fixture
 def dns_ns(tmp_path):
-    """A namespace whose resolv.conf points at a dnsmasq inside it (`ip netns exec` mounts
-    /etc/netns/NS/resolv.conf over /etc/resolv.conf); its loopback carries 127.0.1.77, this
-    host's address in the answer."""
-    ns = f"dfget-dns-{os.getpid()}"
-    etc = f"/etc/netns/{ns}"
-    subprocess.run(["ip", "netns", "add", ns], check=True)
+    """A namespace whose resolv.conf points at a dnsmasq inside it; its loopback carries
+    127.0.1.77, this host's address in the answer."""
+    # No `options edns0`: a UDP answer stops at 512 bytes.
+    lone = netns.Lone("dfget-dns", addrs=["127.0.1.77/32"],
+                      etc={"resolv.conf": "nameserver 127.0.0.1\n", "hosts": "127.0.0.1 localhost\n"})
+    ns = lone.name
     started = []
     try:
-        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
-        subprocess.run(["ip", "-n", ns, "addr", "add", "127.0.1.77/32", "dev", "lo"], check=True)
-        os.makedirs(etc, exist_ok=True)
-        with open(f"{etc}/resolv.conf", "w") as f:
-            f.write("nameserver 127.0.0.1\n")  # no `options edns0`: a UDP answer stops at 512 bytes
-        with open(f"{etc}/hosts", "w") as f:
-            f.write("127.0.0.1 localhost\n")
         records = tmp_path / "peers.hosts"
         write_records(records, range(1, 151))  # 150 A records: about 2.4 kB, so over TCP
         dns = procs.Proc("dnsmasq", ["ip", "netns", "exec", ns, "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
@@ -126,8 +118,7 @@ def dns_ns(tmp_path):
     finally:
         for p in reversed(started):
             p.stop()
-        subprocess.run(["ip", "netns", "del", ns])
-        shutil.rmtree(etc, ignore_errors=True)
+        lone.down()
 
 
 def write_records(path, last_octets):

@@ -41,14 +41,12 @@ public final class MemberView {
 
     /// Every member this host knows of: the static list, the file, then DNS.
     public var members: [Member] {
-        var seen = Set<Member>()
-        return (peers.members.map { Member(host: $0.host, port: $0.port) } + dynamic).filter { seen.insert($0).inserted }
+        Member.unique(peers.members.map { Member(host: $0.host, port: $0.port) } + dynamic)
     }
 
     /// What the workers read: the file's members and then the resolved ones.
     var dynamic: [Member] {
-        var seen = Set<Member>()
-        return (fileMembers + dnsMembers).filter { seen.insert($0).inserted }
+        Member.unique(fileMembers + dnsMembers)
     }
 
     /// Writes the view now (before any worker starts, so none reads what an earlier run left) and
@@ -100,9 +98,8 @@ public final class MemberView {
             guard let self, !stopped else { return }
             switch r {
             case .success(let addrs):
-                var seen = Set<Member>()
                 // Sorted: a server that rotates its records (round robin) changes nothing.
-                dnsMembers = addrs.map { Member(host: $0.host, port: self.peerPort) }.filter { seen.insert($0).inserted }
+                dnsMembers = Member.unique(addrs.map { Member(host: $0.host, port: self.peerPort) })
                     .sorted { ($0.host, $0.port) < ($1.host, $1.port) }
                 publish()
             case .failure(let e):

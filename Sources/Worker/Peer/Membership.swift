@@ -47,8 +47,7 @@ public final class Membership {
     public private(set) var members: [Member] = []
 
     private func merge() {
-        var seen = Set<Member>()
-        members = (staticMembers + viewMembers + (me.map { [$0] } ?? [])).filter { seen.insert($0).inserted }
+        members = Member.unique(staticMembers + viewMembers + (me.map { [$0] } ?? []))
     }
 
     /// Members not marked down.

@@ -10,6 +10,12 @@ public struct Member: Hashable, Sendable, CustomStringConvertible {
         self.port = port
     }
     public var description: String { HostPort.format(host, port) }
+
+    /// `members` in order, each once.
+    static func unique(_ members: [Member]) -> [Member] {
+        var seen = Set<Member>()
+        return members.filter { seen.insert($0).inserted }
+    }
 }
 
 /// Rendezvous (highest random weight) hashing: every host ranks the members for a task the same

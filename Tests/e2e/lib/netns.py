@@ -1,7 +1,7 @@
 """A star of network namespaces this test run makes itself (a bridge namespace, an origin, N hosts),
 optionally with every link capped by tbf. Everything talks inside them (`ip netns exec`); nothing
 in the root namespace ever addresses their 10.x addresses. `down()` removes them all."""
-import json, os, subprocess
+import json, os, shutil, subprocess
 
 
 def sh(*args, check=True):
@@ -74,3 +74,37 @@ class Star:
         for ns in reversed(self.made):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         self.made = []
+
+
+def run(ns, *argv, **kw):
+    """A command inside namespace `ns`, its output captured."""
+    return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, timeout=60, **kw)
+
+
+class Lone:
+    """One namespace with only its loopback, up, carrying `addrs` too (IPv6 ones with nodad), and
+    /etc/netns/NAME/<file> for each of `etc` (`ip netns exec` mounts them over /etc/<file>).
+    `down()` removes the namespace and those files."""
+
+    def __init__(self, prefix, addrs=(), etc=None):
+        self.name = f"{prefix}-{os.getpid()}"
+        self.etc = f"/etc/netns/{self.name}"
+        sh("ip", "netns", "add", self.name)
+        try:
+            sh("ip", "-n", self.name, "link", "set", "lo", "up")
+            for a in addrs:
+                if ":" in a:
+                    sh("ip", "-n", self.name, "-6", "addr", "add", a, "dev", "lo", "nodad")
+                else:
+                    sh("ip", "-n", self.name, "addr", "add", a, "dev", "lo")
+            os.makedirs(self.etc, exist_ok=True)
+            for file, text in (etc or {}).items():
+                with open(f"{self.etc}/{file}", "w") as f:
+                    f.write(text)
+        except Exception:
+            self.down()
+            raise
+
+    def down(self):
+        sh("ip", "netns", "del", self.name, check=False)
+        shutil.rmtree(self.etc, ignore_errors=True)
